@@ -1,0 +1,202 @@
+//! Typed configuration and its layering: compiled-in defaults < TOML file < `FERRY_*`
+//! environment < command-line flags (figment). Validation names the key and the reason.
+
+mod error;
+pub mod ftp;
+pub mod tftp;
+pub mod types;
+
+pub use error::ConfigError;
+pub use ftp::FtpConfig;
+pub use tftp::TftpConfig;
+pub use types::PortRange;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The configuration file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ferry/ferry.toml";
+
+/// Everything Ferry can be told, after all layers are merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory served when a protocol section does not name its own root.
+    pub root: PathBuf,
+    /// Worker threads, one per CPU; 0 = as many as CPUs this process may run on.
+    pub workers: usize,
+    /// Service user the server drops to when started as root.
+    pub user: String,
+    /// On SIGTERM/SIGINT, how long running transfers may take to finish (seconds).
+    pub drain_timeout_secs: u64,
+    /// Logging destination, format and level.
+    pub log: LogConfig,
+    /// FTP server settings.
+    pub ftp: FtpConfig,
+    /// TFTP server settings.
+    pub tftp: TftpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("/srv/ferry"),
+            workers: 0,
+            user: "ferry".into(),
+            drain_timeout_secs: 30,
+            log: LogConfig::default(),
+            ftp: FtpConfig::default(),
+            tftp: TftpConfig::default(),
+        }
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// journald when running under systemd (JOURNAL_STREAM set), else stderr.
+    Auto,
+    /// Always stderr.
+    Stderr,
+    /// Always journald.
+    Journald,
+}
+
+/// Shape of stderr log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Destination.
+    pub target: LogTarget,
+    /// Line format on stderr.
+    pub format: LogFormat,
+    /// Filter in `RUST_LOG` syntax (`info`, `ferry=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { target: LogTarget::Auto, format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Where the TOML layer comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`: the file must exist.
+    Explicit(PathBuf),
+    /// No flag: read [`DEFAULT_CONFIG_PATH`] if it exists.
+    Default,
+    /// Embedded defaults only (used by tests).
+    None,
+}
+
+impl Config {
+    /// Merges every layer and validates the result.
+    ///
+    /// `cli` holds only the values set on the command line, as a partial TOML-shaped tree.
+    pub fn load(source: &ConfigSource, cli: &figment::value::Dict) -> Result<Config, ConfigError> {
+        Self::load_with_env(source, cli, Env::prefixed("FERRY_").split("__").ignore(&["config"]))
+    }
+
+    /// As [`Config::load`] with an explicit environment provider (tests pass their own).
+    pub fn load_with_env(
+        source: &ConfigSource,
+        cli: &figment::value::Dict,
+        env: Env,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match source {
+            ConfigSource::Explicit(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::Load(format!(
+                        "configuration file {} does not exist or is not a file",
+                        path.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file_exact(path));
+            }
+            ConfigSource::Default if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
+                fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+            }
+            ConfigSource::Default | ConfigSource::None => {}
+        }
+        fig = fig.merge(env).merge(Serialized::globals(cli.clone()));
+        let config: Config = fig.extract().map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that parses but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.root.is_dir() {
+            return Err(ConfigError::invalid(
+                "root",
+                format!("directory {} does not exist or is not a directory", self.root.display()),
+            ));
+        }
+        if self.workers > 1024 {
+            return Err(ConfigError::invalid(
+                "workers",
+                format!("{} is more than 1024 worker threads", self.workers),
+            ));
+        }
+        if self.user.is_empty() {
+            return Err(ConfigError::invalid("user", "must name a user"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("`{}` is not a log filter: {e}", self.log.level),
+            ));
+        }
+        self.ftp.validate(self)?;
+        self.tftp.validate(self)?;
+        if !self.ftp.enabled && !self.tftp.enabled {
+            return Err(ConfigError::invalid(
+                "ftp.enabled",
+                "both FTP and TFTP are disabled: nothing to serve",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Worker thread count after resolving 0 to the CPUs this process may use.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    }
+
+    /// The effective configuration as TOML, for `ferry check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+/// Renders every error figment collected, each naming its key path and source.
+fn describe_figment_error(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() { "<top level>".to_string() } else { e.path.join(".") };
+            let source =
+                e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_else(|| "configuration".into());
+            format!("config key `{key}` ({source}): {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
