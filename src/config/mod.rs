@@ -109,35 +109,17 @@ impl Config {
     ///
     /// `cli` holds only the values set on the command line, as a partial TOML-shaped tree.
     pub fn load(source: &ConfigSource, cli: &figment::value::Dict) -> Result<Config, ConfigError> {
-        Self::load_with_env(source, cli, Env::prefixed("FERRY_").split("__").ignore(&["config"]))
-    }
-
-    /// As [`Config::load`] with an explicit environment provider (tests pass their own).
-    pub fn load_with_env(
-        source: &ConfigSource,
-        cli: &figment::value::Dict,
-        env: Env,
-    ) -> Result<Config, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        match source {
-            ConfigSource::Explicit(path) => {
-                if !path.is_file() {
-                    return Err(ConfigError::Load(format!(
-                        "configuration file {} does not exist or is not a file",
-                        path.display()
-                    )));
-                }
-                fig = fig.merge(Toml::file_exact(path));
-            }
-            ConfigSource::Default if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
-                fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
-            }
-            ConfigSource::Default | ConfigSource::None => {}
-        }
-        fig = fig.merge(env).merge(Serialized::globals(cli.clone()));
-        let config: Config = fig.extract().map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
+        let config: Config = layers(source)?
+            .merge(Serialized::globals(cli.clone()))
+            .extract()
+            .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Merges defaults, file and environment without validating (for flags that edit lists).
+    pub fn extract_unvalidated(source: &ConfigSource) -> Result<Config, ConfigError> {
+        layers(source)?.extract().map_err(|e| ConfigError::Load(describe_figment_error(e)))
     }
 
     /// Checks every value that parses but cannot work.
@@ -186,6 +168,28 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
+}
+
+/// Defaults, then the TOML file, then `FERRY_*` variables (`__` separates nested keys).
+fn layers(source: &ConfigSource) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    match source {
+        ConfigSource::Explicit(path) => {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "configuration file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        ConfigSource::Default if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
+            fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+        }
+        ConfigSource::Default | ConfigSource::None => {}
+    }
+    // FERRY_CONFIG names the file itself and is not a key.
+    Ok(fig.merge(Env::prefixed("FERRY_").split("__").ignore(&["config"])))
 }
 
 /// Renders every error figment collected, each naming its key path and source.

@@ -1,0 +1,75 @@
+//! Starting the binder: one SOCK_SEQPACKET socketpair per worker, then fork + exec of our
+//! own binary with the binder ends at fds 3.., so the helper starts from a clean image.
+
+use super::client::BinderClient;
+use super::server::FIRST_CHANNEL_FD;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Upper bound on channels (one per worker); sized so `pre_exec` needs no allocation.
+const MAX_CHANNELS: usize = 1024;
+
+/// A running binder and one client channel per worker.
+pub struct Binder {
+    /// The helper process.
+    pub child: Child,
+    /// Client ends, one per worker, in worker order.
+    pub clients: Vec<BinderClient>,
+}
+
+/// Starts `exe binder` serving `channels` channels for `port`, running as `user`.
+///
+/// Call while single-threaded and still privileged.
+pub fn spawn(exe: &Path, port: u16, user: &str, channels: usize) -> std::io::Result<Binder> {
+    if channels > MAX_CHANNELS {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "at most 1024 binder channels"));
+    }
+    let mut ours = Vec::with_capacity(channels);
+    let mut theirs: Vec<OwnedFd> = Vec::with_capacity(channels);
+    for _ in 0..channels {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        ours.push(a);
+        theirs.push(b);
+    }
+    let raw: Vec<i32> = theirs.iter().map(|fd| fd.as_raw_fd()).collect();
+    let mut cmd = Command::new(exe);
+    cmd.arg("binder")
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--user")
+        .arg(user)
+        .arg("--channels")
+        .arg(channels.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let first_free = FIRST_CHANNEL_FD + channels as i32;
+    // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2) run, on fds
+    // this process owns; no allocation happens in the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Two steps so a source fd can never be overwritten by an earlier target:
+            // first move every source above the target range (close-on-exec copies), then
+            // place each at its target (dup2 leaves the target inheritable).
+            let mut moved = [0i32; MAX_CHANNELS];
+            for (i, fd) in raw.iter().enumerate() {
+                let m = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
+                if m < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                moved[i] = m;
+            }
+            for (i, m) in moved.iter().take(raw.len()).enumerate() {
+                if libc::dup2(*m, FIRST_CHANNEL_FD + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(theirs);
+    Ok(Binder { child, clients: ours.into_iter().map(BinderClient::new).collect() })
+}

@@ -1,0 +1,7 @@
+//! The io layer: the only code that touches io_uring. One worker thread per CPU, each with
+//! its own tokio-uring runtime, listeners, sessions and pools; protocol logic lives in the
+//! sans-IO cores and is driven from here.
+
+pub mod ftp_control;
+pub mod tftp_udp;
+pub mod worker;

@@ -1,0 +1,155 @@
+//! A worker: an OS thread pinned to one CPU running its own tokio-uring runtime, owning one
+//! SO_REUSEPORT member of every listener. Nothing here is shared with other workers except
+//! the read-only configuration, the shutdown signal and two atomic counters.
+
+use crate::binder::client::BinderClient;
+use crate::config::Config;
+use crate::fs::Root;
+use std::cell::Cell;
+use std::net::{TcpListener, UdpSocket};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+/// State every worker reads; written only at start-up (and by atomics).
+#[derive(Debug)]
+pub struct Shared {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// The top-level served root, opened before the privilege drop.
+    pub root: Arc<Root>,
+    /// Sessions and transfers running in all workers (drain waits for 0).
+    pub active: AtomicUsize,
+}
+
+/// What a worker is started with.
+pub struct WorkerSetup {
+    /// Worker number, 0-based.
+    pub id: usize,
+    /// CPU to pin the thread to, when known.
+    pub cpu: Option<usize>,
+    /// This worker's FTP control listener members.
+    pub ftp: Vec<TcpListener>,
+    /// This worker's TFTP request socket members.
+    pub tftp: Vec<UdpSocket>,
+    /// This worker's channel to the port-20 binder, when there is one.
+    pub binder: Option<BinderClient>,
+    /// Read-only shared state.
+    pub shared: Arc<Shared>,
+    /// Becomes true when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// What a worker thread tells the main thread when it ends.
+#[derive(Debug)]
+pub struct WorkerExit {
+    /// Which worker.
+    pub id: usize,
+    /// The panic message, if it panicked.
+    pub panic: Option<String>,
+}
+
+/// Per-worker context handed to every session task on that worker.
+pub struct WorkerContext {
+    /// Worker number.
+    pub id: usize,
+    /// Read-only shared state.
+    pub shared: Arc<Shared>,
+    /// Channel to the binder for active-mode data sockets.
+    pub binder: Option<BinderClient>,
+    /// Shutdown signal.
+    pub shutdown: watch::Receiver<bool>,
+    /// Sessions and transfers running on this worker.
+    local_active: Cell<usize>,
+}
+
+impl WorkerContext {
+    /// True once shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Marks one session or transfer as running until the guard drops.
+    pub fn activity(self: &Rc<Self>) -> ActivityGuard {
+        self.local_active.set(self.local_active.get() + 1);
+        self.shared.active.fetch_add(1, Ordering::Relaxed);
+        ActivityGuard { ctx: Rc::clone(self) }
+    }
+
+    /// Resolves when shutdown begins (at once if it already has).
+    pub async fn wait_shutdown(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+}
+
+/// Counts a running session or transfer; dropping it ends the count.
+pub struct ActivityGuard {
+    ctx: Rc<WorkerContext>,
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.ctx.local_active.set(self.ctx.local_active.get() - 1);
+        self.ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts the worker thread. Its end (normal or panic) is reported on `exits`.
+pub fn spawn(setup: WorkerSetup, exits: Sender<WorkerExit>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let id = setup.id;
+    std::thread::Builder::new().name(format!("ferry-w{id}")).spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(setup)));
+        let panic = result.err().map(|p| {
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into())
+        });
+        let _ = exits.send(WorkerExit { id, panic });
+    })
+}
+
+fn pin(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            warn!(cpu, "cannot pin worker to its CPU: {e}");
+        }
+    }
+}
+
+fn run(setup: WorkerSetup) {
+    if let Some(cpu) = setup.cpu {
+        pin(cpu);
+    }
+    let WorkerSetup { id, ftp, tftp, binder, shared, shutdown, .. } = setup;
+    let ctx = Rc::new(WorkerContext { id, shared, binder, shutdown, local_active: Cell::new(0) });
+    // The ring is created here, after the privilege drop and on the thread that uses it.
+    tokio_uring::builder().entries(1024).start(async move {
+        let mut loops = Vec::new();
+        for listener in ftp {
+            let listener = tokio_uring::net::TcpListener::from_std(listener);
+            loops.push(tokio_uring::spawn(super::ftp_control::accept_loop(Rc::clone(&ctx), listener)));
+        }
+        for socket in tftp {
+            let socket = tokio_uring::net::UdpSocket::from_std(socket);
+            loops.push(tokio_uring::spawn(super::tftp_udp::request_loop(Rc::clone(&ctx), socket)));
+        }
+        info!(worker = id, "worker running");
+        for l in loops {
+            if let Err(e) = l.await {
+                error!(worker = id, "listener task failed: {e}");
+            }
+        }
+        // Listeners are closed; let running sessions and transfers finish. The main thread
+        // enforces the drain timeout by exiting the process.
+        while ctx.local_active.get() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        debug!(worker = id, "worker drained");
+    });
+}

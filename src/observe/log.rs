@@ -1,0 +1,47 @@
+//! Tracing setup: journald under systemd or when configured, otherwise readable or JSON
+//! lines on stderr. The filter comes from `RUST_LOG` when set, else from `log.level`.
+
+use crate::config::{LogConfig, LogFormat, LogTarget};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+/// Installs the global subscriber. Call once, before any thread is spawned.
+pub fn init(cfg: &LogConfig) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => {
+            EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(&cfg.level))
+        }
+        _ => EnvFilter::new(&cfg.level),
+    };
+    let want_journald = match cfg.target {
+        LogTarget::Journald => true,
+        LogTarget::Stderr => false,
+        LogTarget::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
+    };
+    let mut journald_failed = None;
+    let output: Box<dyn Layer<Registry> + Send + Sync> = if want_journald {
+        match tracing_journald::layer() {
+            Ok(layer) => layer.with_syslog_identifier("ferry".into()).boxed(),
+            Err(e) => {
+                journald_failed = Some(e);
+                stderr_layer(cfg.format)
+            }
+        }
+    } else {
+        stderr_layer(cfg.format)
+    };
+    // try_init: a second init (tests calling in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).try_init();
+    if let Some(e) = journald_failed {
+        tracing::warn!("cannot reach journald ({e}); logging to stderr instead");
+    }
+}
+
+fn stderr_layer(format: LogFormat) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_thread_names(true);
+    match format {
+        LogFormat::Text => base.boxed(),
+        LogFormat::Json => base.json().with_current_span(true).with_span_list(false).boxed(),
+    }
+}

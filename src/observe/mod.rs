@@ -1,0 +1,4 @@
+//! Observability: where log lines go and how they look.
+//! Metrics and xferlog join this module later.
+
+pub mod log;
