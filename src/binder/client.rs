@@ -70,3 +70,10 @@ impl BinderClient {
         }
     }
 }
+
+impl BinderClient {
+    /// The raw channel fd, for tests that speak the wire protocol directly.
+    pub fn raw_channel(&self) -> std::os::fd::RawFd {
+        self.channel.as_raw_fd()
+    }
+}

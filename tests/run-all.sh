@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs Ferry's whole test suite on a fresh Debian machine: installs the real clients the
+# end-to-end tests drive (curl, lftp, tftp-hpa, atftp, Python), then runs every test.
+# Run as root (privilege-drop, port-20 binder and network-namespace tests need it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v lftp >/dev/null || need_pkgs+=(lftp)
+command -v tftp >/dev/null || need_pkgs+=(tftp-hpa)
+command -v atftp >/dev/null || need_pkgs+=(atftp)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v tc >/dev/null || need_pkgs+=(iproute2)
+command -v iptables >/dev/null || need_pkgs+=(iptables)
+command -v setpriv >/dev/null || need_pkgs+=(util-linux)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run-all.sh: missing ${need_pkgs[*]}; run as root so they can be installed" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tests/run-all.sh: not root: privilege, binder and namespace tests will report themselves skipped" >&2
+fi
+
+# One build for everything, then every test target (unit, transcript, end-to-end).
+cargo build --all-targets --locked
+cargo test --all-targets --locked -- --test-threads="${FERRY_TEST_THREADS:-4}"
