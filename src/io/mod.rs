@@ -3,5 +3,7 @@
 //! sans-IO cores and is driven from here.
 
 pub mod ftp_control;
+pub mod ops;
 pub mod tftp_udp;
 pub mod worker;
+pub mod zerocopy;

@@ -1,0 +1,134 @@
+//! Custom io_uring operations submitted through tokio-uring's oneshot API: splice, poll,
+//! accept, connect, send and recv on fds we own. Every op keeps the fds and buffers it
+//! points at alive until its completion arrives, whatever happens to the future.
+#![allow(unsafe_code)]
+
+use io_uring::{opcode, squeue, types};
+use std::io;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use tokio_uring::{OneshotOutputTransform, UnsubmittedOneshot};
+
+/// Shared ownership of an fd, so an in-flight op can hold it open.
+pub type SharedFd = Rc<OwnedFd>;
+
+/// Hands the completion result back together with the data the op kept alive.
+struct KeepData<D>(PhantomData<D>);
+
+impl<D> OneshotOutputTransform for KeepData<D> {
+    type Output = (io::Result<u32>, D);
+    type StoredData = D;
+    fn transform_oneshot_output(self, data: D, cqe: io_uring::cqueue::Entry) -> Self::Output {
+        let r = cqe.result();
+        let res = if r < 0 { Err(io::Error::from_raw_os_error(-r)) } else { Ok(r as u32) };
+        (res, data)
+    }
+}
+
+/// Submits `sqe`, keeping `data` alive until the completion.
+///
+/// # Safety
+/// Every pointer and fd in `sqe` must point into `data` (heap-stable) or be otherwise
+/// valid until the operation completes.
+async unsafe fn submit<D: Unpin + 'static>(data: D, sqe: squeue::Entry) -> (io::Result<u32>, D) {
+    UnsubmittedOneshot::new(data, KeepData(PhantomData), sqe).submit().await
+}
+
+fn fd(f: &SharedFd) -> types::Fd {
+    types::Fd(f.as_raw_fd())
+}
+
+/// splice(2) between two fds; `None` offsets mean "current position / a pipe".
+pub async fn splice(
+    input: &SharedFd,
+    off_in: Option<u64>,
+    output: &SharedFd,
+    off_out: Option<u64>,
+    len: u32,
+) -> io::Result<u32> {
+    let off = |o: Option<u64>| o.map(|v| v as i64).unwrap_or(-1);
+    let sqe = opcode::Splice::new(fd(input), off(off_in), fd(output), off(off_out), len)
+        .flags(libc::SPLICE_F_MOVE)
+        .build();
+    // SAFETY: the op references only the two fds, both kept open by the Rc clones in data.
+    unsafe { submit((Rc::clone(input), Rc::clone(output)), sqe).await.0 }
+}
+
+/// Waits until `f` is ready for `events` (POLLIN/POLLOUT); returns the revents.
+pub async fn poll(f: &SharedFd, events: i16) -> io::Result<u32> {
+    let sqe = opcode::PollAdd::new(fd(f), events as u16 as u32).build();
+    // SAFETY: only the fd is referenced, kept open by data.
+    unsafe { submit(Rc::clone(f), sqe).await.0 }
+}
+
+/// Accepts one connection on a listening socket (non-blocking, close-on-exec).
+pub async fn accept(listener: &SharedFd) -> io::Result<(OwnedFd, SocketAddr)> {
+    let mut addr: Box<(libc::sockaddr_storage, libc::socklen_t)> = Box::new((
+        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+        unsafe { std::mem::zeroed() },
+        std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+    ));
+    let sqe = opcode::Accept::new(fd(listener), &mut addr.0 as *mut _ as *mut libc::sockaddr, &mut addr.1)
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build();
+    // SAFETY: the address buffers live in the boxed data, the fd in the Rc clone.
+    let (res, (_, addr)) = unsafe { submit((Rc::clone(listener), addr), sqe).await };
+    // SAFETY: a successful accept returns a new fd that we now own.
+    let conn = unsafe { OwnedFd::from_raw_fd(res? as i32) };
+    // SAFETY: the kernel wrote a valid address of length addr.1 into addr.0.
+    let peer = unsafe { socket2::SockAddr::new(addr.0, addr.1) };
+    let peer = peer.as_socket().ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))?;
+    Ok((conn, peer))
+}
+
+/// Connects a socket we created (e.g. one bound to port 20 by the binder).
+pub async fn connect(sock: &SharedFd, to: SocketAddr) -> io::Result<()> {
+    let addr = Box::new(socket2::SockAddr::from(to));
+    let sqe = opcode::Connect::new(fd(sock), addr.as_ptr(), addr.len()).build();
+    // SAFETY: the address lives in the boxed data, the fd in the Rc clone.
+    unsafe { submit((Rc::clone(sock), addr), sqe).await.0.map(|_| ()) }
+}
+
+/// send(2) of `buf[..]` with MSG_NOSIGNAL; returns the bytes sent and the buffer.
+pub async fn send(sock: &SharedFd, buf: Vec<u8>) -> (io::Result<u32>, Vec<u8>) {
+    let sqe = opcode::Send::new(fd(sock), buf.as_ptr(), buf.len() as u32).flags(libc::MSG_NOSIGNAL).build();
+    // SAFETY: the buffer is owned by data and not touched until completion.
+    let (res, (_, buf)) = unsafe { submit((Rc::clone(sock), buf), sqe).await };
+    (res, buf)
+}
+
+/// recv(2) into the spare capacity of `buf` (its length is reset to what was read).
+pub async fn recv(sock: &SharedFd, mut buf: Vec<u8>) -> (io::Result<u32>, Vec<u8>) {
+    buf.clear();
+    let sqe = opcode::Recv::new(fd(sock), buf.as_mut_ptr(), buf.capacity() as u32).build();
+    // SAFETY: the buffer is owned by data and not touched until completion.
+    let (res, (_, mut buf)) = unsafe { submit((Rc::clone(sock), buf), sqe).await };
+    if let Ok(n) = res {
+        // SAFETY: the kernel initialised the first n bytes of the capacity.
+        unsafe { buf.set_len(n as usize) };
+    }
+    (res, buf)
+}
+
+/// pread into the spare capacity of `buf` at `offset` (length reset to what was read).
+pub async fn read_at(file: &SharedFd, mut buf: Vec<u8>, offset: u64) -> (io::Result<u32>, Vec<u8>) {
+    buf.clear();
+    let sqe = opcode::Read::new(fd(file), buf.as_mut_ptr(), buf.capacity() as u32).offset(offset).build();
+    // SAFETY: the buffer is owned by data and not touched until completion.
+    let (res, (_, mut buf)) = unsafe { submit((Rc::clone(file), buf), sqe).await };
+    if let Ok(n) = res {
+        // SAFETY: the kernel initialised the first n bytes of the capacity.
+        unsafe { buf.set_len(n as usize) };
+    }
+    (res, buf)
+}
+
+/// pwrite of `buf` at `offset`.
+pub async fn write_at(file: &SharedFd, buf: Vec<u8>, offset: u64) -> (io::Result<u32>, Vec<u8>) {
+    let sqe = opcode::Write::new(fd(file), buf.as_ptr(), buf.len() as u32).offset(offset).build();
+    // SAFETY: the buffer is owned by data and not touched until completion.
+    let (res, (_, buf)) = unsafe { submit((Rc::clone(file), buf), sqe).await };
+    (res, buf)
+}

@@ -1,0 +1,316 @@
+//! Zero-copy data movement for FTP binary transfers: file pages go to the socket (and
+//! socket bytes to the file) through a pipe with io_uring splice, or with sendfile(2),
+//! never through user space. Stalls are bounded by a progress deadline, and an abort or a
+//! timeout shuts the socket down and waits for the in-flight op instead of abandoning it.
+#![allow(unsafe_code)]
+
+use super::ops::{self, SharedFd};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How binary downloads move file pages to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroCopy {
+    /// io_uring splice file -> pipe -> socket.
+    Splice,
+    /// sendfile(2) on a non-blocking socket, waiting for POLLOUT through io_uring.
+    Sendfile,
+}
+
+/// A pipe used as the in-kernel buffer of splice transfers.
+#[derive(Debug)]
+pub struct Pipe {
+    read: SharedFd,
+    write: SharedFd,
+    capacity: usize,
+}
+
+/// A worker's bounded pool of pipes: at most `max_idle` are kept between transfers; a
+/// pipe that may hold stray bytes after an error is closed, never reused.
+#[derive(Debug)]
+pub struct PipePool {
+    idle: RefCell<Vec<Pipe>>,
+    max_idle: usize,
+    pipe_size: usize,
+}
+
+impl PipePool {
+    /// A pool keeping up to `max_idle` pipes of `pipe_size` bytes.
+    pub fn new(max_idle: usize, pipe_size: usize) -> PipePool {
+        PipePool { idle: RefCell::new(Vec::new()), max_idle, pipe_size }
+    }
+
+    /// Takes an idle pipe or makes a new one.
+    pub fn take(&self) -> io::Result<Pipe> {
+        if let Some(p) = self.idle.borrow_mut().pop() {
+            return Ok(p);
+        }
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        // Bigger pipes mean fewer splices per MiB; the kernel may refuse (per-user pipe page
+        // limits), and then the default 64 KiB still works.
+        let capacity =
+            nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(self.pipe_size as i32))
+                .map(|n| n as usize)
+                .unwrap_or(64 * 1024);
+        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), capacity })
+    }
+
+    /// Returns a pipe known to be empty.
+    fn give_back(&self, pipe: Pipe) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < self.max_idle {
+            idle.push(pipe);
+        }
+    }
+
+    /// Pipes currently idle in the pool.
+    pub fn idle(&self) -> usize {
+        self.idle.borrow().len()
+    }
+}
+
+/// Limits for one transfer.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferLimits {
+    /// Give up when the peer makes no progress for this long.
+    pub stall_timeout: Duration,
+    /// Bytes per second, 0 = unlimited.
+    pub rate_bps: u64,
+}
+
+/// Cancels a running transfer from another task (ABOR, shutdown).
+#[derive(Debug, Clone, Default)]
+pub struct AbortHandle {
+    inner: Rc<RefCell<AbortState>>,
+}
+
+#[derive(Debug, Default)]
+struct AbortState {
+    aborted: bool,
+    socket: Option<SharedFd>,
+}
+
+impl AbortHandle {
+    /// Aborts: marks the transfer and shuts its socket down so pending ops complete now.
+    pub fn abort(&self) {
+        let mut st = self.inner.borrow_mut();
+        st.aborted = true;
+        if let Some(sock) = &st.socket {
+            let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+    }
+
+    /// True once aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.inner.borrow().aborted
+    }
+
+    fn attach(&self, sock: &SharedFd) {
+        self.inner.borrow_mut().socket = Some(Rc::clone(sock));
+    }
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "transfer aborted")
+}
+
+/// Waits for readiness, but at most `timeout`: on expiry the socket is shut down so the
+/// pending poll completes, and the op is awaited to the end (never dropped in flight).
+async fn wait_ready(sock: &SharedFd, events: i16, timeout: Duration) -> io::Result<()> {
+    let op = ops::poll(sock, events);
+    tokio::pin!(op);
+    tokio::select! {
+        res = &mut op => res.map(|_| ()),
+        _ = tokio::time::sleep(timeout) => {
+            let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+            let _ = op.await;
+            Err(io::Error::new(io::ErrorKind::TimedOut, "data connection stalled"))
+        }
+    }
+}
+
+/// Paces a transfer to `rate_bps` (token bucket refilled by elapsed time).
+struct Pacer {
+    rate_bps: u64,
+    started: tokio::time::Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate_bps: u64) -> Pacer {
+        Pacer { rate_bps, started: tokio::time::Instant::now(), sent: 0 }
+    }
+
+    /// Largest chunk to move next (about 1/10 s worth when limited).
+    fn chunk(&self, max: usize) -> usize {
+        if self.rate_bps == 0 {
+            max
+        } else {
+            max.min((self.rate_bps / 10).max(1024) as usize)
+        }
+    }
+
+    async fn account(&mut self, n: u64) {
+        self.sent += n;
+        if self.rate_bps == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.sent as f64 / self.rate_bps as f64);
+        tokio::time::sleep_until(self.started + due).await;
+    }
+}
+
+/// One data connection and what governs transfers on it.
+pub struct DataConn<'a> {
+    /// The connected, non-blocking data socket.
+    pub sock: &'a SharedFd,
+    /// The worker's pipe pool.
+    pub pipes: &'a PipePool,
+    /// Stall timeout and rate.
+    pub limits: TransferLimits,
+    /// Cancels the transfer from the control side.
+    pub abort: &'a AbortHandle,
+}
+
+/// Sends `len` bytes (or to end of file when `None`) of `file` from `offset` over `conn`.
+/// Returns the bytes sent.
+pub async fn send_file(
+    conn: &DataConn<'_>,
+    mode: ZeroCopy,
+    file: &SharedFd,
+    offset: u64,
+    len: Option<u64>,
+) -> io::Result<u64> {
+    conn.abort.attach(conn.sock);
+    match mode {
+        ZeroCopy::Splice => splice_file(conn, file, offset, len).await,
+        ZeroCopy::Sendfile => sendfile_file(conn, file, offset, len).await,
+    }
+}
+
+async fn splice_file(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: Option<u64>) -> io::Result<u64> {
+    let DataConn { sock, pipes, limits, abort } = *conn;
+    let pipe = pipes.take()?;
+    let mut pacer = Pacer::new(limits.rate_bps);
+    let mut pos = offset;
+    let end = len.map(|l| offset + l);
+    loop {
+        if abort.is_aborted() {
+            return Err(aborted()); // the pipe is dropped: it may hold bytes
+        }
+        let want = end.map_or(u64::MAX, |e| e - pos).min(pacer.chunk(pipe.capacity) as u64) as u32;
+        if want == 0 {
+            break;
+        }
+        // File -> pipe: runs on an io-wq thread; 0 means end of file.
+        let filled = ops::splice(file, Some(pos), &pipe.write, None, want).await?;
+        if filled == 0 {
+            break;
+        }
+        let mut left = filled;
+        while left > 0 {
+            match ops::splice(&pipe.read, None, sock, None, left).await {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => left -= n,
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    wait_ready(sock, libc::POLLOUT, limits.stall_timeout).await?;
+                }
+                Err(e) if abort.is_aborted() => return Err(io::Error::new(io::ErrorKind::Interrupted, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        pos += u64::from(filled);
+        pacer.account(u64::from(filled)).await;
+    }
+    pipes.give_back(pipe);
+    Ok(pos - offset)
+}
+
+async fn sendfile_file(
+    conn: &DataConn<'_>,
+    file: &SharedFd,
+    offset: u64,
+    len: Option<u64>,
+) -> io::Result<u64> {
+    let DataConn { sock, limits, abort, .. } = *conn;
+    const CHUNK: usize = 4 << 20;
+    let mut pacer = Pacer::new(limits.rate_bps);
+    let mut pos = offset as i64;
+    let end = len.map(|l| offset + l);
+    loop {
+        if abort.is_aborted() {
+            return Err(aborted());
+        }
+        let want = end.map_or(u64::MAX, |e| e - pos as u64).min(pacer.chunk(CHUNK) as u64) as usize;
+        if want == 0 {
+            break;
+        }
+        let borrowed_sock = sock.as_ref();
+        let borrowed_file = file.as_ref();
+        match nix::sys::sendfile::sendfile64(borrowed_sock, borrowed_file, Some(&mut pos), want) {
+            Ok(0) => break,
+            Ok(n) => pacer.account(n as u64).await,
+            Err(nix::errno::Errno::EAGAIN) => wait_ready(sock, libc::POLLOUT, limits.stall_timeout).await?,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) if abort.is_aborted() => return Err(io::Error::new(io::ErrorKind::Interrupted, e)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(pos as u64 - offset)
+}
+
+/// Receives from `conn` until end of stream into `file` at `offset` (socket -> pipe ->
+/// file splice). Returns the bytes written; they are in the page cache when it returns.
+pub async fn recv_file(
+    conn: &DataConn<'_>,
+    file: &SharedFd,
+    offset: u64,
+    max_bytes: Option<u64>,
+) -> io::Result<u64> {
+    let DataConn { sock, pipes, limits, abort } = *conn;
+    abort.attach(sock);
+    let pipe = pipes.take()?;
+    let mut pacer = Pacer::new(limits.rate_bps);
+    let mut pos = offset;
+    loop {
+        if abort.is_aborted() {
+            return Err(aborted());
+        }
+        let got = match ops::splice(sock, None, &pipe.write, None, pacer.chunk(pipe.capacity) as u32).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                wait_ready(sock, libc::POLLIN, limits.stall_timeout).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if max_bytes.is_some_and(|m| pos - offset + u64::from(got) > m) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "upload exceeds the allowed size"));
+        }
+        let mut left = got;
+        while left > 0 {
+            let n = ops::splice(&pipe.read, None, file, Some(pos), left).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero));
+            }
+            left -= n;
+            pos += u64::from(n);
+        }
+        pacer.account(u64::from(got)).await;
+    }
+    pipes.give_back(pipe);
+    Ok(pos - offset)
+}
+
+/// Makes an fd shareable with in-flight ops.
+pub fn shared(fd: OwnedFd) -> SharedFd {
+    Rc::new(fd)
+}
+
+#[cfg(test)]
+mod tests;
