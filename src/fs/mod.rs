@@ -63,6 +63,9 @@ impl Root {
     }
 }
 
+mod ops;
+pub use ops::{DirEntry, UploadTarget, WriteMode};
+
 #[cfg(test)]
 mod tests {
     use super::*;

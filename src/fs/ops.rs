@@ -1,0 +1,396 @@
+//! File operations under a [`Root`]: every one resolves its path with openat2 in the root
+//! and then acts on a parent directory fd and a plain name, so no path string is ever
+//! handed to a path-walking syscall. These are short metadata calls, done synchronously.
+
+use super::Root;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// One directory entry with its metadata, as `lstat` sees it (symlinks are not followed,
+/// so a link pointing outside the root reveals nothing about its target).
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// Entry name (no slash).
+    pub name: OsString,
+    /// lstat of the entry.
+    pub stat: nix::sys::stat::FileStat,
+    /// The link target when the entry is a symlink (shown in listings as `name -> target`).
+    pub link_target: Option<OsString>,
+}
+
+/// How an upload opens its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create or truncate (STOR, TFTP WRQ with overwrite).
+    Truncate,
+    /// Create only; fail when the name exists (STOU, TFTP WRQ without overwrite).
+    CreateNew,
+    /// Create or append (APPE).
+    Append,
+    /// Create or open without truncating, to write at an offset (STOR after REST).
+    Resume,
+}
+
+/// A file being uploaded. With `atomic`, the bytes go to a hidden temporary name and the
+/// final name appears only on [`UploadTarget::commit`]; dropping it uncommitted removes it.
+#[derive(Debug)]
+pub struct UploadTarget {
+    /// The open file to write.
+    pub file: OwnedFd,
+    parent: OwnedFd,
+    final_name: PathBuf,
+    temp_name: Option<PathBuf>,
+    keep_partial: bool,
+    done: bool,
+}
+
+impl UploadTarget {
+    /// Makes the upload visible under its final name (atomic uploads) and flushes it.
+    pub fn commit(mut self) -> io::Result<()> {
+        self.done = true;
+        if let Some(temp) = &self.temp_name {
+            // The data must be durable before the name points at it, or a crash could leave
+            // an empty or partial file under the final name.
+            nix::unistd::fdatasync(self.file.as_raw_fd())?;
+            nix::fcntl::renameat(
+                Some(self.parent.as_raw_fd()),
+                temp.as_path(),
+                Some(self.parent.as_raw_fd()),
+                self.final_name.as_path(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Ends an interrupted upload: removes a temporary file, or the partial file when
+    /// `keep_partial` is off.
+    pub fn abandon(mut self) {
+        self.cleanup();
+    }
+
+    fn cleanup(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let name = match &self.temp_name {
+            Some(temp) => Some(temp.clone()),
+            None if !self.keep_partial => Some(self.final_name.clone()),
+            None => None,
+        };
+        if let Some(name) = name {
+            let _ = nix::unistd::unlinkat(
+                Some(self.parent.as_raw_fd()),
+                name.as_path(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+    }
+}
+
+impl Drop for UploadTarget {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn io_err(e: nix::Error) -> io::Error {
+    io::Error::from(e)
+}
+
+impl Root {
+    /// Metadata of `rel`, following symlinks inside the root.
+    pub fn stat(&self, rel: &Path) -> io::Result<Metadata> {
+        let fd = self.open_at(rel, OFlag::O_PATH, Mode::empty())?;
+        std::fs::File::from(fd).metadata()
+    }
+
+    /// Opens a regular file for reading (refuses directories and other types).
+    pub fn open_read(&self, rel: &Path) -> io::Result<(OwnedFd, Metadata)> {
+        let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK, Mode::empty())?;
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::from_raw_os_error(if meta.is_dir() {
+                libc::EISDIR
+            } else {
+                libc::EINVAL
+            }));
+        }
+        Ok((file.into(), meta))
+    }
+
+    /// Lists a directory (or a single non-directory entry, as `ls` does).
+    pub fn list(&self, rel: &Path) -> io::Result<Vec<DirEntry>> {
+        let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty());
+        let fd = match fd {
+            Ok(fd) => fd,
+            // A file, or a symlink whose target is not a directory inside the root: list the
+            // entry itself, as `ls -l name` does.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ENOENT | libc::ELOOP)) => {
+                let (parent, name) = self.parent_of(rel).map_err(|_| e)?;
+                return Ok(vec![entry_at(&parent, name.as_os_str())?]);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut dir = nix::dir::Dir::from_fd(fd.as_raw_fd()).map_err(io_err)?;
+        // Dir::from_fd takes ownership of the raw fd; keep ours from double-closing it.
+        std::mem::forget(fd);
+        let dir_fd = dir.as_raw_fd();
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(io_err)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            // An entry removed between readdir and stat is simply skipped.
+            // SAFETY-free: borrow of dir_fd while `dir` is alive.
+            let borrowed = unsafe_borrow(dir_fd);
+            if let Ok(e) = entry_at(&borrowed, std::ffi::OsStr::from_bytes(name)) {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(&self, rel: &Path, mode: u32) -> io::Result<()> {
+        let (parent, name) = self.parent_of(rel)?;
+        nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name.as_path(), Mode::from_bits_truncate(mode))
+            .map_err(io_err)
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, rel: &Path) -> io::Result<()> {
+        let (parent, name) = self.parent_of(rel)?;
+        nix::unistd::unlinkat(Some(parent.as_raw_fd()), name.as_path(), nix::unistd::UnlinkatFlags::RemoveDir)
+            .map_err(io_err)
+    }
+
+    /// Removes a file (not a directory).
+    pub fn unlink(&self, rel: &Path) -> io::Result<()> {
+        let (parent, name) = self.parent_of(rel)?;
+        nix::unistd::unlinkat(
+            Some(parent.as_raw_fd()),
+            name.as_path(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+        .map_err(io_err)
+    }
+
+    /// Renames `from` to `to`, both under this root.
+    pub fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from_dir, from_name) = self.parent_of(from)?;
+        let (to_dir, to_name) = self.parent_of(to)?;
+        nix::fcntl::renameat(
+            Some(from_dir.as_raw_fd()),
+            from_name.as_path(),
+            Some(to_dir.as_raw_fd()),
+            to_name.as_path(),
+        )
+        .map_err(io_err)
+    }
+
+    /// Changes permission bits (only the 0o7777 bits).
+    pub fn chmod(&self, rel: &Path, mode: u32) -> io::Result<()> {
+        // O_PATH fds cannot fchmod; open the entry itself without following a final symlink.
+        let fd = self.open_at(rel, OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty())?;
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io_err)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        nix::sys::stat::fchmodat(
+            None,
+            proc_path.as_str(),
+            Mode::from_bits_truncate(mode & 0o7777),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(io_err)
+    }
+
+    /// Sets the modification time (MFMT), leaving the access time alone.
+    pub fn set_mtime(&self, rel: &Path, unix_secs: i64) -> io::Result<()> {
+        let fd = self.open_at(rel, OFlag::O_PATH, Mode::empty())?;
+        let times = [
+            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+            libc::timespec { tv_sec: unix_secs as libc::time_t, tv_nsec: 0 },
+        ];
+        let empty = c"";
+        // SAFETY: utimensat with AT_EMPTY_PATH on an fd we own; the pointers are valid locals.
+        let r =
+            unsafe { libc::utimensat(fd.as_raw_fd(), empty.as_ptr(), times.as_ptr(), libc::AT_EMPTY_PATH) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Opens `rel` for an upload. `atomic` writes to a hidden temporary name first.
+    pub fn open_upload(
+        &self,
+        rel: &Path,
+        mode: WriteMode,
+        atomic: bool,
+        keep_partial: bool,
+    ) -> io::Result<UploadTarget> {
+        let (parent, final_name) = self.parent_of(rel)?;
+        let base = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        let perm = Mode::from_bits_truncate(0o644);
+        let open = |name: &Path, flags: OFlag| -> io::Result<OwnedFd> {
+            let fd =
+                nix::fcntl::openat(Some(parent.as_raw_fd()), name, base | flags, perm).map_err(io_err)?;
+            // SAFETY: openat returned a new fd nothing else owns.
+            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+        };
+        // Appends and resumes extend the existing file in place, so they cannot be atomic.
+        let atomic = atomic && matches!(mode, WriteMode::Truncate | WriteMode::CreateNew);
+        if atomic {
+            if mode == WriteMode::CreateNew
+                && fstatat(Some(parent.as_raw_fd()), final_name.as_path(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .is_ok()
+            {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            for attempt in 0..16u32 {
+                let temp = PathBuf::from(format!(
+                    ".{}.ferry-part-{:08x}",
+                    final_name.display(),
+                    rand::random::<u32>().wrapping_add(attempt)
+                ));
+                match open(&temp, OFlag::O_EXCL) {
+                    Ok(file) => {
+                        return Ok(UploadTarget {
+                            file,
+                            parent,
+                            final_name,
+                            temp_name: Some(temp),
+                            keep_partial,
+                            done: false,
+                        })
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let flags = match mode {
+            WriteMode::Truncate => OFlag::O_TRUNC,
+            WriteMode::CreateNew => OFlag::O_EXCL,
+            WriteMode::Append => OFlag::O_APPEND,
+            WriteMode::Resume => OFlag::empty(),
+        };
+        let file = open(&final_name, flags)?;
+        Ok(UploadTarget { file, parent, final_name, temp_name: None, keep_partial, done: false })
+    }
+}
+
+fn unsafe_borrow(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: only used while the owning nix::dir::Dir is alive, inside `Root::list`.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+fn entry_at(dir: &impl AsFd, name: &std::ffi::OsStr) -> io::Result<DirEntry> {
+    let stat = fstatat(Some(dir.as_fd().as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io_err)?;
+    let link_target = if stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        nix::fcntl::readlinkat(Some(dir.as_fd().as_raw_fd()), name).ok()
+    } else {
+        None
+    };
+    Ok(DirEntry { name: name.to_os_string(), stat, link_target })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn setup() -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a.txt"), b"aaa").unwrap();
+        std::fs::write(dir.path().join("b.bin"), b"bb").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn lists_with_lstat_and_skips_dot_entries() {
+        let (_d, root) = setup();
+        let names: Vec<_> = root.list(Path::new("")).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec![OsString::from("b.bin"), "link".into(), "sub".into()]);
+        let link = root.list(Path::new("link")).unwrap();
+        assert_eq!(link[0].link_target.as_deref(), Some(std::ffi::OsStr::new("/etc/passwd")));
+        assert_eq!(root.list(Path::new("sub/a.txt")).unwrap()[0].stat.st_size, 3);
+        assert!(root.list(Path::new("missing")).is_err());
+    }
+
+    #[test]
+    fn metadata_ops_stay_under_the_root() {
+        let (d, root) = setup();
+        root.mkdir(Path::new("sub/new"), 0o755).unwrap();
+        assert!(d.path().join("sub/new").is_dir());
+        assert_eq!(root.mkdir(Path::new("sub/new"), 0o755).unwrap_err().raw_os_error(), Some(libc::EEXIST));
+        root.rename(Path::new("b.bin"), Path::new("sub/new/b2.bin")).unwrap();
+        assert!(d.path().join("sub/new/b2.bin").is_file());
+        root.unlink(Path::new("sub/new/b2.bin")).unwrap();
+        root.rmdir(Path::new("sub/new")).unwrap();
+        assert!(root.rmdir(Path::new("sub")).is_err(), "not empty");
+        root.set_mtime(Path::new("sub/a.txt"), 1_000_000_000).unwrap();
+        assert_eq!(root.stat(Path::new("sub/a.txt")).unwrap().mtime(), 1_000_000_000);
+        root.chmod(Path::new("sub/a.txt"), 0o600).unwrap();
+        assert_eq!(root.stat(Path::new("sub/a.txt")).unwrap().mode() & 0o777, 0o600);
+        assert!(root.open_read(Path::new("sub")).is_err(), "directories are not read as files");
+        assert!(root.open_read(Path::new("link")).is_err(), "/etc/passwd is re-rooted and absent");
+        assert!(root.unlink(Path::new("../../etc/hostname")).is_err());
+        assert!(root.chmod(Path::new("link"), 0o777).is_err(), "no chmod through a symlink");
+    }
+
+    #[test]
+    fn atomic_uploads_appear_only_on_commit() {
+        let (d, root) = setup();
+        let up = root.open_upload(Path::new("sub/up.bin"), WriteMode::Truncate, true, true).unwrap();
+        std::fs::File::from(up.file.try_clone().unwrap()).write_all(b"partial").unwrap();
+        assert!(!d.path().join("sub/up.bin").exists(), "not visible before commit");
+        up.abandon();
+        assert_eq!(std::fs::read_dir(d.path().join("sub")).unwrap().count(), 1, "temp file removed");
+
+        let up = root.open_upload(Path::new("sub/up.bin"), WriteMode::Truncate, true, true).unwrap();
+        std::fs::File::from(up.file.try_clone().unwrap()).write_all(b"whole").unwrap();
+        up.commit().unwrap();
+        assert_eq!(std::fs::read(d.path().join("sub/up.bin")).unwrap(), b"whole");
+        assert_eq!(std::fs::read_dir(d.path().join("sub")).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn upload_modes() {
+        let (d, root) = setup();
+        let p = Path::new("sub/a.txt");
+        assert_eq!(
+            root.open_upload(p, WriteMode::CreateNew, false, true).unwrap_err().raw_os_error(),
+            Some(libc::EEXIST)
+        );
+        assert!(root.open_upload(p, WriteMode::CreateNew, true, true).is_err());
+        let up = root.open_upload(p, WriteMode::Append, false, true).unwrap();
+        std::fs::File::from(up.file.try_clone().unwrap()).write_all(b"+").unwrap();
+        up.commit().unwrap();
+        assert_eq!(std::fs::read(d.path().join("sub/a.txt")).unwrap(), b"aaa+");
+        // Without keep_partial an abandoned plain upload is removed.
+        let up = root.open_upload(Path::new("gone.bin"), WriteMode::Truncate, false, false).unwrap();
+        up.abandon();
+        assert!(!d.path().join("gone.bin").exists());
+        // Uploads through a symlink as the final component are refused (O_NOFOLLOW).
+        assert!(root.open_upload(Path::new("link"), WriteMode::Truncate, false, true).is_err());
+    }
+}
