@@ -186,7 +186,8 @@ mod tests {
 
     #[test]
     fn each_error_names_its_key() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut TftpConfig)>)> = vec![
+        type Edit = Box<dyn FnOnce(&mut TftpConfig)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("tftp.listen", Box::new(|c| c.listen.clear())),
             ("tftp.root", Box::new(|c| c.root = Some("/nonexistent/ferry-tftp".into()))),
             ("tftp.max_blksize", Box::new(|c| c.max_blksize = 7)),

@@ -504,34 +504,38 @@ fn emit_option_strings(out: &mut [u8], options: &OptionList<'_>) {
     }
 }
 
+/// Capacity of a [`Datagram`]: our OACK (four numeric options) needs under 80 bytes and
+/// our ERROR messages are short; longer messages are cut.
+pub const DATAGRAM_CAPACITY: usize = 128;
+
 /// A small, fully formed control datagram (OACK, ACK or ERROR) stored inline, so queuing
-/// one never allocates. RFC 2347 bounds an OACK to 512 octets.
+/// one never allocates.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Datagram {
-    buf: [u8; MAX_REQUEST_LEN],
-    len: u16,
+    buf: [u8; DATAGRAM_CAPACITY],
+    len: u8,
 }
 
 impl Datagram {
-    /// Emits `repr` into a new datagram; fails when it exceeds 512 octets.
+    /// Emits `repr` into a new datagram; fails when it exceeds [`DATAGRAM_CAPACITY`].
     pub fn from_repr(repr: &Repr<'_>) -> Result<Datagram, WireError> {
-        let mut buf = [0u8; MAX_REQUEST_LEN];
+        let mut buf = [0u8; DATAGRAM_CAPACITY];
         let len = repr.emit(&mut buf)?;
-        Ok(Datagram { buf, len: u16::try_from(len).map_err(|_| WireError::TooLong)? })
+        Ok(Datagram { buf, len: u8::try_from(len).map_err(|_| WireError::TooLong)? })
     }
 
     /// An ACK for a wire block number.
     pub fn ack(block: u16) -> Datagram {
-        let mut buf = [0u8; MAX_REQUEST_LEN];
+        let mut buf = [0u8; DATAGRAM_CAPACITY];
         let mut p = Packet::new_unchecked(&mut buf[..]);
         p.set_opcode(Opcode::Ack);
         p.set_block(block);
         Datagram { buf, len: 4 }
     }
 
-    /// An ERROR; the message is cut to fit in 512 octets.
+    /// An ERROR; the message is cut to fit [`DATAGRAM_CAPACITY`].
     pub fn error(code: ErrorCode, message: &str) -> Datagram {
-        let max = MAX_REQUEST_LEN - field::PAYLOAD - 1;
+        let max = DATAGRAM_CAPACITY - field::PAYLOAD - 1;
         let msg = message.as_bytes();
         let msg = msg.get(..max.min(msg.len())).unwrap_or(&[]);
         let repr = Repr::Error { code: code as u16, message: msg };

@@ -70,7 +70,7 @@ fn data_header_helper_writes_opcode_and_block() {
 #[test]
 fn datagram_error_truncates_long_messages() {
     let d = Datagram::error(ErrorCode::NotDefined, &"x".repeat(2000));
-    assert_eq!(d.as_bytes().len(), MAX_REQUEST_LEN);
+    assert_eq!(d.as_bytes().len(), DATAGRAM_CAPACITY);
     assert!(matches!(Repr::parse_bytes(d.as_bytes()), Ok(Repr::Error { code: 0, .. })));
 }
 

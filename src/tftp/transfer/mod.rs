@@ -170,14 +170,6 @@ struct Core {
     last_progress: Instant,
 }
 
-/// What `Core::screen` made of an incoming datagram.
-enum Screened<'a> {
-    /// From the peer and parsed.
-    Packet(super::wire::Repr<'a>),
-    /// Already dealt with (stray source, garbage, peer ERROR).
-    Handled,
-}
-
 impl Core {
     fn new(peer: SocketAddr, timeout_secs: Option<u8>, settings: &TransferSettings, now: Instant) -> Core {
         let base = timeout_secs.map_or(settings.timeout, |s| Duration::from_secs(u64::from(s)));
@@ -199,10 +191,11 @@ impl Core {
         }
     }
 
-    /// Filters an incoming datagram: wrong source, garbage, or a peer ERROR end here.
-    fn screen<'a>(&mut self, from: SocketAddr, bytes: &'a [u8]) -> Screened<'a> {
+    /// Filters an incoming datagram: a stray source, garbage or a peer ERROR is dealt with
+    /// here (`None`); what is left is a parsed packet from the peer.
+    fn screen<'a>(&mut self, from: SocketAddr, bytes: &'a [u8]) -> Option<super::wire::Repr<'a>> {
         if self.outcome.is_some() {
-            return Screened::Handled;
+            return None;
         }
         if from != self.peer {
             // RFC 1350 §4: answer a stray source with ERROR 5 and leave the transfer alone;
@@ -215,20 +208,20 @@ impl Core {
                     packet: Datagram::error(ErrorCode::UnknownTransferId, "unknown transfer ID"),
                 });
             }
-            return Screened::Handled;
+            return None;
         }
         match super::wire::Repr::parse_bytes(bytes) {
             Ok(super::wire::Repr::Error { code, message }) => {
                 let message = String::from_utf8_lossy(message).into_owned();
                 tracing::debug!(peer = %self.peer, code, %message, "peer aborted the transfer");
                 self.finish(Outcome::Failed { reason: FailReason::PeerAborted { code, message } });
-                Screened::Handled
+                None
             }
-            Ok(repr) => Screened::Packet(repr),
+            Ok(repr) => Some(repr),
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "malformed datagram from peer");
                 self.fail_with(ErrorCode::IllegalOperation, "illegal TFTP operation");
-                Screened::Handled
+                None
             }
         }
     }

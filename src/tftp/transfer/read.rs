@@ -2,7 +2,7 @@
 //! first ACK proved its address. DATA goes out as [`Transmit::Data`] descriptors so the io
 //! layer reads file bytes straight behind the header; the core never touches payload.
 
-use super::{Core, Outcome, Screened, TransferSettings, Transmit};
+use super::{Core, Outcome, TransferSettings, Transmit};
 use crate::tftp::options::Negotiation;
 use crate::tftp::wire::{Datagram, ErrorCode, Repr};
 use std::net::SocketAddr;
@@ -88,10 +88,7 @@ impl ReadTransfer {
 
     /// Feeds a datagram that arrived on the transfer's socket from `from`.
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
-        let repr = match self.core.screen(from, bytes) {
-            Screened::Packet(r) => r,
-            Screened::Handled => return,
-        };
+        let Some(repr) = self.core.screen(from, bytes) else { return };
         let Repr::Ack { block } = repr else {
             // RFC 1350 §5: a reader's peer only sends ACK (or ERROR).
             self.core.fail_with(ErrorCode::IllegalOperation, "expected ACK");

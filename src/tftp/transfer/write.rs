@@ -2,7 +2,7 @@
 //! (RFC 7440 §4). Accepted payload is handed back as a [`WriteChunk`] naming a range of
 //! the caller's own datagram buffer, so nothing is copied in the core.
 
-use super::{Core, Outcome, Screened, TransferSettings, Transmit};
+use super::{Core, Outcome, TransferSettings, Transmit};
 use crate::tftp::options::Negotiation;
 use crate::tftp::wire::{Datagram, ErrorCode, Repr, DATA_HEADER_LEN};
 use std::net::SocketAddr;
@@ -88,10 +88,7 @@ impl WriteTransfer {
 
     /// Feeds a datagram from `from`; returns the payload to store, if it was the next block.
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) -> Option<WriteChunk> {
-        let repr = match self.core.screen(from, bytes) {
-            Screened::Packet(r) => r,
-            Screened::Handled => return None,
-        };
+        let repr = self.core.screen(from, bytes)?;
         let Repr::Data { block, data } = repr else {
             // RFC 1350 §5: a writer's peer only sends DATA (or ERROR).
             self.core.fail_with(ErrorCode::IllegalOperation, "expected DATA");
