@@ -249,9 +249,16 @@ impl Core {
         self.settings.max_retransmit_time.max(self.base_rto.saturating_mul(4))
     }
 
+    /// When the transfer gives up if nothing moves; checked so no setting can overflow.
+    fn give_up_at(&self) -> Instant {
+        // A day caps absurd settings so the addition cannot overflow `Instant`.
+        let after = self.give_up_after().min(Duration::from_secs(86_400));
+        self.last_progress.checked_add(after).unwrap_or(self.last_progress)
+    }
+
     fn arm(&mut self, now: Instant) {
-        let give_up = self.last_progress + self.give_up_after();
-        self.deadline = Some((now + self.rto).min(give_up.max(now)));
+        let give_up = self.give_up_at().max(now);
+        self.deadline = Some(now.checked_add(self.rto).map_or(give_up, |at| at.min(give_up)));
     }
 
     /// True when the deadline passed and the transfer is still running.
@@ -259,9 +266,37 @@ impl Core {
         self.outcome.is_none() && self.deadline.is_some_and(|d| now >= d)
     }
 
+    /// The pending deadline, none once ended.
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.outcome.as_ref().map_or(self.deadline, |_| None)
+    }
+
+    /// Ends from the io side with an ERROR to the peer, unless already ended.
+    fn abort(&mut self, code: ErrorCode, message: &'static str) {
+        if self.outcome.is_none() {
+            self.fail_with(code, message);
+        }
+    }
+
+    /// Timeout before the client proved its address: queue the first packet again, at most
+    /// `unproven_retransmits` times, then drop the transfer without a word (a spoofed
+    /// request must not reflect more than `1 + unproven_retransmits` packets).
+    fn unproven_timeout(&mut self, retransmits: &mut u32, pending: &mut bool, now: Instant) {
+        if *retransmits >= self.settings.unproven_retransmits || now >= self.give_up_at() {
+            tracing::debug!(peer = %self.peer, "client never answered; dropping (amplification guard)");
+            self.finish(Outcome::Failed { reason: FailReason::Unproven });
+            return;
+        }
+        *retransmits += 1;
+        *pending = true;
+        tracing::debug!(peer = %self.peer, retransmits = *retransmits, "retransmitting first packet");
+        self.rto = self.rto.saturating_mul(2);
+        self.arm(now);
+    }
+
     /// Doubles the timeout (exponential backoff) and rearms; fails when out of time.
     fn backoff(&mut self, now: Instant) -> bool {
-        if now >= self.last_progress + self.give_up_after() {
+        if now >= self.give_up_at() {
             tracing::debug!(peer = %self.peer, "giving up: no progress within max_retransmit_time");
             self.finish(Outcome::Failed { reason: FailReason::TimedOut });
             return false;

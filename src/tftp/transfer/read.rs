@@ -163,19 +163,9 @@ impl ReadTransfer {
         if !self.core.expired(now) {
             return;
         }
-        let limit = self.core.settings.unproven_retransmits;
         match &mut self.phase {
             Phase::OackSent { retransmits, pending } | Phase::FirstBlock { retransmits, pending } => {
-                if *retransmits >= limit {
-                    tracing::debug!(peer = %self.core.peer, "client never answered; dropping (amplification guard)");
-                    self.core.finish(Outcome::Failed { reason: super::FailReason::Unproven });
-                    return;
-                }
-                *retransmits += 1;
-                *pending = true;
-                tracing::debug!(peer = %self.core.peer, retransmits = *retransmits, "retransmitting first packet");
-                self.core.rto = self.core.rto.saturating_mul(2);
-                self.core.arm(now);
+                self.core.unproven_timeout(retransmits, pending, now);
             }
             Phase::Sending => {
                 if self.max_sent == self.last_block {
@@ -240,10 +230,7 @@ impl ReadTransfer {
     /// When to call [`ReadTransfer::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.outcome.is_some() {
-            return None;
-        }
-        self.core.deadline
+        self.core.poll_timeout()
     }
 
     /// `Some` once the transfer ended: drain `poll_transmit`, then free it.
@@ -254,8 +241,6 @@ impl ReadTransfer {
 
     /// Ends the transfer from the io side (file read failed, shutdown): ERROR to the peer.
     pub fn abort(&mut self, code: ErrorCode, message: &'static str) {
-        if self.core.outcome.is_none() {
-            self.core.fail_with(code, message);
-        }
+        self.core.abort(code, message);
     }
 }

@@ -141,6 +141,16 @@ fn request(write: bool, name: &str, mode: &str, opts: &[(&str, &str)]) -> Vec<u8
     emit(&if write { Repr::Wrq { filename, mode, options } } else { Repr::Rrq { filename, mode, options } })
 }
 
+/// RFC 1350 §4: the first reply fixes the server's TID; anything from another port gets
+/// ERROR 5. Returns whether `from` is the server's TID.
+fn same_tid(tid: &mut Option<SocketAddr>, from: SocketAddr, out: &mut Vec<(SocketAddr, Vec<u8>)>) -> bool {
+    if *tid.get_or_insert(from) != from {
+        out.push((from, emit(&Repr::error(ErrorCode::UnknownTransferId, "unknown TID"))));
+        return false;
+    }
+    true
+}
+
 /// RFC 1350/2347/7440 reading client.
 struct ReadClient {
     rrq: Vec<u8>,
@@ -213,8 +223,7 @@ impl Client for ReadClient {
         now: Instant,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
-        if *self.tid.get_or_insert(from) != from {
-            out.push((from, emit(&Repr::error(ErrorCode::UnknownTransferId, "unknown TID"))));
+        if !same_tid(&mut self.tid, from, out) {
             return;
         }
         match Repr::parse_bytes(bytes).expect("server sent a malformed packet") {
@@ -393,8 +402,7 @@ impl Client for WriteClient {
         now: Instant,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
-        if *self.tid.get_or_insert(from) != from {
-            out.push((from, emit(&Repr::error(ErrorCode::UnknownTransferId, "unknown TID"))));
+        if !same_tid(&mut self.tid, from, out) {
             return;
         }
         let start = |c: &mut WriteClient, blksize: u64, window: u64, out: &mut Vec<_>| {
@@ -1029,4 +1037,24 @@ fn write_abort_replaces_the_pending_ack() {
     let out: Vec<_> = std::iter::from_fn(|| w.poll_transmit()).collect();
     let [Transmit::Datagram { packet, .. }] = out[..] else { panic!("{out:?}") };
     assert!(matches!(Repr::parse_bytes(packet.as_bytes()), Ok(Repr::Error { code: 3, .. })));
+}
+
+#[test]
+fn spoofed_request_with_long_timeout_is_still_bounded() {
+    // RFC 2349 timeout 255 from an unproven client: still 1 + N packets, and extreme
+    // settings cannot overflow the clock arithmetic.
+    let now = Instant::now();
+    let settings = TransferSettings {
+        unproven_retransmits: 10,
+        max_retransmit_time: Duration::MAX,
+        ..Default::default()
+    };
+    let mut r = ReadTransfer::new(addr(CLIENT), &negotiation(&[("timeout", "255")]), 1 << 20, &settings, now);
+    let mut sent = drain(&mut r).len();
+    while let Some(t) = r.poll_timeout() {
+        r.handle_timeout(t);
+        sent += drain(&mut r).len();
+    }
+    assert!((2..=11).contains(&sent), "{sent}");
+    assert_eq!(r.outcome(), Some(Outcome::Failed { reason: FailReason::Unproven }));
 }

@@ -113,7 +113,7 @@ impl WriteTransfer {
                 // Each repeat restarts the dally: the client is alive and still waiting.
                 if block == wrap.wire(self.received) {
                     self.ack_pending = true;
-                    self.core.deadline = Some(now + self.core.settings.dally);
+                    self.core.deadline = Some(now.checked_add(self.core.settings.dally).unwrap_or(now));
                 }
                 return None;
             }
@@ -146,7 +146,7 @@ impl WriteTransfer {
             tracing::debug!(peer = %self.core.peer, bytes = self.bytes, "final block; dallying (RFC 1350 §6)");
             self.phase = Phase::Dallying;
             self.ack_pending = true;
-            self.core.deadline = Some(now + self.core.settings.dally);
+            self.core.deadline = Some(now.checked_add(self.core.settings.dally).unwrap_or(now));
         } else {
             if self.since_ack >= self.window {
                 self.ack_pending = true;
@@ -163,18 +163,9 @@ impl WriteTransfer {
         if !self.core.expired(now) {
             return;
         }
-        let limit = self.core.settings.unproven_retransmits;
         match &mut self.phase {
             Phase::Greeting { retransmits, pending } => {
-                if *retransmits >= limit {
-                    tracing::debug!(peer = %self.core.peer, "client never sent DATA 1; dropping");
-                    self.core.finish(Outcome::Failed { reason: super::FailReason::Unproven });
-                    return;
-                }
-                *retransmits += 1;
-                *pending = true;
-                self.core.rto = self.core.rto.saturating_mul(2);
-                self.core.arm(now);
+                self.core.unproven_timeout(retransmits, pending, now);
             }
             Phase::Receiving => {
                 // RFC 1350 §2 / RFC 7440 §4: the receiver repeats its last ACK on timeout.
@@ -216,10 +207,7 @@ impl WriteTransfer {
     /// When to call [`WriteTransfer::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.outcome.is_some() {
-            return None;
-        }
-        self.core.deadline
+        self.core.poll_timeout()
     }
 
     /// `Some` once the transfer ended: drain `poll_transmit`, then free it.
@@ -232,8 +220,6 @@ impl WriteTransfer {
     /// and sends ERROR instead.
     pub fn abort(&mut self, code: ErrorCode, message: &'static str) {
         self.ack_pending = false;
-        if self.core.outcome.is_none() {
-            self.core.fail_with(code, message);
-        }
+        self.core.abort(code, message);
     }
 }
