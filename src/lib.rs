@@ -11,3 +11,4 @@ pub mod net;
 pub mod observe;
 pub mod privs;
 pub mod server;
+pub mod tftp;

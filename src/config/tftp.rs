@@ -1,9 +1,12 @@
-//! The `[tftp]` configuration section: listeners, options caps, limits and access lists.
-//! Filled out by the TFTP work; the foundation only needs the listen addresses.
+//! The `[tftp]` configuration section: listeners, option caps, timers, limits and access
+//! lists for reads (`[tftp.read]`) and uploads (`[tftp.write]`). Validation names the key.
 
-use super::ConfigError;
+use super::{ConfigError, PortRange};
+use crate::tftp::BlockWrap;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Settings of the TFTP server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,23 +16,222 @@ pub struct TftpConfig {
     pub enabled: bool,
     /// Request socket listen addresses (`[::]` is dual-stack).
     pub listen: Vec<SocketAddr>,
+    /// Directory served over TFTP; unset = the top-level `root`.
+    pub root: Option<PathBuf>,
+    /// Largest block size granted (RFC 2348, 8..=65464). 1468 fills one Ethernet frame
+    /// over IPv4 (1500 - 20 - 8 - 4), what U-Boot and UEFI ask; a bigger block fragments,
+    /// and one lost fragment loses the block. Raise it for loopback or jumbo frames.
+    pub max_blksize: u16,
+    /// Largest window granted (RFC 7440, 1..=65535).
+    pub max_windowsize: u16,
+    /// Retransmission timeout in seconds when the client sets none (RFC 2349 range 1..=255;
+    /// 1 like tftp-hpa). Doubles on each retransmission.
+    pub default_timeout_secs: u8,
+    /// Give up on a transfer after this many seconds without progress.
+    pub max_retransmit_time_secs: u64,
+    /// Retransmissions of the first packet (OACK or DATA 1) before the client's first ACK
+    /// proves its address; bounds what a spoofed request can reflect to 1 + this packets.
+    pub unproven_retransmits: u32,
+    /// Block number after 65535: `"zero"` (most clients) or `"one"`.
+    pub block_wrap: BlockWrap,
+    /// Local ports for per-transfer sockets; unset = kernel ephemeral ports.
+    pub transfer_ports: Option<PortRange>,
+    /// Concurrent transfers per server; a request over it gets ERROR 0 "server busy".
+    pub max_transfers: usize,
+    /// New requests accepted per second from one client IP; 0 = unlimited.
+    pub requests_per_second_per_ip: u32,
+    /// Largest file served in netascii mode (it is converted in memory).
+    pub netascii_max_bytes: u64,
+    /// Who may read.
+    pub read: TftpReadConfig,
+    /// Uploads.
+    pub write: TftpWriteConfig,
 }
 
 impl Default for TftpConfig {
     fn default() -> Self {
-        TftpConfig { enabled: true, listen: vec!["[::]:69".parse().expect("literal address")] }
+        TftpConfig {
+            enabled: true,
+            listen: vec!["[::]:69".parse().expect("literal address")],
+            root: None,
+            max_blksize: 1468,
+            max_windowsize: 64,
+            default_timeout_secs: 1,
+            max_retransmit_time_secs: 20,
+            unproven_retransmits: 3,
+            block_wrap: BlockWrap::Zero,
+            transfer_ports: None,
+            max_transfers: 1000,
+            requests_per_second_per_ip: 20,
+            netascii_max_bytes: 16 << 20,
+            read: TftpReadConfig::default(),
+            write: TftpWriteConfig::default(),
+        }
+    }
+}
+
+/// The `[tftp.read]` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TftpReadConfig {
+    /// Networks allowed to read (CIDR); empty = everyone not denied.
+    pub allow: Vec<IpNet>,
+    /// Networks refused (wins over `allow`).
+    pub deny: Vec<IpNet>,
+}
+
+/// The `[tftp.write]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TftpWriteConfig {
+    /// Accept WRQ at all.
+    pub enabled: bool,
+    /// An upload may replace an existing file (else ERROR 6).
+    pub overwrite: bool,
+    /// Largest upload in bytes (ERROR 3 beyond it).
+    pub quota_bytes: u64,
+    /// Networks allowed to write (CIDR); empty = everyone not denied.
+    pub allow: Vec<IpNet>,
+    /// Networks refused (wins over `allow`).
+    pub deny: Vec<IpNet>,
+}
+
+impl Default for TftpWriteConfig {
+    fn default() -> Self {
+        TftpWriteConfig {
+            enabled: false,
+            overwrite: false,
+            quota_bytes: 64 << 20,
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
     }
 }
 
 impl TftpConfig {
+    /// The directory TFTP serves.
+    pub fn effective_root<'a>(&'a self, top: &'a super::Config) -> &'a std::path::Path {
+        self.root.as_deref().unwrap_or(&top.root)
+    }
+
     /// Checks values that parse but cannot work.
     pub fn validate(&self, _top: &super::Config) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| Err(ConfigError::invalid(format!("tftp.{key}"), reason));
         if self.enabled && self.listen.is_empty() {
-            return Err(ConfigError::invalid(
-                "tftp.listen",
-                "TFTP is enabled but no listen address is given",
-            ));
+            return bad("listen", "TFTP is enabled but no listen address is given".into());
+        }
+        if let Some(root) = &self.root {
+            if !root.is_dir() {
+                return bad(
+                    "root",
+                    format!("directory {} does not exist or is not a directory", root.display()),
+                );
+            }
+        }
+        if !(8..=65464).contains(&self.max_blksize) {
+            return bad("max_blksize", format!("must be 8..=65464 (RFC 2348), not {}", self.max_blksize));
+        }
+        if self.max_windowsize == 0 {
+            return bad("max_windowsize", "must be 1..=65535 (RFC 7440), not 0".into());
+        }
+        if self.default_timeout_secs == 0 {
+            return bad("default_timeout_secs", "must be 1..=255 (RFC 2349), not 0".into());
+        }
+        if self.max_retransmit_time_secs < u64::from(self.default_timeout_secs)
+            || self.max_retransmit_time_secs > 3600
+        {
+            return bad(
+                "max_retransmit_time_secs",
+                format!(
+                    "must be between default_timeout_secs ({}) and 3600, not {}",
+                    self.default_timeout_secs, self.max_retransmit_time_secs
+                ),
+            );
+        }
+        if self.unproven_retransmits > 10 {
+            return bad("unproven_retransmits", format!("must be 0..=10, not {}", self.unproven_retransmits));
+        }
+        if let Some(ports) = &self.transfer_ports {
+            if let Err(reason) = ports.check() {
+                return bad("transfer_ports", reason);
+            }
+        }
+        if self.max_transfers == 0 {
+            return bad("max_transfers", "must be at least 1".into());
+        }
+        if self.netascii_max_bytes == 0 {
+            return bad("netascii_max_bytes", "must be at least 1".into());
+        }
+        if self.write.enabled && self.write.quota_bytes == 0 {
+            return bad("write.quota_bytes", "must be at least 1 when uploads are enabled".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(edit: impl FnOnce(&mut TftpConfig)) -> Result<(), String> {
+        let mut top = super::super::Config::default();
+        edit(&mut top.tftp);
+        top.tftp.validate(&top).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(check(|_| {}), Ok(()));
+    }
+
+    #[test]
+    fn each_error_names_its_key() {
+        type Edit = Box<dyn FnOnce(&mut TftpConfig)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("tftp.listen", Box::new(|c| c.listen.clear())),
+            ("tftp.root", Box::new(|c| c.root = Some("/nonexistent/ferry-tftp".into()))),
+            ("tftp.max_blksize", Box::new(|c| c.max_blksize = 7)),
+            ("tftp.max_blksize", Box::new(|c| c.max_blksize = 65465)),
+            ("tftp.max_windowsize", Box::new(|c| c.max_windowsize = 0)),
+            ("tftp.default_timeout_secs", Box::new(|c| c.default_timeout_secs = 0)),
+            ("tftp.max_retransmit_time_secs", Box::new(|c| c.max_retransmit_time_secs = 0)),
+            ("tftp.max_retransmit_time_secs", Box::new(|c| c.max_retransmit_time_secs = 7200)),
+            ("tftp.unproven_retransmits", Box::new(|c| c.unproven_retransmits = 11)),
+            ("tftp.transfer_ports", Box::new(|c| c.transfer_ports = Some("9-3".parse().unwrap()))),
+            ("tftp.max_transfers", Box::new(|c| c.max_transfers = 0)),
+            ("tftp.netascii_max_bytes", Box::new(|c| c.netascii_max_bytes = 0)),
+            (
+                "tftp.write.quota_bytes",
+                Box::new(|c| {
+                    c.write.enabled = true;
+                    c.write.quota_bytes = 0
+                }),
+            ),
+        ];
+        for (key, edit) in cases {
+            let err = check(edit).expect_err(key);
+            assert!(err.contains(&format!("`{key}`")), "{err} should name {key}");
+        }
+    }
+
+    #[test]
+    fn parses_sections_from_toml() {
+        let c: TftpConfig = toml::from_str(
+            r#"
+            block_wrap = "one"
+            transfer_ports = "40000-40100"
+            [read]
+            deny = ["10.9.0.0/16"]
+            [write]
+            enabled = true
+            allow = ["192.168.0.0/24", "fd00::/8"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.block_wrap, BlockWrap::One);
+        assert_eq!(c.read.deny.len(), 1);
+        assert!(c.write.enabled && c.write.allow.len() == 2);
+        assert!(toml::from_str::<TftpConfig>("block_wrap = \"two\"").is_err());
+        assert!(toml::from_str::<TftpConfig>("[write]\nquota = 1").is_err());
     }
 }

@@ -1,0 +1,248 @@
+//! Turns a request datagram from port 69 into a [`Request`] plan, or the ERROR to answer.
+//! Checks mode, filename shape and the client's address against the operator's lists; the
+//! io layer's `openat2(RESOLVE_IN_ROOT)` is the real confinement, this is the logical check.
+
+use super::options::{Direction, RequestedOptions};
+use super::wire::{ErrorCode, Repr, WireError};
+use super::Refusal;
+use ipnet::IpNet;
+use std::ffi::OsStr;
+use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Transfer mode (RFC 1350 §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Raw bytes.
+    Octet,
+    /// Netascii: the io layer converts with [`super::netascii`].
+    Netascii,
+}
+
+/// A validated request: what to open and how to negotiate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// RRQ or WRQ.
+    pub direction: Direction,
+    /// Normalized path relative to the TFTP root: no leading `/`, no `.` or `..`, `/` separators.
+    pub path: PathBuf,
+    /// Transfer mode.
+    pub mode: Mode,
+    /// Known options the client asked for, to pass to [`super::options::negotiate`].
+    pub options: RequestedOptions,
+}
+
+/// Who may read and write, from the `[tftp.read]` and `[tftp.write]` sections.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Networks allowed to read; empty allows everyone not denied.
+    pub read_allow: Vec<IpNet>,
+    /// Networks never allowed to read (wins over allow).
+    pub read_deny: Vec<IpNet>,
+    /// Uploads accepted at all.
+    pub write_enabled: bool,
+    /// Uploads may replace an existing file.
+    pub overwrite: bool,
+    /// Networks allowed to write; empty allows everyone not denied.
+    pub write_allow: Vec<IpNet>,
+    /// Networks never allowed to write (wins over allow).
+    pub write_deny: Vec<IpNet>,
+}
+
+fn refuse(code: ErrorCode, message: &'static str) -> Refusal {
+    Refusal::new(code, message)
+}
+
+/// Parses and checks a request datagram received from `client`.
+///
+/// The io layer then opens `path` under the root (for a WRQ calling [`check_overwrite`]
+/// once it knows whether the file exists) and negotiates with the file size.
+pub fn plan(client: IpAddr, bytes: &[u8], policy: &AccessPolicy) -> Result<Request, Refusal> {
+    let request = parse_request(bytes)?;
+    check_access(client, request.direction, policy)?;
+    Ok(request)
+}
+
+/// Parses a request datagram (RFC 1350 §5, RFC 2347) without looking at the client.
+pub fn parse_request(bytes: &[u8]) -> Result<Request, Refusal> {
+    let (direction, filename, mode, options) = match Repr::parse_bytes(bytes) {
+        Ok(Repr::Rrq { filename, mode, options }) => (Direction::Read, filename, mode, options),
+        Ok(Repr::Wrq { filename, mode, options }) => (Direction::Write, filename, mode, options),
+        // RFC 1350 §5: only RRQ and WRQ open a transfer.
+        Ok(_) => return Err(refuse(ErrorCode::IllegalOperation, "expected RRQ or WRQ")),
+        // RFC 2347: a malformed option list ends the request with ERROR 8.
+        Err(WireError::BadOption) => {
+            return Err(refuse(ErrorCode::OptionNegotiation, "malformed option list"))
+        }
+        Err(WireError::TooManyOptions) => {
+            return Err(refuse(ErrorCode::OptionNegotiation, "too many options"))
+        }
+        Err(_) => return Err(refuse(ErrorCode::IllegalOperation, "malformed request")),
+    };
+    let mode = parse_mode(mode)?;
+    let path = normalize_path(filename)?;
+    Ok(Request { direction, path, mode, options: RequestedOptions::from_list(&options) })
+}
+
+/// Mode names compare ignoring case (RFC 1350 §5).
+fn parse_mode(mode: &[u8]) -> Result<Mode, Refusal> {
+    if mode.eq_ignore_ascii_case(b"octet") {
+        Ok(Mode::Octet)
+    } else if mode.eq_ignore_ascii_case(b"netascii") {
+        Ok(Mode::Netascii)
+    } else if mode.eq_ignore_ascii_case(b"mail") {
+        // RFC 1350 §1: mail mode "is obsolete and should not be implemented or used".
+        Err(refuse(ErrorCode::IllegalOperation, "mail mode is not supported"))
+    } else {
+        Err(refuse(ErrorCode::IllegalOperation, "unknown transfer mode"))
+    }
+}
+
+/// Normalizes a requested name into a path relative to the root.
+///
+/// Backslashes count as `/` (Windows and some PXE menus send them), a leading `/` means
+/// the root, empty and `.` components are dropped, and any `..` is an access violation
+/// (RFC 1350 ERROR 2) rather than being resolved: a name that needs it is not honest.
+pub fn normalize_path(name: &[u8]) -> Result<PathBuf, Refusal> {
+    if name.is_empty() {
+        return Err(refuse(ErrorCode::FileNotFound, "empty file name"));
+    }
+    // The wire format ends the name at the first NUL, so one inside cannot occur; check
+    // anyway because this function is public.
+    if name.contains(&0) {
+        return Err(refuse(ErrorCode::AccessViolation, "NUL in file name"));
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(name.len());
+    for component in name.split(|&b| b == b'/' || b == b'\\') {
+        match component {
+            b"" | b"." => continue,
+            b".." => return Err(refuse(ErrorCode::AccessViolation, "`..` in file name")),
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(refuse(ErrorCode::FileNotFound, "file name names the root directory"));
+    }
+    Ok(PathBuf::from(OsStr::from_bytes(&out)))
+}
+
+/// True when `ip` may pass: not in `deny`, and in `allow` unless `allow` is empty.
+pub fn ip_permitted(ip: IpAddr, allow: &[IpNet], deny: &[IpNet]) -> bool {
+    // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; match them as IPv4.
+    let ip = ip.to_canonical();
+    if deny.iter().any(|n| n.contains(&ip)) {
+        return false;
+    }
+    allow.is_empty() || allow.iter().any(|n| n.contains(&ip))
+}
+
+/// Decides whether `client` may make a request in `direction` (ERROR 2 when not).
+pub fn check_access(client: IpAddr, direction: Direction, policy: &AccessPolicy) -> Result<(), Refusal> {
+    match direction {
+        Direction::Read if !ip_permitted(client, &policy.read_allow, &policy.read_deny) => {
+            Err(refuse(ErrorCode::AccessViolation, "access denied"))
+        }
+        Direction::Write if !policy.write_enabled => {
+            Err(refuse(ErrorCode::AccessViolation, "uploads are disabled"))
+        }
+        Direction::Write if !ip_permitted(client, &policy.write_allow, &policy.write_deny) => {
+            Err(refuse(ErrorCode::AccessViolation, "access denied"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// For a WRQ once the io layer knows whether the target exists: ERROR 6 unless overwrite is on.
+pub fn check_overwrite(exists: bool, policy: &AccessPolicy) -> Result<(), Refusal> {
+    if exists && !policy.overwrite {
+        return Err(refuse(ErrorCode::FileExists, "file already exists"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rrq(name: &[u8], mode: &[u8]) -> Vec<u8> {
+        [b"\x00\x01", name, b"\x00", mode, b"\x00"].concat()
+    }
+
+    #[test]
+    fn normalizes_names() {
+        let ok = |n: &[u8]| normalize_path(n).unwrap();
+        assert_eq!(ok(b"pxelinux.0"), PathBuf::from("pxelinux.0"));
+        assert_eq!(ok(b"/boot//grub/./x"), PathBuf::from("boot/grub/x"));
+        assert_eq!(ok(b"\\EFI\\BOOT\\bootx64.efi"), PathBuf::from("EFI/BOOT/bootx64.efi"));
+        assert_eq!(ok(b"a..b/..c"), PathBuf::from("a..b/..c"));
+    }
+
+    #[test]
+    fn refuses_traversal_and_empty_names() {
+        let code = |n: &[u8]| normalize_path(n).unwrap_err().code;
+        assert_eq!(code(b"../etc/passwd"), ErrorCode::AccessViolation);
+        assert_eq!(code(b"a/../../b"), ErrorCode::AccessViolation);
+        assert_eq!(code(b"a\\..\\b"), ErrorCode::AccessViolation);
+        assert_eq!(code(b""), ErrorCode::FileNotFound);
+        assert_eq!(code(b"/"), ErrorCode::FileNotFound);
+        assert_eq!(code(b"a\0b"), ErrorCode::AccessViolation);
+    }
+
+    #[test]
+    fn modes_per_rfc_1350() {
+        let p = parse_request(&rrq(b"f", b"NetASCII")).unwrap();
+        assert_eq!(p.mode, Mode::Netascii);
+        assert_eq!(parse_request(&rrq(b"f", b"OCTET")).unwrap().mode, Mode::Octet);
+        assert_eq!(parse_request(&rrq(b"f", b"mail")).unwrap_err().code, ErrorCode::IllegalOperation);
+        assert_eq!(parse_request(&rrq(b"f", b"binary")).unwrap_err().code, ErrorCode::IllegalOperation);
+    }
+
+    #[test]
+    fn malformed_requests_get_the_rfc_code() {
+        assert_eq!(
+            parse_request(b"\x00\x01f\x00octet\x00blksize\x00").unwrap_err().code,
+            ErrorCode::OptionNegotiation
+        );
+        assert_eq!(parse_request(b"\x00\x04\x00\x01").unwrap_err().code, ErrorCode::IllegalOperation);
+        assert_eq!(parse_request(b"\x00\x01f").unwrap_err().code, ErrorCode::IllegalOperation);
+    }
+
+    #[test]
+    fn access_lists_by_direction() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let policy = AccessPolicy {
+            read_allow: vec![net("10.0.0.0/8")],
+            read_deny: vec![net("10.9.0.0/16")],
+            write_enabled: true,
+            write_allow: vec![net("10.1.0.0/16")],
+            ..AccessPolicy::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(check_access(ip("10.2.3.4"), Direction::Read, &policy).is_ok());
+        // IPv4-mapped addresses from a dual-stack socket match IPv4 networks.
+        assert!(check_access(ip("::ffff:10.2.3.4"), Direction::Read, &policy).is_ok());
+        assert!(check_access(ip("10.9.3.4"), Direction::Read, &policy).is_err());
+        assert!(check_access(ip("192.168.1.1"), Direction::Read, &policy).is_err());
+        assert!(check_access(ip("10.2.3.4"), Direction::Write, &policy).is_err());
+        assert!(check_access(ip("10.1.3.4"), Direction::Write, &policy).is_ok());
+        let closed = AccessPolicy { write_enabled: false, ..policy };
+        let e = check_access(ip("10.1.3.4"), Direction::Write, &closed).unwrap_err();
+        assert_eq!(e.code, ErrorCode::AccessViolation);
+        let wrq = [b"\x00\x02up.bin\x00octet\x00".as_slice()].concat();
+        assert!(plan(ip("10.1.3.4"), &wrq, &closed).is_err());
+    }
+
+    #[test]
+    fn overwrite_needs_permission() {
+        let p = AccessPolicy { write_enabled: true, ..AccessPolicy::default() };
+        assert_eq!(check_overwrite(true, &p).unwrap_err().code, ErrorCode::FileExists);
+        assert!(check_overwrite(false, &p).is_ok());
+        assert!(check_overwrite(true, &AccessPolicy { overwrite: true, ..p }).is_ok());
+    }
+}
