@@ -2,3 +2,4 @@
 //! The library holds every module; `main.rs` only parses the command line and calls in.
 
 pub mod config;
+pub mod ftp;
