@@ -129,9 +129,9 @@ pub enum Action {
     /// Open a passive listener in the configured port range on `bind`, replacing any
     /// previous one -> `OpResult::Passive`.
     OpenPassive {
-        /// Local address to listen on (the control connection's local address).
+        /// Local address to listen on (the control connection's, IPv4-mapped ones unmapped).
         bind: IpAddr,
-        /// When set, accept data connections only from this address.
+        /// When set, accept data connections only from this address (canonical form).
         peer_only: Option<IpAddr>,
     },
     /// Run a transfer -> `OpResult::Transfer(Started)`, then `Finished` or `Failed`.
@@ -861,8 +861,10 @@ impl Session {
     }
 
     fn open_passive(&mut self, extended: bool, advertise: IpAddr) {
-        let peer_only = self.cfg.passive.require_same_peer.then_some(self.peer.ip());
-        let action = Action::OpenPassive { bind: self.local.ip(), peer_only };
+        // Canonical (unmapped) addresses: a v4 client on a dual-stack socket gets an AF_INET
+        // listener, and the peer check compares like with like.
+        let peer_only = self.cfg.passive.require_same_peer.then_some(self.peer.ip().to_canonical());
+        let action = Action::OpenPassive { bind: self.local.ip().to_canonical(), peer_only };
         self.start_op(action, Op::Passive { extended, advertise });
     }
 
