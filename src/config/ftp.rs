@@ -566,6 +566,23 @@ mod tests {
     }
 
     #[test]
+    fn defaults_survive_the_figment_and_toml_layers() {
+        // The defaults layer is serialized then extracted; every new key must round-trip.
+        let (_d, mut cfg) = config();
+        cfg.ftp.users.push(user("alice"));
+        cfg.ftp.passive.overrides.push(PassiveOverride {
+            network: "10.0.0.0/8".parse().unwrap(),
+            address: "10.0.0.1".parse().unwrap(),
+        });
+        let back: Config = figment::Figment::from(figment::providers::Serialized::defaults(&cfg))
+            .extract()
+            .expect("extract");
+        assert_eq!(back, cfg);
+        let text = cfg.to_toml();
+        assert_eq!(toml::from_str::<Config>(&text).expect("reparse"), cfg);
+    }
+
+    #[test]
     fn toml_round_trip_with_users_and_overrides() {
         let text = format!(
             r#"

@@ -5,6 +5,7 @@ use super::*;
 use crate::config::ftp::{PassiveOverride, UserConfig};
 use crate::config::Config;
 use crate::ftp::account::Permissions;
+use crate::ftp::listing::FileMeta;
 use std::time::Duration;
 
 const PEER: &str = "192.0.2.5:40000";
@@ -302,6 +303,17 @@ fn failed_login_is_delayed_then_closed_after_limit() {
         }
     }
     assert!(c.send("NOOP\r\n").is_empty(), "input after close is ignored");
+}
+
+#[test]
+fn zero_login_delay_answers_at_once() {
+    let mut cfg = config();
+    cfg.ftp.limits.login_failure_delay_ms = 0;
+    cfg.ftp.limits.max_login_failures = 1;
+    let mut c = Client::with(settings_from(&cfg), PEER, LOCAL);
+    let outs = c.send("USER nobody\r\nPASS x\r\n");
+    assert_eq!(codes(&outs), [331, 530, 421]);
+    assert!(closed(&outs));
 }
 
 #[test]
