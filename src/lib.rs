@@ -6,6 +6,7 @@ pub mod binder;
 pub mod cli;
 pub mod config;
 pub mod fs;
+pub mod ftp;
 pub mod io;
 pub mod net;
 pub mod observe;
