@@ -174,11 +174,27 @@ fn check_config_on_a_bad_file_names_the_key_and_fails() {
     assert!(err.contains("lisen") && err.contains("tftp"), "{err}");
 }
 
+/// Every key path of a TOML document (tables recursed, arrays are leaves).
+fn key_paths(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(t) = v {
+        for (k, v) in t {
+            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            key_paths(v, &path, out);
+            out.push(path);
+        }
+    }
+}
+
 #[test]
-fn the_shipped_example_file_matches_the_compiled_defaults() {
+fn the_shipped_example_file_documents_every_key_with_its_default() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ferry.toml")).unwrap();
     let from_file: Config = toml::from_str(&text).expect("config/ferry.toml parses with no unknown keys");
-    assert_eq!(from_file, Config::default(), "config/ferry.toml must document the defaults exactly");
+    assert_eq!(from_file, Config::default(), "config/ferry.toml must state the defaults exactly");
+    let (mut shipped, mut known) = (Vec::new(), Vec::new());
+    key_paths(&toml::from_str(&text).unwrap(), "", &mut shipped);
+    key_paths(&toml::from_str(&Config::default().to_toml()).unwrap(), "", &mut known);
+    let missing: Vec<_> = known.iter().filter(|k| !shipped.contains(k)).collect();
+    assert!(missing.is_empty(), "config/ferry.toml does not document {missing:?}");
 }
 
 #[test]
