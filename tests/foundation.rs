@@ -228,3 +228,16 @@ fn binder_ends_the_conversation_on_a_malformed_request() {
     assert_eq!(n, 0, "the binder closes the channel instead of answering");
     assert_eq!(wait_exit(&mut binder.child, Duration::from_secs(5)), Some(0));
 }
+
+#[test]
+fn a_panicking_worker_stops_the_server_with_a_non_zero_exit() {
+    let dir = served_dir();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("DEBUG_FERRY_PANIC_WORKER", "1");
+    let mut server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let code = wait_exit(&mut server.child, Duration::from_secs(10));
+    assert_eq!(code, Some(70), "stderr:\n{}", server.stderr());
+    let log = server.stderr();
+    assert!(log.contains("injected test panic in worker 1"), "{log}");
+    assert!(log.contains("worker panicked"), "{log}");
+}

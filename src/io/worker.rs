@@ -113,6 +113,21 @@ pub fn spawn(setup: WorkerSetup, exits: Sender<WorkerExit>) -> std::io::Result<s
     })
 }
 
+/// Debug builds only: `DEBUG_FERRY_PANIC_WORKER=N` makes worker N panic inside a task
+/// shortly after start, so tests can prove a worker panic stops the server. Compiled out
+/// of release builds.
+fn inject_test_panic(id: usize) {
+    #[cfg(debug_assertions)]
+    if std::env::var("DEBUG_FERRY_PANIC_WORKER").ok().and_then(|v| v.parse::<usize>().ok()) == Some(id) {
+        tokio_uring::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            panic!("injected test panic in worker {id}");
+        });
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = id;
+}
+
 fn pin(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
     if set.set(cpu).is_ok() {
@@ -140,6 +155,7 @@ fn run(setup: WorkerSetup) {
             loops.push(tokio_uring::spawn(super::tftp_udp::request_loop(Rc::clone(&ctx), socket)));
         }
         info!(worker = id, "worker running");
+        inject_test_panic(id);
         for l in loops {
             if let Err(e) = l.await {
                 error!(worker = id, "listener task failed: {e}");
