@@ -108,6 +108,10 @@ pub fn run(config: Config) -> i32 {
     }
     forward(exit_rx, events_tx.clone(), Event::Worker);
     spawn_signal_thread(signals, events_tx);
+    crate::observe::sdnotify::notify(&format!(
+        "READY=1\nSTATUS=serving with {workers} workers\nMAINPID={}",
+        std::process::id()
+    ));
     info!(workers, ftp = ?shared.config.ftp.listen, tftp = ?shared.config.tftp.listen, "ferry serving {}", shared.config.root.display());
     supervise(events, workers, &shutdown_tx, &wakers, &shared)
 }
@@ -234,6 +238,7 @@ fn supervise(
                 let drain = Duration::from_secs(shared.config.drain_timeout_secs);
                 info!(signal = %sig, drain_secs = drain.as_secs(), active = shared.active.load(Ordering::Relaxed), "shutting down: no new connections, letting transfers finish");
                 deadline = Some(Instant::now() + drain);
+                crate::observe::sdnotify::notify("STOPPING=1\nSTATUS=draining transfers");
                 let _ = shutdown.send(true);
                 for fd in wakers {
                     // SAFETY-free: shutdown(2) on a socket fd we own; errors (ENOTCONN on

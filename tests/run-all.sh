@@ -15,6 +15,8 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v tc >/dev/null || need_pkgs+=(iproute2)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
 command -v setpriv >/dev/null || need_pkgs+=(util-linux)
+command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run-all.sh: missing ${need_pkgs[*]}; run as root so they can be installed" >&2
@@ -24,6 +26,9 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
+
+# The manifests test reads YAML with the python3 on PATH (which may not be Debian's).
+python3 -c "import yaml" 2>/dev/null || python3 -m pip install -q pyyaml
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "tests/run-all.sh: not root: privilege, binder and namespace tests will report themselves skipped" >&2

@@ -2,3 +2,4 @@
 //! Metrics and xferlog join this module later.
 
 pub mod log;
+pub mod sdnotify;
