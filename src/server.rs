@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::fs::Root;
 use crate::io::worker::{self, Shared, WorkerExit, WorkerSetup};
 use crate::net::listen::{self, Listeners};
+use crate::observe::metrics::Metrics;
+use crate::observe::xferlog::Xferlog;
 use crate::privs::{self, ServiceUser, StartPrivilege};
 use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -65,6 +67,26 @@ pub fn run(config: Config) -> i32 {
             return EXIT_STARTUP;
         }
     };
+    // Opened before the drop: the log directory and a low metrics port may need privilege.
+    let xferlog = match config.xferlog.enabled.then(|| Xferlog::open(&config.xferlog.path)).transpose() {
+        Ok(x) => x,
+        Err(e) => {
+            error!(path = %config.xferlog.path.display(), "cannot open the xferlog: {e}");
+            return EXIT_STARTUP;
+        }
+    };
+    let metrics_listener = match config
+        .metrics
+        .enabled
+        .then(|| std::net::TcpListener::bind(config.metrics.listen))
+        .transpose()
+    {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %config.metrics.listen, "cannot bind the metrics endpoint: {e}");
+            return EXIT_STARTUP;
+        }
+    };
     let mut binder_clients = match start_binder(&config, start, workers) {
         Ok(clients) => clients,
         Err(code) => return code,
@@ -87,7 +109,15 @@ pub fn run(config: Config) -> i32 {
     let (events_tx, events) = mpsc::channel::<Event>();
     install_panic_hook(events_tx.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let shared = Arc::new(Shared { config: Arc::new(config), root, active: Default::default() });
+    let metrics = Arc::new(Metrics::new(workers));
+    if let Some(listener) = metrics_listener {
+        if let Err(e) = crate::observe::http::spawn(listener, Arc::clone(&metrics)) {
+            error!("cannot start the metrics endpoint: {e}");
+            return EXIT_STARTUP;
+        }
+    }
+    let shared =
+        Arc::new(Shared { config: Arc::new(config), root, active: Default::default(), metrics, xferlog });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let Listeners { ftp, tftp } = listeners;
@@ -228,7 +258,14 @@ fn supervise(
         match event {
             None => return if deadline.is_some() { 0 } else { EXIT_WORKER_DIED },
             Some(Event::Signal(Signal::SIGHUP)) => {
-                warn!("SIGHUP received: configuration reload is not supported yet; keeping the running configuration");
+                if let Some(log) = &shared.xferlog {
+                    match log.reopen() {
+                        Ok(()) => info!("SIGHUP: xferlog reopened"),
+                        Err(e) => {
+                            warn!("SIGHUP: cannot reopen the xferlog ({e}); still writing to the old file")
+                        }
+                    }
+                }
             }
             Some(Event::Signal(sig)) => {
                 if deadline.is_some() {

@@ -33,6 +33,10 @@ pub struct Config {
     pub drain_timeout_secs: u64,
     /// Logging destination, format and level.
     pub log: LogConfig,
+    /// Prometheus metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// wu-ftpd format transfer log.
+    pub xferlog: XferlogConfig,
     /// FTP server settings.
     pub ftp: FtpConfig,
     /// TFTP server settings.
@@ -47,6 +51,8 @@ impl Default for Config {
             user: "ferry".into(),
             drain_timeout_secs: 30,
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
+            xferlog: XferlogConfig::default(),
             ftp: FtpConfig::default(),
             tftp: TftpConfig::default(),
         }
@@ -90,6 +96,38 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { target: LogTarget::Auto, format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// The `[metrics]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text) and `GET /healthz`.
+    pub enabled: bool,
+    /// Address of the endpoint; keep it on loopback or a management network.
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: false, listen: "127.0.0.1:9121".parse().expect("literal address") }
+    }
+}
+
+/// The `[xferlog]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XferlogConfig {
+    /// Write one wu-ftpd format line per finished FTP or TFTP transfer.
+    pub enabled: bool,
+    /// The log file; SIGHUP reopens it (for logrotate).
+    pub path: PathBuf,
+}
+
+impl Default for XferlogConfig {
+    fn default() -> Self {
+        XferlogConfig { enabled: false, path: PathBuf::from("/var/log/ferry/xferlog") }
     }
 }
 
@@ -144,6 +182,16 @@ impl Config {
                 "log.level",
                 format!("`{}` is not a log filter: {e}", self.log.level),
             ));
+        }
+        if self.xferlog.enabled {
+            let dir =
+                self.xferlog.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(ConfigError::invalid(
+                    "xferlog.path",
+                    format!("directory {} does not exist", dir.display()),
+                ));
+            }
         }
         self.ftp.validate(self)?;
         self.tftp.validate(self)?;

@@ -23,6 +23,10 @@ pub struct Shared {
     pub root: Arc<Root>,
     /// Sessions and transfers running in all workers (drain waits for 0).
     pub active: AtomicUsize,
+    /// Per-worker counters (each worker writes only its own block).
+    pub metrics: Arc<crate::observe::metrics::Metrics>,
+    /// The transfer log, when enabled.
+    pub xferlog: Option<crate::observe::xferlog::Xferlog>,
 }
 
 /// What a worker is started with.

@@ -1,0 +1,233 @@
+//! Counters and gauges for Prometheus. Each worker owns one cache-line-aligned block of
+//! atomics that only it writes (Relaxed, no locks, no sharing on the hot path); a scrape
+//! sums the blocks and renders the text exposition format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counter or gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Every metric Ferry keeps. The discriminant indexes the per-worker array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Metric {
+    /// FTP control connections open.
+    FtpSessionsActive,
+    /// FTP control connections accepted.
+    FtpSessionsTotal,
+    /// FTP connections refused by session limits (421).
+    FtpSessionsRefused,
+    /// Failed FTP logins.
+    FtpLoginFailures,
+    /// FTP data transfers running.
+    FtpTransfersActive,
+    /// FTP transfers completed.
+    FtpTransfersCompleted,
+    /// FTP transfers aborted or failed.
+    FtpTransfersFailed,
+    /// FTP bytes sent on data connections.
+    FtpBytesSent,
+    /// FTP bytes received on data connections.
+    FtpBytesReceived,
+    /// TFTP transfers running.
+    TftpTransfersActive,
+    /// TFTP transfers completed.
+    TftpTransfersCompleted,
+    /// TFTP transfers failed.
+    TftpTransfersFailed,
+    /// TFTP requests refused (busy, rate limit, access, not found).
+    TftpRequestsRefused,
+    /// TFTP payload bytes sent.
+    TftpBytesSent,
+    /// TFTP payload bytes received.
+    TftpBytesReceived,
+    /// TFTP DATA/OACK retransmissions.
+    TftpRetransmissions,
+}
+
+struct Desc {
+    name: &'static str,
+    labels: &'static str,
+    help: &'static str,
+    kind: Kind,
+}
+
+const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: Kind) -> Desc {
+    Desc { name, labels, help, kind }
+}
+
+/// Indexed by `Metric as usize`; several entries may share a name with different labels.
+const DESCS: [Desc; 16] = [
+    d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
+    d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
+    d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
+    d("ferry_ftp_login_failures_total", "", "Failed FTP logins.", Kind::Counter),
+    d("ferry_transfers_active", "proto=\"ftp\"", "Transfers running.", Kind::Gauge),
+    d("ferry_transfers_total", "proto=\"ftp\",outcome=\"complete\"", "Transfers finished.", Kind::Counter),
+    d("ferry_transfers_total", "proto=\"ftp\",outcome=\"failed\"", "Transfers finished.", Kind::Counter),
+    d("ferry_bytes_sent_total", "proto=\"ftp\"", "Payload bytes sent.", Kind::Counter),
+    d("ferry_bytes_received_total", "proto=\"ftp\"", "Payload bytes received.", Kind::Counter),
+    d("ferry_transfers_active", "proto=\"tftp\"", "Transfers running.", Kind::Gauge),
+    d("ferry_transfers_total", "proto=\"tftp\",outcome=\"complete\"", "Transfers finished.", Kind::Counter),
+    d("ferry_transfers_total", "proto=\"tftp\",outcome=\"failed\"", "Transfers finished.", Kind::Counter),
+    d("ferry_errors_total", "kind=\"tftp_request_refused\"", "Errors by kind.", Kind::Counter),
+    d("ferry_bytes_sent_total", "proto=\"tftp\"", "Payload bytes sent.", Kind::Counter),
+    d("ferry_bytes_received_total", "proto=\"tftp\"", "Payload bytes received.", Kind::Counter),
+    d("ferry_tftp_retransmissions_total", "", "TFTP DATA/OACK retransmissions.", Kind::Counter),
+];
+
+/// One worker's block of values; aligned so two workers never share a cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct WorkerMetrics {
+    values: [AtomicU64; DESCS.len()],
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        WorkerMetrics { values: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+impl WorkerMetrics {
+    /// Adds `n` to a counter or gauge.
+    pub fn add(&self, m: Metric, n: u64) {
+        self.values[m as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one.
+    pub fn inc(&self, m: Metric) {
+        self.add(m, 1);
+    }
+
+    /// Subtracts one from a gauge.
+    pub fn dec(&self, m: Metric) {
+        self.values[m as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Raises a gauge until the returned guard drops.
+    pub fn track(&self, m: Metric) -> GaugeGuard<'_> {
+        self.inc(m);
+        GaugeGuard { metrics: self, metric: m }
+    }
+
+    fn get(&self, i: usize) -> i64 {
+        // Gauges go up and down on the same worker; a transient negative sum is impossible
+        // per worker, but read as signed to be safe.
+        self.values[i].load(Ordering::Relaxed) as i64
+    }
+}
+
+/// Lowers a gauge when dropped.
+pub struct GaugeGuard<'a> {
+    metrics: &'a WorkerMetrics,
+    metric: Metric,
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.metrics.dec(self.metric);
+    }
+}
+
+/// All workers' blocks.
+#[derive(Debug)]
+pub struct Metrics {
+    workers: Vec<WorkerMetrics>,
+}
+
+impl Metrics {
+    /// Blocks for `workers` workers.
+    pub fn new(workers: usize) -> Metrics {
+        Metrics { workers: (0..workers.max(1)).map(|_| WorkerMetrics::default()).collect() }
+    }
+
+    /// Worker `id`'s block (ids beyond the count share the last one rather than panic).
+    pub fn worker(&self, id: usize) -> &WorkerMetrics {
+        &self.workers[id.min(self.workers.len() - 1)]
+    }
+
+    /// Sum over workers.
+    pub fn total(&self, m: Metric) -> i64 {
+        self.workers.iter().map(|w| w.get(m as usize)).sum()
+    }
+
+    /// Prometheus text exposition (version 0.0.4): per-worker series and `worker="all"`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut described: Vec<&str> = Vec::new();
+        for desc in DESCS.iter() {
+            if !described.contains(&desc.name) {
+                described.push(desc.name);
+                let kind = if desc.kind == Kind::Counter { "counter" } else { "gauge" };
+                let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {kind}", desc.name, desc.help, desc.name);
+                // All series of one name are written together, as the format requires.
+                for (j, same) in DESCS.iter().enumerate().filter(|(_, x)| x.name == desc.name) {
+                    self.render_series(&mut out, j, same);
+                }
+            }
+        }
+        out
+    }
+
+    fn render_series(&self, out: &mut String, index: usize, desc: &Desc) {
+        let sep = if desc.labels.is_empty() { "" } else { "," };
+        let mut total = 0i64;
+        for (w, block) in self.workers.iter().enumerate() {
+            let v = block.get(index);
+            total += v;
+            let _ = writeln!(out, "{}{{worker=\"{w}\"{sep}{}}} {v}", desc.name, desc.labels);
+        }
+        let _ = writeln!(out, "{}{{worker=\"all\"{sep}{}}} {total}", desc.name, desc.labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_count_separately_and_sum_in_the_total() {
+        let m = Metrics::new(2);
+        m.worker(0).add(Metric::FtpBytesSent, 100);
+        m.worker(1).add(Metric::FtpBytesSent, 23);
+        {
+            let _g = m.worker(1).track(Metric::FtpSessionsActive);
+            assert_eq!(m.total(Metric::FtpSessionsActive), 1);
+        }
+        assert_eq!(m.total(Metric::FtpSessionsActive), 0);
+        assert_eq!(m.total(Metric::FtpBytesSent), 123);
+        let text = m.render();
+        assert!(text.contains("ferry_bytes_sent_total{worker=\"0\",proto=\"ftp\"} 100"), "{text}");
+        assert!(text.contains("ferry_bytes_sent_total{worker=\"all\",proto=\"ftp\"} 123"), "{text}");
+        assert!(text.contains("ferry_ftp_sessions_active{worker=\"all\"} 0"), "{text}");
+    }
+
+    #[test]
+    fn each_name_is_described_once_and_its_series_are_contiguous() {
+        let text = Metrics::new(3).render();
+        let mut seen_names = Vec::new();
+        let mut last = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(!seen_names.contains(&name.to_string()), "{name} described twice");
+                seen_names.push(name.to_string());
+                last = rest.split(' ').next().unwrap();
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(last), "series {line} outside its block {last}");
+            }
+        }
+        assert_eq!(seen_names.len(), 9);
+    }
+
+    #[test]
+    fn blocks_do_not_share_cache_lines() {
+        assert!(std::mem::align_of::<WorkerMetrics>() >= 128);
+    }
+}

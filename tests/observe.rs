@@ -1,0 +1,91 @@
+//! Observability end to end: the metrics endpoint answers scrapes, health checks and
+//! nonsense correctly, and SIGHUP reopens a rotated xferlog.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text_and_health() {
+    let dir = served_dir();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_METRICS__ENABLED", "true").env("FERRY_METRICS__LISTEN", &listen);
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let page = http(&listen, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.0 200 OK"), "{page}");
+    assert!(page.contains("text/plain; version=0.0.4"));
+    for series in [
+        "# TYPE ferry_ftp_sessions_active gauge",
+        "ferry_ftp_sessions_total{worker=\"0\"}",
+        "ferry_ftp_sessions_total{worker=\"1\"}",
+        "ferry_bytes_sent_total{worker=\"all\",proto=\"tftp\"}",
+        "ferry_tftp_retransmissions_total{worker=\"all\"}",
+        "ferry_errors_total{worker=\"all\",kind=\"ftp_session_limit\"}",
+    ] {
+        assert!(page.contains(series), "missing {series} in\n{page}");
+    }
+    assert!(http(&listen, "GET /healthz HTTP/1.0\r\n\r\n").ends_with("ok\n"));
+    assert!(http(&listen, "GET /nope HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
+    assert!(http(&listen, "POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+    let huge = format!("GET /metrics HTTP/1.0\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(http(&listen, &huge).starts_with("HTTP/1.0 431"));
+    drop(server);
+}
+
+#[test]
+fn sighup_reopens_a_rotated_xferlog() {
+    let dir = served_dir();
+    let logs = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    // The service user (nobody, when tests run as root) must be able to create the file.
+    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = logs.path().join("xferlog");
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_XFERLOG__ENABLED", "true").env("FERRY_XFERLOG__PATH", &path);
+    let server = Server::start_with(
+        cmd,
+        dir.path(),
+        free_port(),
+        free_port(),
+        &["--workers", "1", "--user", "nobody"],
+    );
+    assert!(path.exists(), "xferlog created at start");
+    std::fs::rename(&path, logs.path().join("xferlog.1")).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(path.exists(), "reopened after SIGHUP; log:\n{}", server.stderr());
+    assert!(server.stderr().contains("xferlog reopened"));
+}
+
+#[test]
+fn a_missing_xferlog_directory_is_a_config_error() {
+    let dir = served_dir();
+    let out = Command::new(ferry_bin())
+        .args(["check-config", "--root"])
+        .arg(dir.path())
+        .env("FERRY_XFERLOG__ENABLED", "true")
+        .env("FERRY_XFERLOG__PATH", "/nonexistent/dir/xferlog")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("xferlog.path"));
+}
