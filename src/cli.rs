@@ -19,7 +19,7 @@ pub struct Cli {
 }
 
 /// Flags that override the configuration file and environment.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct Overrides {
     /// Configuration file (default: /etc/ferry/ferry.toml when it exists).
     #[arg(long, short = 'c', global = true, env = "FERRY_CONFIG")]

@@ -11,5 +11,6 @@ pub mod io;
 pub mod net;
 pub mod observe;
 pub mod privs;
+pub mod reload;
 pub mod server;
 pub mod tftp;

@@ -30,7 +30,9 @@ fn serve(cli: &Cli) -> i32 {
         }
     };
     ferry::observe::log::init(&config.log);
-    ferry::server::run(config)
+    let overrides = cli.overrides.clone();
+    let source = overrides.source();
+    ferry::server::run(config, Box::new(move || overrides.load(&source)))
 }
 
 fn check_config(cli: &Cli, file: Option<&std::path::PathBuf>) -> i32 {

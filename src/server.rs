@@ -10,6 +10,7 @@ use crate::net::listen::{self, Listeners};
 use crate::observe::metrics::Metrics;
 use crate::observe::xferlog::Xferlog;
 use crate::privs::{self, ServiceUser, StartPrivilege};
+use crate::reload::{LiveConfig, ReloadOutcome};
 use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -48,8 +49,11 @@ fn install_panic_hook(events: mpsc::Sender<Event>) {
     }));
 }
 
+/// Re-reads every configuration layer (called on SIGHUP).
+pub type Reloader = Box<dyn Fn() -> Result<Config, crate::config::ConfigError>>;
+
 /// Runs the server until SIGTERM/SIGINT (exit 0) or a worker failure (non-zero).
-pub fn run(config: Config) -> i32 {
+pub fn run(config: Config, reloader: Reloader) -> i32 {
     let start = StartPrivilege::detect();
     let workers = config.effective_workers();
     let listeners = match listen::bind_all(&config, workers) {
@@ -116,8 +120,9 @@ pub fn run(config: Config) -> i32 {
             return EXIT_STARTUP;
         }
     }
-    let shared =
-        Arc::new(Shared { config: Arc::new(config), root, active: Default::default(), metrics, xferlog });
+    let config = Arc::new(config);
+    let live = LiveConfig::new(Arc::clone(&config));
+    let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let Listeners { ftp, tftp } = listeners;
@@ -130,6 +135,7 @@ pub fn run(config: Config) -> i32 {
             binder: binder_clients.as_mut().and_then(|c| c.pop_front()),
             shared: Arc::clone(&shared),
             shutdown: shutdown_rx.clone(),
+            live: live.subscribe(),
         };
         if let Err(e) = worker::spawn(setup, exit_tx.clone()) {
             error!("cannot start worker {id}: {e}");
@@ -143,7 +149,7 @@ pub fn run(config: Config) -> i32 {
         std::process::id()
     ));
     info!(workers, ftp = ?shared.config.ftp.listen, tftp = ?shared.config.tftp.listen, "ferry serving {}", shared.config.root.display());
-    supervise(events, workers, &shutdown_tx, &wakers, &shared)
+    supervise(events, workers, &shutdown_tx, &wakers, &shared, &Reload { live, reloader })
 }
 
 /// Starts the binder when there is a privileged data port to hand out.
@@ -233,12 +239,47 @@ fn usable_cpus() -> Vec<usize> {
     (0..nix::sched::CpuSet::count()).filter(|c| set.is_set(*c).unwrap_or(false)).collect()
 }
 
+/// What SIGHUP needs: the live configuration and a way to re-read the layers.
+struct Reload {
+    live: LiveConfig,
+    reloader: Reloader,
+}
+
+impl Reload {
+    /// Re-reads and applies the configuration; an invalid or restart-only change is
+    /// refused with a log line and the running configuration stays.
+    fn run(&self) {
+        let new = match (self.reloader)() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("SIGHUP: new configuration rejected, keeping the running one: {e}");
+                return;
+            }
+        };
+        let level = new.log.level.clone();
+        match self.live.offer(new) {
+            ReloadOutcome::Applied => {
+                if let Err(e) = crate::observe::log::set_level(&level) {
+                    warn!("SIGHUP: cannot apply log.level: {e}");
+                }
+                info!("SIGHUP: configuration reloaded; new sessions and transfers use it");
+            }
+            ReloadOutcome::Unchanged => info!("SIGHUP: configuration unchanged"),
+            ReloadOutcome::NeedsRestart(keys) => warn!(
+                changed = ?keys,
+                "SIGHUP: configuration NOT reloaded: these keys need a restart; keeping the running configuration"
+            ),
+        }
+    }
+}
+
 fn supervise(
     events: mpsc::Receiver<Event>,
     workers: usize,
     shutdown: &tokio::sync::watch::Sender<bool>,
     wakers: &[OwnedFd],
     shared: &Shared,
+    reload: &Reload,
 ) -> i32 {
     let mut running = workers;
     let mut deadline: Option<Instant> = None;
@@ -258,6 +299,9 @@ fn supervise(
         match event {
             None => return if deadline.is_some() { 0 } else { EXIT_WORKER_DIED },
             Some(Event::Signal(Signal::SIGHUP)) => {
+                crate::observe::sdnotify::notify("RELOADING=1");
+                reload.run();
+                crate::observe::sdnotify::notify("READY=1");
                 if let Some(log) = &shared.xferlog {
                     match log.reopen() {
                         Ok(()) => info!("SIGHUP: xferlog reopened"),

@@ -45,6 +45,8 @@ pub struct WorkerSetup {
     pub shared: Arc<Shared>,
     /// Becomes true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// The configuration in force, replaced by SIGHUP reloads.
+    pub live: watch::Receiver<Arc<Config>>,
 }
 
 /// What a worker thread tells the main thread when it ends.
@@ -66,11 +68,19 @@ pub struct WorkerContext {
     pub binder: Option<BinderClient>,
     /// Shutdown signal.
     pub shutdown: watch::Receiver<bool>,
+    /// The configuration in force (see [`WorkerContext::config`]).
+    live: watch::Receiver<Arc<Config>>,
     /// Sessions and transfers running on this worker.
     local_active: Cell<usize>,
 }
 
 impl WorkerContext {
+    /// The configuration in force now: read it when a session or transfer starts, and keep
+    /// that copy for its whole life (a reload never changes a running transfer).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.live.borrow())
+    }
+
     /// True once shutdown has begun.
     pub fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
@@ -145,8 +155,8 @@ fn run(setup: WorkerSetup) {
     if let Some(cpu) = setup.cpu {
         pin(cpu);
     }
-    let WorkerSetup { id, ftp, tftp, binder, shared, shutdown, .. } = setup;
-    let ctx = Rc::new(WorkerContext { id, shared, binder, shutdown, local_active: Cell::new(0) });
+    let WorkerSetup { id, ftp, tftp, binder, shared, shutdown, live, .. } = setup;
+    let ctx = Rc::new(WorkerContext { id, shared, binder, shutdown, live, local_active: Cell::new(0) });
     // The ring is created here, after the privilege drop and on the thread that uses it.
     tokio_uring::builder().entries(1024).start(async move {
         let mut loops = Vec::new();

@@ -2,9 +2,13 @@
 //! lines on stderr. The filter comes from `RUST_LOG` when set, else from `log.level`.
 
 use crate::config::{LogConfig, LogFormat, LogTarget};
+use std::sync::OnceLock;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+
+/// Handle to swap the filter at run time (SIGHUP reload of `log.level`).
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Installs the global subscriber. Call once, before any thread is spawned.
 pub fn init(cfg: &LogConfig) {
@@ -31,10 +35,25 @@ pub fn init(cfg: &LogConfig) {
     } else {
         stderr_layer(cfg.format)
     };
+    let (filter, handle) = reload::Layer::new(filter);
     // try_init: a second init (tests calling in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).try_init();
+    if tracing_subscriber::registry().with(output.with_filter(filter)).try_init().is_ok() {
+        let _ = FILTER.set(handle);
+    }
     if let Some(e) = journald_failed {
         tracing::warn!("cannot reach journald ({e}); logging to stderr instead");
+    }
+}
+
+/// Applies a new `log.level` (ignored while `RUST_LOG` is set, which always wins).
+pub fn set_level(level: &str) -> Result<(), String> {
+    if std::env::var("RUST_LOG").is_ok_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    match FILTER.get() {
+        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
+        None => Err("logging is not initialised".into()),
     }
 }
 

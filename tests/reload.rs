@@ -1,0 +1,60 @@
+//! SIGHUP reload end to end: a valid change applies (the log level here), a change that
+//! needs a restart is refused naming the key, and an invalid file is rejected while the
+//! server keeps serving with its running configuration.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn wait_for_log(server: &Server, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if server.stderr().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn hup(server: &Server) {
+    kill(Pid::from_raw(server.pid()), Signal::SIGHUP).unwrap();
+}
+
+#[test]
+fn sighup_applies_valid_changes_and_refuses_restart_only_ones() {
+    let dir = served_dir();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("ferry.toml");
+    std::fs::write(&conf, "[log]\nlevel = \"info\"\n").unwrap();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.arg("--config").arg(&conf);
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+    assert!(!server.stderr().contains("DEBUG"), "starts at info");
+
+    // A valid change: new sessions see debug logging.
+    std::fs::write(&conf, "[log]\nlevel = \"debug\"\n").unwrap();
+    hup(&server);
+    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+    let (_r, _w, greeting) = ftp_connect(server.ftp_addr());
+    assert!(greeting.starts_with("220"));
+    assert!(wait_for_log(&server, "DEBUG"), "debug lines after reload:\n{}", server.stderr());
+
+    // A restart-only change is refused and named.
+    std::fs::write(&conf, "[log]\nlevel = \"debug\"\n[tftp]\nlisten = [\"127.0.0.1:1\"]\n").unwrap();
+    hup(&server);
+    assert!(wait_for_log(&server, "NOT reloaded"), "{}", server.stderr());
+    assert!(server.stderr().contains("tftp.listen"));
+
+    // An invalid file is rejected; the server goes on serving.
+    std::fs::write(&conf, "[log]\nlevle = \"debug\"\n").unwrap();
+    hup(&server);
+    assert!(wait_for_log(&server, "new configuration rejected"), "{}", server.stderr());
+    assert!(server.stderr().contains("levle"));
+    let (_r, _w, greeting) = ftp_connect(server.ftp_addr());
+    assert!(greeting.starts_with("220"), "still serving");
+}
