@@ -6,8 +6,11 @@ use crate::config::Config;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Reads one key's value from a configuration, as a comparable string.
+type KeyReader = fn(&Config) -> String;
+
 /// Keys whose change needs a restart, with how to read them from a configuration.
-const RESTART_ONLY: &[(&str, fn(&Config) -> String)] = &[
+const RESTART_ONLY: &[(&str, KeyReader)] = &[
     ("workers", |c| c.workers.to_string()),
     ("user", |c| c.user.clone()),
     ("root", |c| c.root.display().to_string()),
