@@ -79,8 +79,15 @@ fn main() {
     std::io::copy(&mut std::fs::File::open(f.path()).unwrap(), &mut std::io::sink()).unwrap();
     println!("| path | MiB | best MB/s | median MB/s | server CPU s (median) |");
     println!("|---|---|---|---|---|");
-    for mode in [ZeroCopy::Splice, ZeroCopy::Sendfile] {
-        let mut runs: Vec<Run> = (0..rounds).map(|_| one(mode, f.path(), size)).collect();
+    // Rounds alternate the two paths so background load hits both alike.
+    let modes = [ZeroCopy::Splice, ZeroCopy::Sendfile];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, mode) in modes.iter().enumerate() {
+            runs[i].push(one(*mode, f.path(), size));
+        }
+    }
+    for (mode, mut runs) in modes.into_iter().zip(runs) {
         runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
         let mbps = |r: &Run| size as f64 / r.secs / 1e6;
         let mid = &runs[runs.len() / 2];
