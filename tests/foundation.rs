@@ -241,3 +241,22 @@ fn a_panicking_worker_stops_the_server_with_a_non_zero_exit() {
     assert!(log.contains("injected test panic in worker 1"), "{log}");
     assert!(log.contains("worker panicked"), "{log}");
 }
+
+#[test]
+fn dual_stack_default_answers_ipv4_and_ipv6_and_listen_lists_are_honoured() {
+    let dir = served_dir();
+    let server = Server::start(dir.path(), &["--workers", "1"]);
+    for addr in [format!("127.0.0.1:{}", server.ftp_port), format!("[::1]:{}", server.ftp_port)] {
+        let (_r, _w, greeting) = ftp_connect(addr.parse().unwrap());
+        assert!(greeting.starts_with("220"), "{addr}: {greeting}");
+    }
+    drop(server);
+
+    // An IPv4-only listen list: ::1 is refused, 127.0.0.1 answers.
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_FTP__LISTEN", "[\"127.0.0.1:21\"]").env("FERRY_TFTP__LISTEN", "[\"127.0.0.1:69\"]");
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+    assert!(std::net::TcpStream::connect(("::1", server.ftp_port)).is_err());
+    let (_r, _w, greeting) = ftp_connect(server.ftp_addr());
+    assert!(greeting.starts_with("220"));
+}
