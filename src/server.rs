@@ -5,6 +5,7 @@
 use crate::binder;
 use crate::config::Config;
 use crate::fs::Root;
+use crate::io::ftp_state::FtpShared;
 use crate::io::worker::{self, Shared, WorkerExit, WorkerSetup};
 use crate::net::listen::{self, Listeners};
 use crate::privs::{self, ServiceUser, StartPrivilege};
@@ -65,6 +66,15 @@ pub fn run(config: Config) -> i32 {
             return EXIT_STARTUP;
         }
     };
+    // Every FTP account root is opened now, so the service user needs no search permission
+    // on the directories above them.
+    let ftp = match config.ftp.enabled.then(|| FtpShared::open(&config, &root, workers)).transpose() {
+        Ok(f) => f.map(Arc::new),
+        Err(e) => {
+            error!("{e}");
+            return EXIT_STARTUP;
+        }
+    };
     let mut binder_clients = match start_binder(&config, start, workers) {
         Ok(clients) => clients,
         Err(code) => return code,
@@ -87,7 +97,7 @@ pub fn run(config: Config) -> i32 {
     let (events_tx, events) = mpsc::channel::<Event>();
     install_panic_hook(events_tx.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let shared = Arc::new(Shared { config: Arc::new(config), root, active: Default::default() });
+    let shared = Arc::new(Shared { config: Arc::new(config), root, active: Default::default(), ftp });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let Listeners { ftp, tftp } = listeners;

@@ -23,6 +23,8 @@ pub struct Shared {
     pub root: Arc<Root>,
     /// Sessions and transfers running in all workers (drain waits for 0).
     pub active: AtomicUsize,
+    /// FTP settings, account roots and session counters; `None` when FTP is disabled.
+    pub ftp: Option<Arc<super::ftp_state::FtpShared>>,
 }
 
 /// What a worker is started with.
@@ -131,9 +133,14 @@ fn run(setup: WorkerSetup) {
     // The ring is created here, after the privilege drop and on the thread that uses it.
     tokio_uring::builder().entries(1024).start(async move {
         let mut loops = Vec::new();
+        let ftp_worker =
+            ctx.shared.ftp.as_ref().map(|f| Rc::new(super::ftp_state::FtpWorker::new(Arc::clone(f), id)));
         for listener in ftp {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
-            loops.push(tokio_uring::spawn(super::ftp_control::accept_loop(Rc::clone(&ctx), listener)));
+            if let Some(w) = &ftp_worker {
+                let accept = super::ftp_control::accept_loop(Rc::clone(&ctx), Rc::clone(w), listener);
+                loops.push(tokio_uring::spawn(accept));
+            }
         }
         for socket in tftp {
             let socket = tokio_uring::net::UdpSocket::from_std(socket);
