@@ -108,6 +108,10 @@ pub fn open_passive(range: PortRange, bind: IpAddr) -> io::Result<(SharedFd, u16
         if bind.is_ipv6() {
             socket.set_only_v6(true)?;
         }
+        // The server closes download connections first, so their ports sit in TIME_WAIT for
+        // a minute; SO_REUSEADDR lets a new listener take such a port. On Linux it never lets
+        // two listeners share one (that would take SO_REUSEPORT, which we do not set).
+        socket.set_reuse_address(true)?;
         match socket.bind(&addr.into()).and_then(|()| socket.listen(PASSIVE_BACKLOG)) {
             Ok(()) => return Ok((Rc::new(OwnedFd::from(socket)), port)),
             Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => last = e,

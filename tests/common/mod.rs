@@ -204,3 +204,5 @@ pub fn ftp_command(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, li
     reader.read_line(&mut reply).unwrap();
     reply
 }
+
+pub mod ftp;
