@@ -2,7 +2,7 @@
 //! driver that feeds the sans-IO [`Session`] and carries out its outputs. A reader task owns
 //! the socket's read loop and transfer tasks report back, both over one bounded channel, so
 //! the driver only ever waits on cancel-safe futures (channel, timer, shutdown signal).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use super::ftp_actions;
 use super::ftp_data::{self, Cancel};
@@ -84,12 +84,19 @@ async fn refuse(stream: TcpStream, why: Refusal) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-fn local_addr(stream: &TcpStream) -> Option<SocketAddr> {
-    let ss: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(stream.as_raw_fd()).ok()?;
-    if let Some(v4) = ss.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    ss.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+/// Sets the control socket up and returns its local address.
+///
+/// SO_OOBINLINE, as vsftpd does: clients send ABOR as TCP urgent data (Python's ftplib sends
+/// `ABOR\r\n` with MSG_OOB), and without it the kernel takes the urgent last byte, the LF,
+/// out of the stream, so the line never ends. TCP_NODELAY: replies are small and awaited.
+#[allow(unsafe_code)]
+fn prepare_control(stream: &TcpStream) -> std::io::Result<SocketAddr> {
+    // SAFETY: the fd belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let sock = socket2::SockRef::from(&fd);
+    sock.set_out_of_band_inline(true)?;
+    sock.set_nodelay(true)?;
+    sock.local_addr()?.as_socket().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }
 
 async fn session(
@@ -100,11 +107,13 @@ async fn session(
     _permit: SessionPermit,
 ) {
     let _active = ctx.activity();
-    let Some(local) = local_addr(&stream) else {
-        warn!("cannot read the control connection's local address; closing");
-        return;
+    let local = match prepare_control(&stream) {
+        Ok(local) => local,
+        Err(e) => {
+            warn!(error = %e, "cannot set the control connection up; closing");
+            return;
+        }
     };
-    let _ = stream.set_nodelay(true);
     debug!(%local, "control connection open");
     let stream = Rc::new(stream);
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
