@@ -7,7 +7,7 @@ use common::ftp::*;
 
 #[test]
 fn ftplib_commands_facts_and_abort() {
-    let srv = FtpServer::start(Opts { toml: "", args: &[] });
+    let srv = FtpServer::start(Opts::default());
     // Big enough that the transfer is still running when ABOR arrives.
     put(&srv.root().join("big.bin"), &random_bytes(32 << 20));
     let script = include_str!("ftp/features.py");

@@ -27,11 +27,13 @@ pub struct Opts<'a> {
     pub toml: &'a str,
     /// Extra command-line arguments.
     pub args: &'a [&'a str],
+    /// Environment for the server (`FERRY_FTP__LIMITS__MAX_SESSIONS`, ...).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Default for Opts<'_> {
     fn default() -> Self {
-        Opts { toml: "", args: &[] }
+        Opts { toml: "", args: &[], env: &[] }
     }
 }
 
@@ -85,7 +87,9 @@ permissions = ["read", "write", "append", "delete", "rename", "mkdir"]
         std::fs::write(&path, text).unwrap();
         let mut args = vec!["--config", path.to_str().unwrap(), "--workers", "2"];
         args.extend_from_slice(opts.args);
-        let server = Server::start(dir.path(), &args);
+        let mut cmd = std::process::Command::new(super::ferry_bin());
+        cmd.envs(opts.env.iter().copied());
+        let server = Server::start_with(cmd, dir.path(), super::free_port(), super::free_port(), &args);
         FtpServer { server, dir, passive, _config: config }
     }
 
