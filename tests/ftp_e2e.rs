@@ -124,3 +124,48 @@ fn lftp_mirror_pget_and_mlsd() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "tree/d0/sub0/\ntree/d0/sub1/\ntree/d0/sub2/\n");
     assert!(srv.log().contains("LIST /tree"), "{}", srv.log());
 }
+
+#[test]
+fn shutdown_lets_a_transfer_finish_and_closes_idle_sessions() {
+    use nix::sys::signal::Signal;
+    use std::io::{BufRead, Read, Write};
+    // The per-session rate cap keeps the download running while the signal arrives.
+    let env = [("FERRY_FTP__LIMITS__RATE_LIMIT_SESSION_BPS", "2000000")];
+    let mut srv = FtpServer::start(Opts { env: &env, ..Opts::default() });
+    let data = random_bytes(3 << 20);
+    put(&srv.root().join("slow.bin"), &data);
+    // An idle logged-in session.
+    let (mut idle_r, mut idle_w, _) = common::ftp_connect(srv.server.ftp_addr());
+    assert!(common::ftp_command(&mut idle_r, &mut idle_w, "USER anonymous").starts_with("331"));
+    assert!(common::ftp_command(&mut idle_r, &mut idle_w, "PASS x").starts_with("230"));
+    // A download that the client reads slowly, so it is still running at SIGTERM.
+    let (mut r, mut w, _) = common::ftp_connect(srv.server.ftp_addr());
+    for line in ["USER anonymous", "PASS x", "TYPE I"] {
+        common::ftp_command(&mut r, &mut w, line);
+    }
+    let pasv = common::ftp_command(&mut r, &mut w, "EPSV");
+    let port: u16 = pasv.split('|').nth(3).unwrap().parse().unwrap();
+    let mut d = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    w.write_all(b"RETR slow.bin\r\n").unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("150"), "{line}");
+    let mut first = vec![0u8; 4096];
+    d.read_exact(&mut first).unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(srv.server.pid()), Signal::SIGTERM);
+    let mut idle_line = String::new();
+    idle_r.read_line(&mut idle_line).unwrap();
+    assert!(idle_line.starts_with("421"), "idle session: {idle_line}");
+    let mut rest = Vec::new();
+    d.read_to_end(&mut rest).unwrap();
+    first.extend_from_slice(&rest);
+    assert!(first == data, "the running transfer completes during the drain");
+    let mut end = String::new();
+    r.read_line(&mut end).unwrap();
+    assert!(end.starts_with("226"), "{end}");
+    end.clear();
+    r.read_line(&mut end).unwrap();
+    assert!(end.starts_with("421"), "then the session closes: {end}");
+    let code = common::wait_exit(&mut srv.server.child, std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", srv.log());
+}

@@ -22,6 +22,7 @@ pub struct FtpServer {
 }
 
 /// Options for [`FtpServer::start`].
+#[derive(Default)]
 pub struct Opts<'a> {
     /// Extra TOML appended to the generated file (inside no section: start with `[...]`).
     pub toml: &'a str,
@@ -29,12 +30,6 @@ pub struct Opts<'a> {
     pub args: &'a [&'a str],
     /// Environment for the server (`FERRY_FTP__LIMITS__MAX_SESSIONS`, ...).
     pub env: &'a [(&'a str, &'a str)],
-}
-
-impl Default for Opts<'_> {
-    fn default() -> Self {
-        Opts { toml: "", args: &[], env: &[] }
-    }
 }
 
 fn password_hash() -> &'static str {
