@@ -5,6 +5,7 @@
 use crate::binder;
 use crate::config::Config;
 use crate::fs::Root;
+use crate::io::ftp_state::FtpShared;
 use crate::io::worker::{self, Shared, WorkerExit, WorkerSetup};
 use crate::net::listen::{self, Listeners};
 use crate::observe::metrics::Metrics;
@@ -91,6 +92,15 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             return EXIT_STARTUP;
         }
     };
+    // Every FTP account root is opened now, so the service user needs no search permission
+    // on the directories above them.
+    let ftp = match config.ftp.enabled.then(|| FtpShared::open(&config, &root, workers)).transpose() {
+        Ok(f) => f.map(Arc::new),
+        Err(e) => {
+            error!("{e}");
+            return EXIT_STARTUP;
+        }
+    };
     let mut binder_clients = match start_binder(&config, start, workers) {
         Ok(clients) => clients,
         Err(code) => return code,
@@ -122,7 +132,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
     }
     let config = Arc::new(config);
     let live = LiveConfig::new(Arc::clone(&config));
-    let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog });
+    let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog, ftp });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let Listeners { ftp, tftp } = listeners;

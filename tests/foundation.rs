@@ -108,9 +108,19 @@ fn sigint_with_an_open_session_waits_at_most_the_drain_timeout() {
     // The drain timeout comes from the environment layer here.
     let mut cmd = Command::new(ferry_bin());
     cmd.env("FERRY_DRAIN_TIMEOUT_SECS", "1");
+    // A rate-limited download outlives the drain timeout (idle sessions are closed at once).
+    cmd.env("FERRY_FTP__LIMITS__RATE_LIMIT_SESSION_BPS", "100000");
+    std::fs::write(dir.path().join("slow.bin"), vec![7u8; 1 << 20]).unwrap();
     let mut server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
-    // Hold a session open; the drain timeout bounds how long shutdown waits.
-    let (_r, _w, _g) = ftp_connect(server.ftp_addr());
+    // Hold a transfer running; the drain timeout bounds how long shutdown waits.
+    let (mut r, mut w, _g) = ftp_connect(server.ftp_addr());
+    for line in ["USER anonymous", "PASS x", "TYPE I"] {
+        ftp_command(&mut r, &mut w, line);
+    }
+    let epsv = ftp_command(&mut r, &mut w, "EPSV");
+    let port: u16 = epsv.split('|').nth(3).and_then(|p| p.parse().ok()).expect("229 reply");
+    let _data = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(ftp_command(&mut r, &mut w, "RETR slow.bin").starts_with("150"));
     let started = std::time::Instant::now();
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), Signal::SIGINT);
     let code = wait_exit(&mut server.child, Duration::from_secs(20));

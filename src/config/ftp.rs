@@ -36,6 +36,9 @@ pub struct FtpConfig {
     pub limits: LimitsConfig,
     /// How uploads are written.
     pub uploads: UploadsConfig,
+    /// How binary downloads move file pages to the socket: `splice` (io_uring splice through
+    /// a pipe) or `sendfile` (sendfile(2) driven by io_uring readiness).
+    pub zero_copy: crate::io::zerocopy::ZeroCopy,
 }
 
 impl Default for FtpConfig {
@@ -53,6 +56,7 @@ impl Default for FtpConfig {
             users: Vec::new(),
             limits: LimitsConfig::default(),
             uploads: UploadsConfig::default(),
+            zero_copy: crate::io::zerocopy::ZeroCopy::Splice,
         }
     }
 }

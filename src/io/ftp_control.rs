@@ -1,60 +1,364 @@
-//! FTP control connections: the accept loop and, per connection, the session task.
-//! Until the FTP protocol core is wired in, a session greets and answers 502.
+//! FTP control connections: the accept loop with the session limits, and per connection a
+//! driver that feeds the sans-IO [`Session`] and carries out its outputs. A reader task owns
+//! the socket's read loop and transfer tasks report back, both over one bounded channel, so
+//! the driver only ever waits on cancel-safe futures (channel, timer, shutdown signal).
+#![deny(unsafe_code)]
 
+use super::ftp_actions;
+use super::ftp_data::{self, Cancel};
+use super::ftp_limits::{Refusal, SessionPermit};
+use super::ftp_state::FtpWorker;
+use super::ftp_transfer::{self, Endpoint, Job};
+use super::ops::SharedFd;
 use super::worker::WorkerContext;
-use std::net::SocketAddr;
+use crate::fs::Root;
+use crate::ftp::{
+    Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, Session, TransferError, TransferEvent,
+    TransferKind,
+};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio_uring::net::{TcpListener, TcpStream};
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument, Span};
+
+/// Messages queued for a session driver; bounded so a flooding client or a burst of
+/// completions cannot grow memory (senders wait instead).
+const CHANNEL_DEPTH: usize = 8;
+/// Control bytes read per receive.
+const READ_CHUNK: usize = 4096;
+/// How long writing the 421 of a refused connection may take.
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What reaches a session driver.
+#[derive(Debug)]
+pub enum Msg {
+    /// Bytes from the control connection.
+    Input(Vec<u8>),
+    /// The client closed the control connection (or it failed).
+    Eof,
+    /// An asynchronous action finished (password check, transfer progress).
+    Completion(OpToken, OpResult),
+}
 
 /// Accepts control connections until the listener is shut down.
-pub async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
+pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let span = info_span!("ftp", client = %peer, worker = ctx.id);
-                tokio_uring::spawn(session(Rc::clone(&ctx), stream, peer).instrument(span));
+                match ftp.shared.limits.admit(peer.ip()) {
+                    Ok(permit) => {
+                        let task = session(Rc::clone(&ctx), Rc::clone(&ftp), stream, peer, permit);
+                        tokio_uring::spawn(task.instrument(span));
+                    }
+                    Err(why) => {
+                        tokio_uring::spawn(refuse(stream, why).instrument(span));
+                    }
+                }
             }
             Err(_) if ctx.shutting_down() => break,
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off instead of spinning on the error.
                 warn!(worker = ctx.id, "accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
     debug!(worker = ctx.id, "FTP listener closed");
 }
 
-async fn session(ctx: Rc<WorkerContext>, stream: TcpStream, _peer: SocketAddr) {
+/// Answers a connection over a session limit with 421 and closes it.
+async fn refuse(stream: TcpStream, why: Refusal) {
+    info!(reason = %why, "session refused");
+    let text = match why {
+        Refusal::Total => "421 Too many users logged in, try again later.\r\n",
+        Refusal::PerIp => "421 Too many connections from your address.\r\n",
+    };
+    let deadline = tokio::time::Instant::now() + REFUSE_WRITE_TIMEOUT;
+    let _ = ftp_data::bounded(stream.as_raw_fd(), deadline, stream.write_all(text.as_bytes().to_vec())).await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Sets the control socket up and returns its local address.
+///
+/// SO_OOBINLINE, as vsftpd does: clients send ABOR as TCP urgent data (Python's ftplib sends
+/// `ABOR\r\n` with MSG_OOB), and without it the kernel takes the urgent last byte, the LF,
+/// out of the stream, so the line never ends. TCP_NODELAY: replies are small and awaited.
+#[allow(unsafe_code)]
+fn prepare_control(stream: &TcpStream) -> std::io::Result<SocketAddr> {
+    // SAFETY: the fd belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let sock = socket2::SockRef::from(&fd);
+    sock.set_out_of_band_inline(true)?;
+    sock.set_nodelay(true)?;
+    sock.local_addr()?.as_socket().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+}
+
+async fn session(
+    ctx: Rc<WorkerContext>,
+    ftp: Rc<FtpWorker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: SessionPermit,
+) {
     let _active = ctx.activity();
-    debug!("control connection open");
-    let (res, _) = stream.write_all(b"220 Ferry FTP server ready.\r\n".to_vec()).await;
-    if res.is_err() {
-        return;
-    }
-    let mut line = Vec::new();
-    let mut buf = vec![0u8; 4096];
+    let local = match prepare_control(&stream) {
+        Ok(local) => local,
+        Err(e) => {
+            warn!(error = %e, "cannot set the control connection up; closing");
+            return;
+        }
+    };
+    debug!(%local, "control connection open");
+    let stream = Rc::new(stream);
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    tokio_uring::spawn(read_control(Rc::clone(&stream), tx.clone()).instrument(Span::current()));
+    let settings = Arc::clone(&ftp.shared.settings);
+    let mut driver = Driver {
+        session: Session::new(settings, peer, local, Instant::now()),
+        ctx,
+        ftp,
+        stream,
+        local,
+        tx,
+        root: None,
+        passive: None,
+        transfer: None,
+        ready: VecDeque::new(),
+    };
+    driver.run(rx).await;
+    driver.finish();
+    debug!("control connection closed");
+}
+
+/// Owns the control socket's read loop; ends at end of stream or error (a shutdown(2) from
+/// the driver makes the pending read complete), or when the driver is gone.
+async fn read_control(stream: Rc<TcpStream>, tx: mpsc::Sender<Msg>) {
+    let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        let (res, b) = stream.read(buf).await;
-        buf = b;
-        let n = match res {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let (res, back) = stream.read(buf).await;
+        buf = back;
+        let msg = match res {
+            Ok(0) | Err(_) => Msg::Eof,
+            Ok(n) => Msg::Input(buf[..n].to_vec()),
         };
-        for &byte in &buf[..n] {
-            if byte != b'\n' {
-                if line.len() < 4096 {
-                    line.push(byte);
-                }
-                continue;
-            }
-            let quit = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"QUIT");
-            let reply: &[u8] = if quit { b"221 Goodbye.\r\n" } else { b"502 Command not implemented.\r\n" };
-            line.clear();
-            if stream.write_all(reply.to_vec()).await.0.is_err() || quit {
+        let eof = matches!(msg, Msg::Eof);
+        if tx.send(msg).await.is_err() || eof {
+            return;
+        }
+    }
+}
+
+/// What woke the driver.
+enum Wake {
+    Msg(Option<Msg>),
+    Timer,
+    Shutdown,
+}
+
+/// One session's io side: the control socket, the account's root, the passive listener and
+/// the running transfer.
+struct Driver {
+    session: Session,
+    ctx: Rc<WorkerContext>,
+    ftp: Rc<FtpWorker>,
+    stream: Rc<TcpStream>,
+    local: SocketAddr,
+    tx: mpsc::Sender<Msg>,
+    root: Option<Arc<Root>>,
+    passive: Option<(SharedFd, Option<IpAddr>)>,
+    transfer: Option<(OpToken, Rc<Cancel>)>,
+    /// Completions of actions done inline, delivered once the outputs are drained.
+    ready: VecDeque<(OpToken, OpResult)>,
+}
+
+impl Driver {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
+        let ctx = Rc::clone(&self.ctx);
+        let mut draining = false;
+        loop {
+            if !self.flush().await {
                 return;
             }
+            if draining && self.transfer.is_none() {
+                // Idle, or the transfer running at shutdown has ended.
+                info!("server shutting down: closing session");
+                self.write(b"421 Server shutting down.\r\n".to_vec()).await;
+                return;
+            }
+            let timer = self.session.poll_timeout().map(tokio::time::Instant::from_std);
+            let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+            let wake = tokio::select! {
+                msg = rx.recv() => Wake::Msg(msg),
+                _ = tokio::time::sleep_until(timer.unwrap_or(far)), if timer.is_some() => Wake::Timer,
+                _ = ctx.wait_shutdown(), if !draining => Wake::Shutdown,
+            };
+            let now = Instant::now();
+            match wake {
+                Wake::Msg(Some(Msg::Input(bytes))) => self.session.handle_input(&bytes, now),
+                Wake::Msg(Some(Msg::Completion(token, result))) => self.complete(token, result, now),
+                Wake::Msg(None | Some(Msg::Eof)) => {
+                    debug!("client closed the control connection");
+                    return;
+                }
+                Wake::Timer => self.session.handle_timeout(now),
+                Wake::Shutdown => draining = true,
+            }
         }
+    }
+
+    fn complete(&mut self, token: OpToken, result: OpResult, now: Instant) {
+        let ended =
+            matches!(result, OpResult::Transfer(TransferEvent::Finished { .. } | TransferEvent::Failed(_)));
+        if ended && self.transfer.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.transfer = None;
+        }
+        self.session.handle_completion(token, result, now);
+    }
+
+    /// Carries out every queued output in order; false when the connection must close.
+    async fn flush(&mut self) -> bool {
+        loop {
+            let Some(out) = self.session.poll_output() else {
+                match self.ready.pop_front() {
+                    Some((token, result)) => {
+                        self.complete(token, result, Instant::now());
+                        continue;
+                    }
+                    None => return true,
+                }
+            };
+            match out {
+                Output::Reply(bytes) => {
+                    if !self.write(bytes).await {
+                        return false;
+                    }
+                }
+                Output::Action(token, action) => self.act(token, action),
+                Output::Event(event) => self.event(event),
+                Output::Close => return false,
+            }
+        }
+    }
+
+    /// Writes to the control connection, bounded by the data timeout so a client that stops
+    /// reading cannot pin the session forever.
+    async fn write(&self, bytes: Vec<u8>) -> bool {
+        let secs = self.ftp.shared.settings.config.limits.data_timeout_secs;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let ((res, _), expired) =
+            ftp_data::bounded(self.stream.as_raw_fd(), deadline, self.stream.write_all(bytes)).await;
+        if expired {
+            info!("control connection write timed out");
+        }
+        res.is_ok() && !expired
+    }
+
+    fn act(&mut self, token: OpToken, action: Action) {
+        match action {
+            Action::VerifyPassword { phc, password } => match self.ftp.verify_password(phc, password) {
+                Some(rx) => {
+                    let tx = self.tx.clone();
+                    tokio_uring::spawn(async move {
+                        let valid = rx.await.unwrap_or(false);
+                        let _ = tx.send(Msg::Completion(token, OpResult::Password { valid })).await;
+                    });
+                }
+                None => self.ready.push_back((token, OpResult::Password { valid: false })),
+            },
+            Action::OpenPassive { bind, peer_only } => {
+                self.passive = None;
+                let ports = self.ftp.shared.settings.config.passive.ports;
+                let result = match ftp_data::open_passive(ports, bind) {
+                    Ok((listener, port)) => {
+                        self.passive = Some((listener, peer_only));
+                        Ok(port)
+                    }
+                    Err(e) => {
+                        warn!(%bind, %ports, error = %e, "cannot open a passive listener");
+                        Err(FsError::Other)
+                    }
+                };
+                self.ready.push_back((token, OpResult::Passive(result)));
+            }
+            Action::Transfer { kind, data } => self.start_transfer(token, kind, data),
+            other => {
+                let result = match &self.root {
+                    Some(root) => ftp_actions::run(root, &other),
+                    None => None,
+                };
+                let result = result.unwrap_or_else(|| {
+                    error!(action = ?other, "file action without an open root (io layer bug)");
+                    ftp_actions::without_root(&other)
+                });
+                self.ready.push_back((token, result));
+            }
+        }
+    }
+
+    fn start_transfer(&mut self, token: OpToken, kind: TransferKind, data: DataEndpoint) {
+        let failed = |e| OpResult::Transfer(TransferEvent::Failed(e));
+        let Some(root) = &self.root else {
+            error!("transfer without an open root (io layer bug)");
+            return self.ready.push_back((token, failed(TransferError::Fs(FsError::PermissionDenied))));
+        };
+        let uploads = &self.ftp.shared.settings.config.uploads;
+        // The file first: if it cannot be opened the passive listener stays for a retry.
+        let source = match ftp_transfer::prepare(root, &kind, uploads.atomic, uploads.keep_partial) {
+            Ok(s) => s,
+            Err(e) => return self.ready.push_back((token, failed(TransferError::Fs(e)))),
+        };
+        let endpoint = match data {
+            DataEndpoint::Active(addr) => Endpoint::Active(addr),
+            DataEndpoint::Passive => match self.passive.take() {
+                Some((listener, peer_only)) => Endpoint::Passive { listener, peer_only },
+                None => return self.ready.push_back((token, failed(TransferError::DataConnection))),
+            },
+        };
+        let cancel = Rc::new(Cancel::default());
+        self.transfer = Some((token, Rc::clone(&cancel)));
+        let label = match &kind {
+            TransferKind::Retr { path, .. } => format!("RETR {path}"),
+            TransferKind::Stor { path, .. } => format!("STOR {path}"),
+            TransferKind::List { path, .. } => format!("LIST {path}"),
+        };
+        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label };
+        let task = ftp_transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
+        tokio_uring::spawn(task.instrument(Span::current()));
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::LoggedIn(account) => {
+                self.root = self.ftp.shared.root(&account.root);
+                if self.root.is_none() {
+                    error!(root = %account.root.display(), "account root was not opened at start-up (bug)");
+                }
+            }
+            Event::LoggedOut => self.root = None,
+            Event::AbortTransfer(token) => {
+                if let Some((t, cancel)) = &self.transfer {
+                    if *t == token {
+                        cancel.abort();
+                    }
+                }
+            }
+            Event::ClosePassive => self.passive = None,
+        }
+    }
+
+    /// Ends everything the session still runs: the transfer is aborted and the reader task
+    /// woken by shutting the control socket down.
+    fn finish(&mut self) {
+        if let Some((_, cancel)) = self.transfer.take() {
+            cancel.abort();
+        }
+        self.passive = None;
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }

@@ -2,7 +2,12 @@
 //! its own tokio-uring runtime, listeners, sessions and pools; protocol logic lives in the
 //! sans-IO cores and is driven from here.
 
+pub mod ftp_actions;
 pub mod ftp_control;
+pub mod ftp_data;
+pub mod ftp_limits;
+pub mod ftp_state;
+pub mod ftp_transfer;
 pub mod ops;
 pub mod tftp_udp;
 pub mod worker;

@@ -27,6 +27,8 @@ pub struct Shared {
     pub metrics: Arc<crate::observe::metrics::Metrics>,
     /// The transfer log, when enabled.
     pub xferlog: Option<crate::observe::xferlog::Xferlog>,
+    /// FTP settings, account roots and session counters; `None` when FTP is disabled.
+    pub ftp: Option<Arc<super::ftp_state::FtpShared>>,
 }
 
 /// What a worker is started with.
@@ -160,9 +162,14 @@ fn run(setup: WorkerSetup) {
     // The ring is created here, after the privilege drop and on the thread that uses it.
     tokio_uring::builder().entries(1024).start(async move {
         let mut loops = Vec::new();
+        let ftp_worker =
+            ctx.shared.ftp.as_ref().map(|f| Rc::new(super::ftp_state::FtpWorker::new(Arc::clone(f), id)));
         for listener in ftp {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
-            loops.push(tokio_uring::spawn(super::ftp_control::accept_loop(Rc::clone(&ctx), listener)));
+            if let Some(w) = &ftp_worker {
+                let accept = super::ftp_control::accept_loop(Rc::clone(&ctx), Rc::clone(w), listener);
+                loops.push(tokio_uring::spawn(accept));
+            }
         }
         for socket in tftp {
             let socket = tokio_uring::net::UdpSocket::from_std(socket);

@@ -204,4 +204,6 @@ pub fn ftp_command(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, li
     reader.read_line(&mut reply).unwrap();
     reply
 }
+
+pub mod ftp;
 pub mod netns;

@@ -1,0 +1,157 @@
+//! The FTP session's file-system actions carried out under the account's [`Root`]: stat,
+//! directory reads and metadata changes (short syscalls, done inline on the worker), plus
+//! the mapping of errno values to the core's [`FsError`] and of stat data to [`FileMeta`].
+#![forbid(unsafe_code)]
+
+use crate::fs::{DirEntry, Root};
+use crate::ftp::{Action, FileKind, FileMeta, FsError, OpResult, VirtualPath};
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Permission bits of directories made by MKD (before the umask).
+const DIR_MODE: u32 = 0o755;
+
+/// The path to hand to [`Root`] (openat2 RESOLVE_IN_ROOT confines it whatever it holds).
+pub fn rel(path: &VirtualPath) -> &Path {
+    Path::new(OsStr::from_bytes(path.relative()))
+}
+
+/// The core's view of an errno.
+pub fn fs_error(e: &io::Error) -> FsError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ELOOP) => FsError::NotFound,
+        Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::EXDEV | libc::ETXTBSY) => {
+            FsError::PermissionDenied
+        }
+        Some(libc::EEXIST) => FsError::Exists,
+        Some(libc::ENOTEMPTY) => FsError::NotEmpty,
+        Some(libc::ENOTDIR) => FsError::NotADirectory,
+        Some(libc::EISDIR) => FsError::IsADirectory,
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => FsError::NoSpace,
+        Some(libc::ENAMETOOLONG | libc::EINVAL | libc::EILSEQ) => FsError::InvalidName,
+        _ if e.kind() == io::ErrorKind::StorageFull => FsError::NoSpace,
+        _ => FsError::Other,
+    }
+}
+
+/// Seconds since the epoch now (for LIST's time-or-year column).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn kind_of(mode: u32) -> FileKind {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => FileKind::File,
+        libc::S_IFDIR => FileKind::Dir,
+        libc::S_IFLNK => FileKind::Symlink,
+        _ => FileKind::Other,
+    }
+}
+
+/// A listing entry from an lstat'ed directory entry.
+pub fn entry_meta(e: DirEntry) -> FileMeta {
+    let st = e.stat;
+    FileMeta {
+        name: e.name.as_bytes().to_vec(),
+        kind: kind_of(st.st_mode),
+        size: st.st_size.max(0) as u64,
+        mtime: st.st_mtime,
+        mode: st.st_mode,
+        nlink: st.st_nlink,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        link_target: e.link_target.map(|t| t.as_bytes().to_vec()),
+    }
+}
+
+fn stat_meta(path: &VirtualPath, m: &std::fs::Metadata) -> FileMeta {
+    FileMeta {
+        name: path.file_name().unwrap_or(b"/").to_vec(),
+        kind: kind_of(m.mode()),
+        size: m.size(),
+        mtime: m.mtime(),
+        mode: m.mode(),
+        nlink: m.nlink(),
+        uid: m.uid(),
+        gid: m.gid(),
+        dev: m.dev(),
+        ino: m.ino(),
+        link_target: None,
+    }
+}
+
+/// Reads `path` as a directory (or the one entry of a non-directory), names sorted.
+pub fn read_dir(root: &Root, path: &VirtualPath, hidden: bool) -> Result<Vec<FileMeta>, FsError> {
+    let entries = root.list(rel(path)).map_err(|e| fs_error(&e))?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| hidden || !e.name.as_bytes().starts_with(b"."))
+        .map(entry_meta)
+        .collect())
+}
+
+/// Carries out a metadata action; `None` for actions this module does not handle
+/// (passwords, passive listeners, transfers).
+pub fn run(root: &Root, action: &Action) -> Option<OpResult> {
+    let done = |r: io::Result<()>| Some(OpResult::Done(r.map_err(|e| fs_error(&e))));
+    match action {
+        Action::Stat { path } => {
+            Some(OpResult::Stat(root.stat(rel(path)).map(|m| stat_meta(path, &m)).map_err(|e| fs_error(&e))))
+        }
+        Action::ReadDir { path } => {
+            Some(OpResult::Entries { entries: read_dir(root, path, true), now_unix: now_unix() })
+        }
+        Action::MakeDir { path } => done(root.mkdir(rel(path), DIR_MODE)),
+        Action::RemoveDir { path } => done(root.rmdir(rel(path))),
+        Action::Delete { path } => done(root.unlink(rel(path))),
+        Action::Rename { from, to } => done(root.rename(rel(from), rel(to))),
+        Action::Chmod { path, mode } => done(root.chmod(rel(path), *mode)),
+        Action::SetMtime { path, mtime } => done(root.set_mtime(rel(path), *mtime)),
+        Action::VerifyPassword { .. } | Action::OpenPassive { .. } | Action::Transfer { .. } => None,
+    }
+}
+
+/// The answer to a metadata action when no root is open (an io layer bug: the session only
+/// asks after login). Every such action fails cleanly instead of touching the disk.
+pub fn without_root(action: &Action) -> OpResult {
+    let denied = FsError::PermissionDenied;
+    match action {
+        Action::Stat { .. } => OpResult::Stat(Err(denied)),
+        Action::ReadDir { .. } => OpResult::Entries { entries: Err(denied), now_unix: now_unix() },
+        _ => OpResult::Done(Err(denied)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_errno_and_reads_entries() {
+        assert_eq!(fs_error(&io::Error::from_raw_os_error(libc::ENOENT)), FsError::NotFound);
+        assert_eq!(fs_error(&io::Error::from_raw_os_error(libc::EDQUOT)), FsError::NoSpace);
+        assert_eq!(fs_error(&io::Error::from_raw_os_error(libc::EIO)), FsError::Other);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"12345").unwrap();
+        std::fs::write(dir.path().join(".hidden"), b"").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let all = read_dir(&root, &VirtualPath::root(), true).unwrap();
+        assert_eq!(all.len(), 2);
+        let shown = read_dir(&root, &VirtualPath::root(), false).unwrap();
+        assert_eq!(shown.len(), 1);
+        assert_eq!((shown[0].kind, shown[0].size), (FileKind::File, 5));
+        let a = VirtualPath::root().join(b"a").unwrap();
+        match run(&root, &Action::Stat { path: a }) {
+            Some(OpResult::Stat(Ok(m))) => assert_eq!((m.name, m.size), (b"a".to_vec(), 5)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! FTP data connections: passive listeners in the configured port range (no SO_REUSEPORT, so
+//! no two sessions share a port), accepting with the same-peer check, active connections
+//! from port 20 (via the binder) or an ephemeral port, and time-bounded socket operations
+//! that shut the socket down on expiry and wait for the in-flight op instead of dropping it.
+#![forbid(unsafe_code)]
+
+use super::ops::{self, SharedFd};
+use super::zerocopy::AbortHandle;
+use crate::binder::client::BinderClient;
+use crate::config::PortRange;
+use socket2::{Domain, SockRef, Socket, Type};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Pending connections a passive listener queues (one is expected).
+const PASSIVE_BACKLOG: i32 = 4;
+
+fn shutdown(fd: RawFd) {
+    let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINPROGRESS | libc::EALREADY))
+}
+
+/// Runs `op` (an io_uring op on socket `fd`) until `deadline`. On expiry the socket is shut
+/// down so the op completes now; it is awaited either way and its output returned, with
+/// `true` when the deadline struck (dropping an op in flight would not cancel it).
+pub async fn bounded<O>(fd: RawFd, deadline: Instant, op: impl Future<Output = O>) -> (O, bool) {
+    tokio::pin!(op);
+    tokio::select! {
+        out = &mut op => (out, false),
+        _ = tokio::time::sleep_until(deadline) => {
+            shutdown(fd);
+            (op.await, true)
+        }
+    }
+}
+
+/// Waits until `sock` is ready for `events`, at most until `deadline`.
+async fn ready(sock: &SharedFd, events: i16, deadline: Instant) -> io::Result<()> {
+    match bounded(sock.as_raw_fd(), deadline, ops::poll(sock, events)).await {
+        (_, true) => Err(timed_out("data connection")),
+        (res, false) => res.map(|_| ()),
+    }
+}
+
+/// Cancels a transfer from the control side (ABOR, client gone): marks it, shuts down the
+/// socket its current op waits on (listener, connecting or connected socket) and aborts
+/// the zero-copy loop.
+#[derive(Debug, Default)]
+pub struct Cancel {
+    aborted: Cell<bool>,
+    waiting_on: RefCell<Option<SharedFd>>,
+    /// Handed to the zero-copy functions.
+    pub zero_copy: AbortHandle,
+}
+
+impl Cancel {
+    /// Aborts the transfer.
+    pub fn abort(&self) {
+        self.aborted.set(true);
+        if let Some(fd) = self.waiting_on.borrow().as_ref() {
+            shutdown(fd.as_raw_fd());
+        }
+        self.zero_copy.abort();
+    }
+
+    /// True once aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.get()
+    }
+
+    /// Names the socket that `abort` must wake.
+    pub fn watch(&self, fd: &SharedFd) -> io::Result<()> {
+        *self.waiting_on.borrow_mut() = Some(Rc::clone(fd));
+        if self.is_aborted() {
+            shutdown(fd.as_raw_fd());
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+        }
+        Ok(())
+    }
+}
+
+/// Opens a listener on `bind` at a random port of `range`, then the next free ones.
+pub fn open_passive(range: PortRange, bind: IpAddr) -> io::Result<(SharedFd, u16)> {
+    let n = range.len();
+    if n == 0 {
+        return Err(io::Error::from(io::ErrorKind::AddrNotAvailable));
+    }
+    let start = rand::random::<usize>() % n;
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    for i in 0..n {
+        let port = range.first + ((start + i) % n) as u16;
+        let addr = SocketAddr::new(bind, port);
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+        if bind.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        // The server closes download connections first, so their ports sit in TIME_WAIT for
+        // a minute; SO_REUSEADDR lets a new listener take such a port. On Linux it never lets
+        // two listeners share one (that would take SO_REUSEPORT, which we do not set).
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()).and_then(|()| socket.listen(PASSIVE_BACKLOG)) {
+            Ok(()) => return Ok((Rc::new(OwnedFd::from(socket)), port)),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Accepts the data connection on a passive listener within `timeout`. With `peer_only`,
+/// connections from other addresses are closed and logged, and waiting goes on.
+pub async fn accept(
+    listener: &SharedFd,
+    peer_only: Option<IpAddr>,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> io::Result<(SharedFd, SocketAddr)> {
+    cancel.watch(listener)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (res, expired) = bounded(listener.as_raw_fd(), deadline, ops::accept(listener)).await;
+        if expired {
+            return Err(timed_out("passive accept"));
+        }
+        let (conn, from) = res?;
+        match peer_only {
+            Some(ip) if from.ip().to_canonical() != ip => {
+                warn!(from = %from, expected = %ip, "passive data connection from a foreign address refused");
+                drop(conn);
+            }
+            _ => return Ok((Rc::new(conn), from)),
+        }
+    }
+}
+
+/// Connects to the client for PORT/EPRT from `local_ip`: port 20 through the binder when
+/// there is one, else an ephemeral port; within `timeout`.
+pub async fn connect(
+    binder: Option<&BinderClient>,
+    source_port: u16,
+    local_ip: IpAddr,
+    target: SocketAddr,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> io::Result<SharedFd> {
+    let local_ip = local_ip.to_canonical();
+    let target = SocketAddr::new(target.ip().to_canonical(), target.port());
+    let sock: OwnedFd = match binder {
+        Some(b) => b
+            .bind(SocketAddr::new(local_ip, source_port))
+            .map_err(|e| io::Error::other(format!("binder: {e}")))?,
+        None => {
+            let s = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+            s.bind(&SocketAddr::new(local_ip, 0).into())?;
+            s.into()
+        }
+    };
+    SockRef::from(&sock).set_nonblocking(true)?;
+    let sock = Rc::new(sock);
+    cancel.watch(&sock)?;
+    let deadline = Instant::now() + timeout;
+    let (res, expired) = bounded(sock.as_raw_fd(), deadline, ops::connect(&sock, target)).await;
+    if expired {
+        return Err(timed_out("active connect"));
+    }
+    match res {
+        Ok(()) => {}
+        Err(e) if would_block(&e) => {
+            ready(&sock, libc::POLLOUT, deadline).await?;
+            if let Some(e) = SockRef::from(sock.as_ref()).take_error()? {
+                return Err(e);
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(sock)
+}
+
+/// The local and remote addresses of a connected socket, for logs.
+pub fn endpoints(sock: &SharedFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let s = SockRef::from(sock.as_ref());
+    (s.local_addr().ok().and_then(|a| a.as_socket()), s.peer_addr().ok().and_then(|a| a.as_socket()))
+}
+
+/// Paces buffered transfers (the zero-copy path has its own pacer) to `rate_bps`.
+pub struct Pace {
+    rate_bps: u64,
+    started: Instant,
+    moved: u64,
+}
+
+impl Pace {
+    /// A pacer for `rate_bps` (0 = unlimited).
+    pub fn new(rate_bps: u64) -> Pace {
+        Pace { rate_bps, started: Instant::now(), moved: 0 }
+    }
+
+    /// Counts `n` bytes and sleeps until they are due.
+    pub async fn account(&mut self, n: usize) {
+        self.moved += n as u64;
+        if self.rate_bps > 0 {
+            let due = Duration::from_secs_f64(self.moved as f64 / self.rate_bps as f64);
+            tokio::time::sleep_until(self.started + due).await;
+        }
+    }
+}
+
+/// Sends all of `buf` on a non-blocking socket; each wait is bounded by `stall`. Returns the
+/// emptied buffer for reuse.
+pub async fn send_all(sock: &SharedFd, mut buf: Vec<u8>, stall: Duration) -> io::Result<Vec<u8>> {
+    while !buf.is_empty() {
+        let deadline = Instant::now() + stall;
+        let ((res, back), expired) = bounded(sock.as_raw_fd(), deadline, ops::send(sock, buf)).await;
+        buf = back;
+        if expired {
+            return Err(timed_out("data send"));
+        }
+        match res {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                buf.drain(..n as usize);
+            }
+            Err(e) if would_block(&e) => ready(sock, libc::POLLOUT, deadline).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
+}
+
+/// Receives into `buf`'s capacity (its length becomes what arrived; 0 at end of stream).
+pub async fn recv_some(sock: &SharedFd, mut buf: Vec<u8>, stall: Duration) -> io::Result<Vec<u8>> {
+    loop {
+        let deadline = Instant::now() + stall;
+        let ((res, back), expired) = bounded(sock.as_raw_fd(), deadline, ops::recv(sock, buf)).await;
+        buf = back;
+        if expired {
+            return Err(timed_out("data receive"));
+        }
+        match res {
+            Ok(_) => return Ok(buf),
+            Err(e) if would_block(&e) => ready(sock, libc::POLLIN, deadline).await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Logs an established data connection (admins and tests read the source port from it).
+pub fn log_connection(mode: &str, sock: &SharedFd) {
+    let (local, remote) = endpoints(sock);
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
+    info!(mode, local = %show(local), remote = %show(remote), "data connection established");
+}

@@ -1,0 +1,166 @@
+//! FTP state outside the sessions: [`FtpShared`] (settings, every account root opened before
+//! the privilege drop, session counters) is read by all workers; [`FtpWorker`] (pipe pool,
+//! password verifier, transfer count) belongs to one worker thread.
+#![forbid(unsafe_code)]
+
+use super::ftp_limits::{self, SessionLimits};
+use super::zerocopy::{PipePool, TransferLimits};
+use crate::config::Config;
+use crate::fs::Root;
+use crate::ftp::FtpSettings;
+use std::cell::{Cell, OnceCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::warn;
+
+/// Idle pipes a worker keeps between transfers.
+const PIPES_PER_WORKER: usize = 8;
+/// Requested pipe size: fewer splices per MiB than the 64 KiB default, and small enough that
+/// a few dozen concurrent transfers stay under the per-user pipe page limit.
+const PIPE_SIZE: usize = 256 * 1024;
+/// Logins waiting for the verifier thread; more are refused rather than queued without bound.
+const VERIFY_QUEUE: usize = 16;
+
+/// FTP state every worker reads; built once before the privilege drop.
+#[derive(Debug)]
+pub struct FtpShared {
+    /// The session settings.
+    pub settings: Arc<FtpSettings>,
+    /// Admission counters.
+    pub limits: Arc<SessionLimits>,
+    /// Worker count, for splitting the global rate cap.
+    pub workers: usize,
+    roots: HashMap<PathBuf, Arc<Root>>,
+}
+
+impl FtpShared {
+    /// Builds the settings and opens every account root (anonymous and each user), reusing
+    /// `top` for accounts served from the top-level root.
+    pub fn open(config: &Config, top: &Arc<Root>, workers: usize) -> Result<FtpShared, String> {
+        let settings = FtpSettings::from_config(config).map_err(|e| e.to_string())?;
+        let mut roots = HashMap::new();
+        roots.insert(config.root.clone(), Arc::clone(top));
+        let paths = settings.anonymous.iter().map(|a| &a.root).chain(settings.users.iter().map(|u| &u.root));
+        for path in paths {
+            if !roots.contains_key(path) {
+                let root =
+                    Root::open(path).map_err(|e| format!("cannot open FTP root {}: {e}", path.display()))?;
+                roots.insert(path.clone(), Arc::new(root));
+            }
+        }
+        let limits = &config.ftp.limits;
+        Ok(FtpShared {
+            limits: Arc::new(SessionLimits::new(limits.max_sessions, limits.max_sessions_per_ip)),
+            settings: Arc::new(settings),
+            workers,
+            roots,
+        })
+    }
+
+    /// The opened root for an account's root directory.
+    pub fn root(&self, path: &Path) -> Option<Arc<Root>> {
+        self.roots.get(path).cloned()
+    }
+}
+
+/// One worker's FTP resources.
+pub struct FtpWorker {
+    /// Shared state.
+    pub shared: Arc<FtpShared>,
+    /// Pipes for splice transfers.
+    pub pipes: PipePool,
+    /// Transfers running on this worker (for the global rate split).
+    pub transfers: Cell<usize>,
+    verifier: OnceCell<Option<SyncSender<VerifyJob>>>,
+    worker: usize,
+}
+
+struct VerifyJob {
+    phc: String,
+    password: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<bool>,
+}
+
+impl FtpWorker {
+    /// The FTP resources of worker `worker`.
+    pub fn new(shared: Arc<FtpShared>, worker: usize) -> FtpWorker {
+        FtpWorker {
+            shared,
+            pipes: PipePool::new(PIPES_PER_WORKER, PIPE_SIZE),
+            transfers: Cell::new(0),
+            verifier: OnceCell::new(),
+            worker,
+        }
+    }
+
+    /// Limits for a transfer starting now on this worker.
+    pub fn transfer_limits(&self) -> TransferLimits {
+        let l = &self.shared.settings.config.limits;
+        TransferLimits {
+            stall_timeout: Duration::from_secs(l.data_timeout_secs),
+            rate_bps: ftp_limits::transfer_rate(
+                l.rate_limit_session_bps,
+                l.rate_limit_global_bps,
+                self.shared.workers,
+                self.transfers.get(),
+            ),
+        }
+    }
+
+    /// Checks a password against an argon2 PHC string on this worker's verifier thread:
+    /// argon2 takes tens of milliseconds by design and must not stall the event loop.
+    /// `None` when the verifier is overloaded or cannot start (the login then fails).
+    pub fn verify_password(
+        &self,
+        phc: String,
+        password: Vec<u8>,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        let jobs = self.verifier.get_or_init(|| spawn_verifier(self.worker)).as_ref()?;
+        let (done, rx) = tokio::sync::oneshot::channel();
+        match jobs.try_send(VerifyJob { phc, password, done }) {
+            Ok(()) => Some(rx),
+            Err(TrySendError::Full(_)) => {
+                warn!(worker = self.worker, "password verifier busy; failing this login");
+                None
+            }
+            Err(TrySendError::Disconnected(_)) => None,
+        }
+    }
+}
+
+/// Started lazily (a server without virtual users never needs it), after the privilege drop.
+fn spawn_verifier(worker: usize) -> Option<SyncSender<VerifyJob>> {
+    let (tx, rx) = sync_channel::<VerifyJob>(VERIFY_QUEUE);
+    let spawned = std::thread::Builder::new().name(format!("ferry-auth{worker}")).spawn(move || {
+        for job in rx {
+            let _ = job.done.send(verify(&job.phc, &job.password));
+        }
+    });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            warn!(worker, "cannot start the password verifier thread: {e}");
+            None
+        }
+    }
+}
+
+/// Verifies raw password bytes (clients may send non-UTF-8); a malformed hash never matches.
+fn verify(phc: &str, password: &[u8]) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password, &h).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn verifies_bytes_against_phc() {
+        let phc = crate::auth::hash_password("s3cret").unwrap();
+        assert!(super::verify(&phc, b"s3cret"));
+        assert!(!super::verify(&phc, b"s3cret\xff"));
+        assert!(!super::verify("garbage", b"s3cret"));
+    }
+}

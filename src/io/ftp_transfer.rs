@@ -1,0 +1,383 @@
+//! One FTP data transfer as a task: the file (or listing) is opened first by [`prepare`],
+//! then [`run`] gets the data connection, reports `Started`, moves the bytes (zero-copy for
+//! binary files, buffered with CRLF conversion for TYPE A and listings) and reports the end.
+#![forbid(unsafe_code)]
+
+use super::ftp_actions::{self, fs_error, rel};
+use super::ftp_control::Msg;
+use super::ftp_data::{self, Cancel, Pace};
+use super::ftp_state::FtpWorker;
+use super::ops::{self, SharedFd};
+use super::worker::WorkerContext;
+use super::zerocopy::{self, DataConn, TransferLimits};
+use crate::fs::{Root, UploadTarget, WriteMode};
+use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::mpsc::Sender;
+use tracing::{debug, info};
+
+/// Buffer of the TYPE A paths (one per running ASCII transfer).
+const ASCII_CHUNK: usize = 64 * 1024;
+
+/// What a transfer reads from or writes to, opened before the data connection is used.
+pub enum Source {
+    /// RETR: the file and where to start.
+    Retr {
+        /// Open file.
+        file: SharedFd,
+        /// REST offset.
+        offset: u64,
+        /// TYPE A: LF -> CRLF.
+        ascii: bool,
+    },
+    /// STOR/APPE/STOU: the upload target and where to write.
+    Stor {
+        /// Open upload.
+        target: UploadTarget,
+        /// First byte's file offset.
+        offset: u64,
+        /// TYPE A: CRLF -> LF.
+        ascii: bool,
+    },
+    /// LIST/NLST/MLSD: the rendered listing (already CRLF-terminated lines).
+    List(Vec<u8>),
+}
+
+/// Where the data connection comes from.
+pub enum Endpoint {
+    /// Accept on this listener.
+    Passive {
+        /// The session's passive listener.
+        listener: SharedFd,
+        /// Accept only this address, when set.
+        peer_only: Option<IpAddr>,
+    },
+    /// Connect to the client.
+    Active(SocketAddr),
+}
+
+/// Opens what `kind` reads or writes under `root`.
+pub fn prepare(
+    root: &Root,
+    kind: &TransferKind,
+    atomic: bool,
+    keep_partial: bool,
+) -> Result<Source, FsError> {
+    match kind {
+        TransferKind::Retr { path, offset, ascii } => {
+            let (file, _) = root.open_read(rel(path)).map_err(|e| fs_error(&e))?;
+            Ok(Source::Retr { file: Rc::new(file), offset: *offset, ascii: *ascii })
+        }
+        TransferKind::Stor { path, mode, offset, ascii } => {
+            let wmode = match mode {
+                StoreMode::Replace if *offset > 0 => WriteMode::Resume,
+                StoreMode::Replace => WriteMode::Truncate,
+                StoreMode::Append => WriteMode::Append,
+                StoreMode::CreateNew => WriteMode::CreateNew,
+            };
+            let target =
+                root.open_upload(rel(path), wmode, atomic, keep_partial).map_err(|e| fs_error(&e))?;
+            let mut offset = *offset;
+            if wmode == WriteMode::Append {
+                // splice(2) refuses O_APPEND targets: write at the current end explicitly.
+                offset = append_offset(&target).map_err(|e| fs_error(&e))?;
+            }
+            Ok(Source::Stor { target, offset, ascii: *ascii })
+        }
+        TransferKind::List { path, format, hidden } => {
+            let entries = ftp_actions::read_dir(root, path, *hidden)?;
+            Ok(Source::List(format.render_all(&entries, ftp_actions::now_unix())))
+        }
+    }
+}
+
+fn append_offset(target: &UploadTarget) -> io::Result<u64> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let fd = target.file.as_raw_fd();
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_APPEND))?;
+    Ok(nix::sys::stat::fstat(fd)?.st_size.max(0) as u64)
+}
+
+/// Everything a transfer task needs.
+pub struct Job {
+    /// The session's token for this transfer.
+    pub token: OpToken,
+    /// Opened source.
+    pub source: Source,
+    /// Data connection.
+    pub endpoint: Endpoint,
+    /// The control connection's local address (active connections leave from it).
+    pub local_ip: IpAddr,
+    /// Cancellation from the control side.
+    pub cancel: Rc<Cancel>,
+    /// `RETR /path` for logs.
+    pub label: String,
+}
+
+/// Runs a transfer to its end, reporting `Started` and then the outcome on `tx`.
+pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, job: Job, tx: Sender<Msg>) {
+    let _active = ctx.activity();
+    ftp.transfers.set(ftp.transfers.get() + 1);
+    let limits = ftp.transfer_limits();
+    let token = job.token;
+    let outcome = drive(&ctx, &ftp, job, limits, &tx).await;
+    ftp.transfers.set(ftp.transfers.get() - 1);
+    let _ = tx.send(Msg::Completion(token, OpResult::Transfer(outcome))).await;
+}
+
+async fn drive(
+    ctx: &WorkerContext,
+    ftp: &FtpWorker,
+    job: Job,
+    limits: TransferLimits,
+    tx: &Sender<Msg>,
+) -> TransferEvent {
+    let Job { token, source, endpoint, local_ip, cancel, label } = job;
+    let cfg = &ftp.shared.settings.config;
+    let (mode, conn) = match endpoint {
+        Endpoint::Passive { listener, peer_only } => (
+            "passive",
+            ftp_data::accept(&listener, peer_only, limits.stall_timeout, &cancel).await.map(|c| c.0),
+        ),
+        Endpoint::Active(target) => {
+            let timeout = Duration::from_secs(cfg.active.connect_timeout_secs);
+            let binder = ctx.binder.as_ref();
+            (
+                "active",
+                ftp_data::connect(binder, cfg.active_source_port, local_ip, target, timeout, &cancel).await,
+            )
+        }
+    };
+    let sock = match conn {
+        Ok(s) => s,
+        Err(e) => {
+            info!(transfer = %label, mode, error = %e, "data connection failed");
+            // An upload target left unused is removed by its Drop.
+            drop(source);
+            return TransferEvent::Failed(if cancel.is_aborted() {
+                TransferError::Aborted
+            } else {
+                TransferError::DataConnection
+            });
+        }
+    };
+    ftp_data::log_connection(mode, &sock);
+    if cancel.watch(&sock).is_err() {
+        return TransferEvent::Failed(TransferError::Aborted);
+    }
+    let _ = tx.send(Msg::Completion(token, OpResult::Transfer(TransferEvent::Started))).await;
+    let result = move_data(ftp, source, &sock, limits, &cancel).await;
+    // FIN after the queued bytes; the Rc clones (cancel, pipes) must not keep it open.
+    let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    match result {
+        Ok(bytes) => {
+            info!(transfer = %label, bytes, rate_bps = limits.rate_bps, "transfer complete");
+            TransferEvent::Finished { bytes }
+        }
+        Err(e) => {
+            info!(transfer = %label, error = ?e, "transfer failed");
+            TransferEvent::Failed(e)
+        }
+    }
+}
+
+/// The core's reading of a mid-transfer error.
+fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
+    if cancel.is_aborted() {
+        return TransferError::Aborted;
+    }
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => TransferError::Fs(FsError::NoSpace),
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ESHUTDOWN | libc::ETIMEDOUT) => {
+            TransferError::Aborted
+        }
+        _ => match e.kind() {
+            io::ErrorKind::StorageFull => TransferError::Fs(FsError::NoSpace),
+            io::ErrorKind::TimedOut | io::ErrorKind::Interrupted | io::ErrorKind::WriteZero => {
+                TransferError::Aborted
+            }
+            _ => TransferError::Local,
+        },
+    }
+}
+
+async fn move_data(
+    ftp: &FtpWorker,
+    source: Source,
+    sock: &SharedFd,
+    limits: TransferLimits,
+    cancel: &Cancel,
+) -> Result<u64, TransferError> {
+    let conn = DataConn { sock, pipes: &ftp.pipes, limits, abort: &cancel.zero_copy };
+    let mode = ftp.shared.settings.config.zero_copy;
+    let moved = match source {
+        Source::Retr { file, offset, ascii: false } => {
+            zerocopy::send_file(&conn, mode, &file, offset, None).await
+        }
+        Source::Retr { file, offset, ascii: true } => send_ascii(&conn, &file, offset).await,
+        Source::List(bytes) => {
+            let n = bytes.len() as u64;
+            ftp_data::send_all(sock, bytes, limits.stall_timeout).await.map(|_| n)
+        }
+        Source::Stor { target, offset, ascii } => {
+            let file = match target.file.try_clone() {
+                Ok(f) => Rc::new(f),
+                Err(_) => return Err(TransferError::Local),
+            };
+            let got = if ascii {
+                recv_ascii(&conn, &file, offset).await
+            } else {
+                zerocopy::recv_file(&conn, &file, offset, None).await
+            };
+            drop(file);
+            return match got {
+                Ok(n) if !cancel.is_aborted() => {
+                    target.commit().map_err(|e| TransferError::Fs(fs_error(&e)))?;
+                    Ok(n)
+                }
+                Ok(_) => {
+                    target.abandon();
+                    Err(TransferError::Aborted)
+                }
+                Err(e) => {
+                    debug!(error = %e, "upload interrupted");
+                    target.abandon();
+                    Err(transfer_error(&e, cancel))
+                }
+            };
+        }
+    };
+    match moved {
+        // A shut-down socket can end a loop "cleanly": an abort always wins.
+        Ok(_) if cancel.is_aborted() => Err(TransferError::Aborted),
+        Ok(n) => Ok(n),
+        Err(e) => Err(transfer_error(&e, cancel)),
+    }
+}
+
+/// TYPE A download: file bytes with bare LF sent as CRLF (RFC 959 §3.1.1.1).
+async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Result<u64> {
+    let mut pace = Pace::new(conn.limits.rate_bps);
+    let (mut buf, mut out) = (Vec::with_capacity(ASCII_CHUNK), Vec::with_capacity(2 * ASCII_CHUNK));
+    let (mut pos, mut sent, mut prev_cr) = (offset, 0u64, false);
+    loop {
+        if conn.abort.is_aborted() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+        }
+        let (res, back) = ops::read_at(file, buf, pos).await;
+        buf = back;
+        let n = res?;
+        if n == 0 {
+            return Ok(sent);
+        }
+        out.clear();
+        to_crlf(&buf, &mut prev_cr, &mut out);
+        sent += out.len() as u64;
+        out = ftp_data::send_all(conn.sock, out, conn.limits.stall_timeout).await?;
+        pos += u64::from(n);
+        pace.account(n as usize).await;
+    }
+}
+
+/// TYPE A upload: CRLF arriving on the wire is stored as LF.
+async fn recv_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Result<u64> {
+    let mut pace = Pace::new(conn.limits.rate_bps);
+    let (mut buf, mut out) = (Vec::with_capacity(ASCII_CHUNK), Vec::with_capacity(ASCII_CHUNK + 1));
+    let (mut pos, mut held_cr) = (offset, false);
+    loop {
+        if conn.abort.is_aborted() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+        }
+        buf = ftp_data::recv_some(conn.sock, buf, conn.limits.stall_timeout).await?;
+        let end = buf.is_empty();
+        out.clear();
+        from_crlf(&buf, &mut held_cr, &mut out);
+        if end && held_cr {
+            out.push(b'\r');
+        }
+        let n = out.len();
+        out = write_all_at(file, out, pos).await?;
+        pos += n as u64;
+        if end {
+            return Ok(pos - offset);
+        }
+        pace.account(buf.len()).await;
+    }
+}
+
+async fn write_all_at(file: &SharedFd, mut buf: Vec<u8>, mut pos: u64) -> io::Result<Vec<u8>> {
+    while !buf.is_empty() {
+        let (res, back) = ops::write_at(file, buf, pos).await;
+        buf = back;
+        let n = res? as usize;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        buf.drain(..n);
+        pos += n as u64;
+    }
+    Ok(buf)
+}
+
+/// LF -> CRLF, leaving existing CRLF pairs alone; `prev_cr` carries across chunks.
+pub fn to_crlf(input: &[u8], prev_cr: &mut bool, out: &mut Vec<u8>) {
+    for &b in input {
+        if b == b'\n' && !*prev_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        *prev_cr = b == b'\r';
+    }
+}
+
+/// CRLF -> LF; a CR ending a chunk is held in `held_cr` until the next byte is known.
+pub fn from_crlf(input: &[u8], held_cr: &mut bool, out: &mut Vec<u8>) {
+    for &b in input {
+        if std::mem::take(held_cr) && b != b'\n' {
+            out.push(b'\r');
+        }
+        if b == b'\r' {
+            *held_cr = true;
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down(chunks: &[&[u8]]) -> Vec<u8> {
+        let (mut prev_cr, mut out) = (false, Vec::new());
+        chunks.iter().for_each(|c| to_crlf(c, &mut prev_cr, &mut out));
+        out
+    }
+
+    fn up(chunks: &[&[u8]]) -> Vec<u8> {
+        let (mut held, mut out) = (false, Vec::new());
+        chunks.iter().for_each(|c| from_crlf(c, &mut held, &mut out));
+        if held {
+            out.push(b'\r'); // end of stream releases a held CR, as recv_ascii does
+        }
+        out
+    }
+
+    #[test]
+    fn lf_to_crlf_across_chunks() {
+        assert_eq!(down(&[b"a\nb\r", b"\nc\n"]), b"a\r\nb\r\nc\r\n");
+        assert_eq!(down(&[b"\n\n"]), b"\r\n\r\n");
+    }
+
+    #[test]
+    fn crlf_to_lf_across_chunks() {
+        assert_eq!(up(&[b"a\r", b"\nb\r\n"]), b"a\nb\n");
+        assert_eq!(up(&[b"a\rb\r"]), b"a\rb\r", "bare CRs are kept");
+        assert_eq!(up(&[b"x\r", b"\r\n"]), b"x\r\n");
+    }
+}

@@ -1,0 +1,236 @@
+//! FTP end-to-end helpers: a Ferry started from a generated configuration (its own passive
+//! port range, a writable virtual user), random files, and real clients (curl, lftp,
+//! python3 ftplib) run with a time limit.
+
+use super::Server;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The writable virtual user every test server has.
+pub const USER: &str = "alice";
+/// Its password.
+pub const PASS: &str = "wonderland";
+
+/// A Ferry FTP server with a served directory and a configuration file.
+pub struct FtpServer {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    pub passive: (u16, u16),
+    _config: tempfile::TempDir,
+}
+
+/// Options for [`FtpServer::start`].
+#[derive(Default)]
+pub struct Opts<'a> {
+    /// Extra TOML appended to the generated file (inside no section: start with `[...]`).
+    pub toml: &'a str,
+    /// Extra command-line arguments.
+    pub args: &'a [&'a str],
+    /// Environment for the server (`FERRY_FTP__LIMITS__MAX_SESSIONS`, ...).
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+fn password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| ferry::auth::hash_password(PASS).unwrap())
+}
+
+/// A passive range of 64 ports unlikely to be used by another test running at the same time.
+fn passive_range() -> (u16, u16) {
+    let base = 20000 + (super::free_port() % 100) * 100 + (std::process::id() % 10) as u16 * 6;
+    (base, base + 63)
+}
+
+impl FtpServer {
+    /// Starts Ferry on fresh ports with `[ftp]` settings for tests; `writable` lists the dirs
+    /// created 0777 under the root so the unprivileged service user can write there.
+    pub fn start(opts: Opts) -> FtpServer {
+        let dir = super::served_dir();
+        Self::start_in(dir, opts)
+    }
+
+    /// As `start` with a prepared served directory.
+    pub fn start_in(dir: tempfile::TempDir, opts: Opts) -> FtpServer {
+        use std::os::unix::fs::PermissionsExt;
+        let up = dir.path().join("upload");
+        std::fs::create_dir_all(&up).unwrap();
+        std::fs::set_permissions(&up, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let passive = passive_range();
+        let config = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"[ftp]
+hide_ids = true
+[ftp.passive]
+ports = "{}-{}"
+[ftp.limits]
+login_failure_delay_ms = 200
+data_timeout_secs = 20
+[[ftp.users]]
+name = "{USER}"
+password_hash = "{}"
+permissions = ["read", "write", "append", "delete", "rename", "mkdir"]
+{}
+"#,
+            passive.0,
+            passive.1,
+            password_hash(),
+            opts.toml
+        );
+        let path = config.path().join("ferry.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut args = vec!["--config", path.to_str().unwrap(), "--workers", "2"];
+        args.extend_from_slice(opts.args);
+        let mut cmd = std::process::Command::new(super::ferry_bin());
+        cmd.envs(opts.env.iter().copied());
+        let server = Server::start_with(cmd, dir.path(), super::free_port(), super::free_port(), &args);
+        FtpServer { server, dir, passive, _config: config }
+    }
+
+    /// `ftp://127.0.0.1:PORT` (or `[::1]` when `v6`).
+    pub fn url(&self, v6: bool) -> String {
+        let host = if v6 { "[::1]" } else { "127.0.0.1" };
+        format!("ftp://{host}:{}", self.server.ftp_port)
+    }
+
+    /// `ftp://alice:wonderland@127.0.0.1:PORT`.
+    pub fn user_url(&self) -> String {
+        format!("ftp://{USER}:{PASS}@127.0.0.1:{}", self.server.ftp_port)
+    }
+
+    /// The served directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log so far, without terminal colour sequences.
+    pub fn log(&self) -> String {
+        strip_ansi(&self.server.stderr())
+    }
+
+    /// Waits until the log contains `needle` (log lines are written asynchronously).
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `n` random bytes.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut v[..]);
+    v
+}
+
+/// Writes `data` to `path` world-readable, creating parents.
+pub fn put(path: &Path, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// Runs `cmd` with stdin `input`, killing it after `limit`; panics on timeout.
+pub fn run(mut cmd: Command, input: &[u8], limit: Duration) -> Output {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+}
+
+/// Runs curl with `args` (silent, showing errors), 60 s at most.
+pub fn curl(args: &[&str]) -> Output {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "50"]).args(args);
+    run(cmd, b"", Duration::from_secs(60))
+}
+
+/// Runs an lftp script against `url`, 120 s at most.
+pub fn lftp(url: &str, script: &str) -> Output {
+    let mut cmd = Command::new("lftp");
+    let full =
+        format!("set net:max-retries 1; set net:timeout 20; set cmd:fail-exit yes; open {url}; {script}");
+    cmd.args(["-c", &full]);
+    run(cmd, b"", Duration::from_secs(120))
+}
+
+/// Runs a python3 script with `args`, 60 s at most.
+pub fn python(script: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    run(cmd, b"", Duration::from_secs(60))
+}
+
+/// Panics with both streams unless `out` succeeded.
+pub fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A scratch directory for client-side files.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A file's bytes.
+pub fn read(p: impl Into<PathBuf>) -> Vec<u8> {
+    std::fs::read(p.into()).unwrap()
+}
+
+/// Removes `ESC [ ... m` colour sequences.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
