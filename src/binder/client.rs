@@ -37,6 +37,18 @@ impl BinderClient {
         BinderClient { channel }
     }
 
+    /// Waits for the binder's one-time ready message (sent after its privilege drop).
+    pub fn wait_ready(&self) -> Result<(), BinderError> {
+        let mut buf = [0u8; RESPONSE_LEN];
+        let n = nix::sys::socket::recv(self.channel.as_raw_fd(), &mut buf, MsgFlags::empty())
+            .map_err(|e| BinderError::Channel(format!("waiting for the binder to start: {e}")))?;
+        match BindResponse::decode(&buf[..n]) {
+            Some(BindResponse::Ready) => Ok(()),
+            _ if n == 0 => Err(BinderError::Channel("the binder exited during start-up".into())),
+            _ => Err(BinderError::Channel("unexpected first message from the binder".into())),
+        }
+    }
+
     /// Asks for a TCP socket bound to `addr`.
     pub fn bind(&self, addr: SocketAddr) -> Result<OwnedFd, BinderError> {
         let fd = self.channel.as_raw_fd();
@@ -63,6 +75,7 @@ impl BinderClient {
                 received.ok_or_else(|| BinderError::Channel("granted without a socket".into()))
             }
             Some(BindResponse::Refused) => Err(BinderError::Refused(addr)),
+            Some(BindResponse::Ready) => Err(BinderError::Channel("unexpected ready message".into())),
             Some(BindResponse::Failed(errno)) => {
                 Err(BinderError::Bind { addr, source: std::io::Error::from_raw_os_error(errno) })
             }

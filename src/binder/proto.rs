@@ -100,6 +100,8 @@ pub enum BindResponse {
     Refused,
     /// Allowed, but the kernel failed with this errno.
     Failed(i32),
+    /// Sent once per channel when the binder has dropped its privileges and serves.
+    Ready,
 }
 
 impl BindResponse {
@@ -110,6 +112,7 @@ impl BindResponse {
             BindResponse::Granted => (0u8, 0i32),
             BindResponse::Refused => (1, 0),
             BindResponse::Failed(e) => (2, *e),
+            BindResponse::Ready => (3, 0),
         };
         buf[field::STATUS] = status;
         buf[field::ERRNO].copy_from_slice(&errno.to_be_bytes());
@@ -126,6 +129,7 @@ impl BindResponse {
             0 => Some(BindResponse::Granted),
             1 => Some(BindResponse::Refused),
             2 => Some(BindResponse::Failed(errno)),
+            3 => Some(BindResponse::Ready),
             _ => None,
         }
     }
@@ -160,7 +164,8 @@ mod tests {
 
     #[test]
     fn responses_round_trip() {
-        for r in [BindResponse::Granted, BindResponse::Refused, BindResponse::Failed(98)] {
+        for r in [BindResponse::Granted, BindResponse::Refused, BindResponse::Failed(98), BindResponse::Ready]
+        {
             assert_eq!(BindResponse::decode(&r.encode()), Some(r));
         }
         assert_eq!(BindResponse::decode(&[7; RESPONSE_LEN]), None);

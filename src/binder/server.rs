@@ -55,6 +55,10 @@ pub fn run(args: &BinderArgs) -> i32 {
     // nothing else in this process owns them.
     let mut channels: Vec<OwnedFd> =
         (0..args.channels as i32).map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_CHANNEL_FD + i) }).collect();
+    // Tell every worker's channel we are dropped and serving; the spawner waits for this,
+    // so nothing is served while a privileged binder might still be starting.
+    let ready = BindResponse::Ready.encode();
+    channels.retain(|c| nix::sys::socket::send(c.as_raw_fd(), &ready, MsgFlags::MSG_NOSIGNAL).is_ok());
     info!(port = args.port, channels = channels.len(), "binder ready");
     while !channels.is_empty() {
         let mut fds: Vec<PollFd> =

@@ -69,7 +69,14 @@ pub fn spawn(exe: &Path, port: u16, user: &str, channels: usize) -> std::io::Res
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     drop(theirs);
-    Ok(Binder { child, clients: ours.into_iter().map(BinderClient::new).collect() })
+    let clients: Vec<BinderClient> = ours.into_iter().map(BinderClient::new).collect();
+    // Serve nothing until the binder has dropped to its one capability (or failed to).
+    if let Some(e) = clients.iter().find_map(|c| c.wait_ready().err()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(std::io::Error::other(e.to_string()));
+    }
+    Ok(Binder { child, clients })
 }
