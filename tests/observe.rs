@@ -89,3 +89,64 @@ fn a_missing_xferlog_directory_is_a_config_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("xferlog.path"));
 }
+
+fn metric(page: &str, series: &str) -> i64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+}
+
+#[test]
+fn ftp_metrics_and_xferlog_match_the_load() {
+    let dir = served_dir();
+    let sizes = [1000usize, 70_000, 3_000_000];
+    for (i, n) in sizes.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("f{i}.bin")), vec![b'x'; *n]).unwrap();
+    }
+    let logs = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let xferlog = logs.path().join("xferlog");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_METRICS__ENABLED", "true")
+        .env("FERRY_METRICS__LISTEN", &listen)
+        .env("FERRY_XFERLOG__ENABLED", "true")
+        .env("FERRY_XFERLOG__PATH", &xferlog);
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    for i in 0..sizes.len() {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null"])
+            .arg(format!("ftp://127.0.0.1:{}/f{i}.bin", server.ftp_port))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let listing = Command::new("curl")
+        .args(["-sS"])
+        .arg(format!("ftp://127.0.0.1:{}/", server.ftp_port))
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+
+    let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    // The readiness probe of Server::start is a session too.
+    assert_eq!(metric(&page, "ferry_ftp_sessions_total{worker=\"all\"}"), 5);
+    assert_eq!(metric(&page, "ferry_ftp_sessions_active{worker=\"all\"}"), 0);
+    assert_eq!(metric(&page, "ferry_transfers_total{worker=\"all\",proto=\"ftp\",outcome=\"complete\"}"), 4);
+    assert_eq!(metric(&page, "ferry_transfers_active{worker=\"all\",proto=\"ftp\"}"), 0);
+    let sent = metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"ftp\"}");
+    let files: i64 = sizes.iter().map(|n| *n as i64).sum();
+    assert!(sent >= files && sent < files + 2000, "bytes sent {sent} = files {files} + one small listing");
+
+    let log = std::fs::read_to_string(&xferlog).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines.len(), sizes.len(), "one line per file transfer, none for the listing:\n{log}");
+    for (fields, (i, n)) in lines.iter().zip(sizes.iter().enumerate()) {
+        assert_eq!(fields.len(), 18, "{fields:?}");
+        assert_eq!(fields[6], "127.0.0.1");
+        assert_eq!(fields[7], n.to_string(), "bytes");
+        assert_eq!(fields[8], format!("/f{i}.bin"));
+        assert_eq!(&fields[9..], ["b", "_", "o", "a", "anonymous", "ftp", "0", "*", "c"]);
+    }
+}

@@ -8,7 +8,7 @@ use super::ftp_actions;
 use super::ftp_data::{self, Cancel};
 use super::ftp_limits::{Refusal, SessionPermit};
 use super::ftp_state::FtpWorker;
-use super::ftp_transfer::{self, Endpoint, Job};
+use super::ftp_transfer::{self, Endpoint, Job, XferMeta};
 use super::ops::SharedFd;
 use super::worker::WorkerContext;
 use crate::fs::Root;
@@ -16,6 +16,8 @@ use crate::ftp::{
     Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, Session, TransferError, TransferEvent,
     TransferKind,
 };
+use crate::observe::metrics::Metric;
+use crate::observe::xferlog::Direction;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -57,7 +59,7 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
                         tokio_uring::spawn(task.instrument(span));
                     }
                     Err(why) => {
-                        tokio_uring::spawn(refuse(stream, why).instrument(span));
+                        tokio_uring::spawn(refuse(Rc::clone(&ctx), stream, why).instrument(span));
                     }
                 }
             }
@@ -73,7 +75,8 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
 }
 
 /// Answers a connection over a session limit with 421 and closes it.
-async fn refuse(stream: TcpStream, why: Refusal) {
+async fn refuse(ctx: Rc<WorkerContext>, stream: TcpStream, why: Refusal) {
+    ctx.shared.metrics.worker(ctx.id).inc(Metric::FtpSessionsRefused);
     info!(reason = %why, "session refused");
     let text = match why {
         Refusal::Total => "421 Too many users logged in, try again later.\r\n",
@@ -107,6 +110,9 @@ async fn session(
     _permit: SessionPermit,
 ) {
     let _active = ctx.activity();
+    let metrics = Arc::clone(&ctx.shared.metrics);
+    metrics.worker(ctx.id).inc(Metric::FtpSessionsTotal);
+    let _open = metrics.worker(ctx.id).track(Metric::FtpSessionsActive);
     let local = match prepare_control(&stream) {
         Ok(local) => local,
         Err(e) => {
@@ -124,6 +130,7 @@ async fn session(
         ctx,
         ftp,
         stream,
+        peer,
         local,
         tx,
         root: None,
@@ -168,6 +175,7 @@ struct Driver {
     ctx: Rc<WorkerContext>,
     ftp: Rc<FtpWorker>,
     stream: Rc<TcpStream>,
+    peer: SocketAddr,
     local: SocketAddr,
     tx: mpsc::Sender<Msg>,
     root: Option<Arc<Root>>,
@@ -269,7 +277,10 @@ impl Driver {
                         let _ = tx.send(Msg::Completion(token, OpResult::Password { valid })).await;
                     });
                 }
-                None => self.ready.push_back((token, OpResult::Password { valid: false })),
+                None => {
+                    self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::FtpLoginFailures);
+                    self.ready.push_back((token, OpResult::Password { valid: false }))
+                }
             },
             Action::OpenPassive { bind, peer_only } => {
                 self.passive = None;
@@ -301,6 +312,24 @@ impl Driver {
         }
     }
 
+    /// The xferlog facts of a file transfer (listings are not logged there).
+    fn xfer_meta(&self, kind: &TransferKind) -> Option<XferMeta> {
+        let account = self.session.account()?;
+        let (path, ascii, direction) = match kind {
+            TransferKind::Retr { path, ascii, .. } => (path, *ascii, Direction::Outgoing),
+            TransferKind::Stor { path, ascii, .. } => (path, *ascii, Direction::Incoming),
+            TransferKind::List { .. } => return None,
+        };
+        Some(XferMeta {
+            remote: self.peer.ip(),
+            path: path.to_string(),
+            binary: !ascii,
+            direction,
+            user: Arc::clone(&account.name),
+            anonymous: account.anonymous,
+        })
+    }
+
     fn start_transfer(&mut self, token: OpToken, kind: TransferKind, data: DataEndpoint) {
         let failed = |e| OpResult::Transfer(TransferEvent::Failed(e));
         let Some(root) = &self.root else {
@@ -327,7 +356,8 @@ impl Driver {
             TransferKind::Stor { path, .. } => format!("STOR {path}"),
             TransferKind::List { path, .. } => format!("LIST {path}"),
         };
-        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label };
+        let record = self.xfer_meta(&kind);
+        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label, record };
         let task = ftp_transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
         tokio_uring::spawn(task.instrument(Span::current()));
     }

@@ -12,10 +12,13 @@ use super::worker::WorkerContext;
 use super::zerocopy::{self, DataConn, TransferLimits};
 use crate::fs::{Root, UploadTarget, WriteMode};
 use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
+use crate::observe::metrics::Metric;
+use crate::observe::xferlog::{AccessMode, Direction, XferRecord};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 use tracing::{debug, info};
@@ -117,17 +120,77 @@ pub struct Job {
     pub cancel: Rc<Cancel>,
     /// `RETR /path` for logs.
     pub label: String,
+    /// What the xferlog records about it; `None` for listings (not file transfers).
+    pub record: Option<XferMeta>,
+}
+
+/// The xferlog facts of a file transfer, fixed when it starts.
+#[derive(Debug, Clone)]
+pub struct XferMeta {
+    /// Client address.
+    pub remote: IpAddr,
+    /// Virtual path as the client sees it.
+    pub path: String,
+    /// TYPE I (else TYPE A).
+    pub binary: bool,
+    /// Download or upload.
+    pub direction: Direction,
+    /// Login name.
+    pub user: Arc<str>,
+    /// Anonymous login.
+    pub anonymous: bool,
 }
 
 /// Runs a transfer to its end, reporting `Started` and then the outcome on `tx`.
-pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, job: Job, tx: Sender<Msg>) {
+pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: Sender<Msg>) {
     let _active = ctx.activity();
+    let metrics = ctx.shared.metrics.worker(ctx.id);
+    let _running = metrics.track(Metric::FtpTransfersActive);
     ftp.transfers.set(ftp.transfers.get() + 1);
     let limits = ftp.transfer_limits();
     let token = job.token;
+    let record = job.record.take();
+    let started = std::time::Instant::now();
     let outcome = drive(&ctx, &ftp, job, limits, &tx).await;
     ftp.transfers.set(ftp.transfers.get() - 1);
+    account(&ctx, record.as_ref(), &outcome, started.elapsed());
     let _ = tx.send(Msg::Completion(token, OpResult::Transfer(outcome))).await;
+}
+
+/// Counts a finished transfer and writes its xferlog line.
+fn account(ctx: &WorkerContext, record: Option<&XferMeta>, outcome: &TransferEvent, took: Duration) {
+    let metrics = ctx.shared.metrics.worker(ctx.id);
+    let (bytes, complete) = match outcome {
+        TransferEvent::Finished { bytes } => (*bytes, true),
+        _ => (0, false),
+    };
+    metrics.inc(if complete { Metric::FtpTransfersCompleted } else { Metric::FtpTransfersFailed });
+    let Some(meta) = record else {
+        metrics.add(Metric::FtpBytesSent, bytes); // a listing
+        return;
+    };
+    metrics.add(
+        if meta.direction == Direction::Outgoing { Metric::FtpBytesSent } else { Metric::FtpBytesReceived },
+        bytes,
+    );
+    if let Some(log) = &ctx.shared.xferlog {
+        let line = XferRecord {
+            end: std::time::SystemTime::now(),
+            duration: took,
+            remote: meta.remote,
+            bytes,
+            path: meta.path.as_bytes(),
+            binary: meta.binary,
+            direction: meta.direction,
+            access: if meta.anonymous { AccessMode::Anonymous } else { AccessMode::Real },
+            user: &meta.user,
+            service: "ftp",
+            complete,
+        };
+        if let Err(e) = log.write(&line) {
+            tracing::warn!("cannot write the xferlog: {e}");
+        }
+    }
 }
 
 async fn drive(
@@ -137,7 +200,7 @@ async fn drive(
     limits: TransferLimits,
     tx: &Sender<Msg>,
 ) -> TransferEvent {
-    let Job { token, source, endpoint, local_ip, cancel, label } = job;
+    let Job { token, source, endpoint, local_ip, cancel, label, .. } = job;
     let cfg = &ftp.shared.settings.config;
     let (mode, conn) = match endpoint {
         Endpoint::Passive { listener, peer_only } => (
