@@ -58,3 +58,44 @@ fn sighup_applies_valid_changes_and_refuses_restart_only_ones() {
     let (_r, _w, greeting) = ftp_connect(server.ftp_addr());
     assert!(greeting.starts_with("220"), "still serving");
 }
+
+#[test]
+fn sighup_applies_ftp_users_and_limits_to_new_sessions() {
+    let dir = served_dir();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("ferry.toml");
+    std::fs::write(&conf, "[ftp.limits]\nmax_sessions_per_ip = 50\n").unwrap();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.arg("--config").arg(&conf);
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+
+    // Before: the user does not exist.
+    let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
+    assert!(ftp_command(&mut r, &mut w, "USER deploy").starts_with("331"));
+    assert!(ftp_command(&mut r, &mut w, "PASS s3cret").starts_with("530"));
+    drop((r, w));
+
+    // A session that is open across the reload keeps working.
+    let (mut old_r, mut old_w, _) = ftp_connect(server.ftp_addr());
+    let hash = ferry::auth::hash_password("s3cret").unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "[ftp.limits]\nmax_sessions_per_ip = 2\nlogin_failure_delay_ms = 0\n\
+             [[ftp.users]]\nname = \"deploy\"\npassword_hash = \"{hash}\"\npermissions = [\"read\"]\n"
+        ),
+    )
+    .unwrap();
+    hup(&server);
+    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+
+    // After: the new user logs in (second session from this IP).
+    let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
+    assert!(ftp_command(&mut r, &mut w, "USER deploy").starts_with("331"));
+    assert!(ftp_command(&mut r, &mut w, "PASS s3cret").starts_with("230"), "{}", server.stderr());
+    // A third session from the same IP is over the new per-IP limit of 2.
+    let (_r3, _w3, greeting) = ftp_connect(server.ftp_addr());
+    assert!(greeting.starts_with("421"), "{greeting}");
+    // The pre-reload session still answers.
+    assert!(ftp_command(&mut old_r, &mut old_w, "NOOP").starts_with("200"));
+}

@@ -12,6 +12,7 @@ use super::ftp_transfer::{self, Endpoint, Job, XferMeta};
 use super::ops::SharedFd;
 use super::worker::WorkerContext;
 use crate::fs::Root;
+use crate::ftp::FtpSettings;
 use crate::ftp::{
     Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, Session, TransferError, TransferEvent,
     TransferKind,
@@ -53,9 +54,11 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let span = info_span!("ftp", client = %peer, worker = ctx.id);
+                // Settings are fixed per session when it starts (a reload applies to new ones).
+                let settings = ftp.settings(ctx.config());
                 match ftp.shared.limits.admit(peer.ip()) {
                     Ok(permit) => {
-                        let task = session(Rc::clone(&ctx), Rc::clone(&ftp), stream, peer, permit);
+                        let task = session(Rc::clone(&ctx), Rc::clone(&ftp), settings, stream, peer, permit);
                         tokio_uring::spawn(task.instrument(span));
                     }
                     Err(why) => {
@@ -105,6 +108,7 @@ fn prepare_control(stream: &TcpStream) -> std::io::Result<SocketAddr> {
 async fn session(
     ctx: Rc<WorkerContext>,
     ftp: Rc<FtpWorker>,
+    settings: Arc<FtpSettings>,
     stream: TcpStream,
     peer: SocketAddr,
     _permit: SessionPermit,
@@ -124,9 +128,9 @@ async fn session(
     let stream = Rc::new(stream);
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio_uring::spawn(read_control(Rc::clone(&stream), tx.clone()).instrument(Span::current()));
-    let settings = Arc::clone(&ftp.shared.settings);
     let mut driver = Driver {
-        session: Session::new(settings, peer, local, Instant::now()),
+        session: Session::new(Arc::clone(&settings), peer, local, Instant::now()),
+        settings,
         ctx,
         ftp,
         stream,
@@ -172,6 +176,7 @@ enum Wake {
 /// the running transfer.
 struct Driver {
     session: Session,
+    settings: Arc<FtpSettings>,
     ctx: Rc<WorkerContext>,
     ftp: Rc<FtpWorker>,
     stream: Rc<TcpStream>,
@@ -257,7 +262,7 @@ impl Driver {
     /// Writes to the control connection, bounded by the data timeout so a client that stops
     /// reading cannot pin the session forever.
     async fn write(&self, bytes: Vec<u8>) -> bool {
-        let secs = self.ftp.shared.settings.config.limits.data_timeout_secs;
+        let secs = self.settings.config.limits.data_timeout_secs;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let ((res, _), expired) =
             ftp_data::bounded(self.stream.as_raw_fd(), deadline, self.stream.write_all(bytes)).await;
@@ -284,7 +289,7 @@ impl Driver {
             },
             Action::OpenPassive { bind, peer_only } => {
                 self.passive = None;
-                let ports = self.ftp.shared.settings.config.passive.ports;
+                let ports = self.settings.config.passive.ports;
                 let result = match ftp_data::open_passive(ports, bind) {
                     Ok((listener, port)) => {
                         self.passive = Some((listener, peer_only));
@@ -336,7 +341,7 @@ impl Driver {
             error!("transfer without an open root (io layer bug)");
             return self.ready.push_back((token, failed(TransferError::Fs(FsError::PermissionDenied))));
         };
-        let uploads = &self.ftp.shared.settings.config.uploads;
+        let uploads = &self.settings.config.uploads;
         // The file first: if it cannot be opened the passive listener stays for a retry.
         let source = match ftp_transfer::prepare(root, &kind, uploads.atomic, uploads.keep_partial) {
             Ok(s) => s,
@@ -357,7 +362,8 @@ impl Driver {
             TransferKind::List { path, .. } => format!("LIST {path}"),
         };
         let record = self.xfer_meta(&kind);
-        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label, record };
+        let settings = Arc::clone(&self.settings);
+        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label, record, settings };
         let task = ftp_transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
         tokio_uring::spawn(task.instrument(Span::current()));
     }
@@ -367,7 +373,7 @@ impl Driver {
             Event::LoggedIn(account) => {
                 self.root = self.ftp.shared.root(&account.root);
                 if self.root.is_none() {
-                    error!(root = %account.root.display(), "account root was not opened at start-up (bug)");
+                    error!(root = %account.root.display(), "account root cannot be opened");
                 }
             }
             Event::LoggedOut => self.root = None,

@@ -26,8 +26,8 @@ pub enum Refusal {
 /// is rare and short, and a plain map keeps exact counts without a concurrent-map crate.
 #[derive(Debug)]
 pub struct SessionLimits {
-    max_total: usize,
-    max_per_ip: usize,
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -42,22 +42,33 @@ pub struct SessionPermit {
 impl SessionLimits {
     /// Limits allowing `max_total` sessions, at most `max_per_ip` from one address.
     pub fn new(max_total: usize, max_per_ip: usize) -> SessionLimits {
-        SessionLimits { max_total, max_per_ip, total: AtomicUsize::new(0), per_ip: Mutex::default() }
+        SessionLimits {
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
+            total: AtomicUsize::new(0),
+            per_ip: Mutex::default(),
+        }
+    }
+
+    /// New maxima after a reload; sessions already admitted keep their slots.
+    pub fn set_maxima(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     /// Takes a slot for a session from `ip` (canonical form, so v4-mapped peers count as v4).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionPermit, Refusal> {
         let ip = ip.to_canonical();
-        let taken = self
-            .total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_total).then_some(n + 1));
+        let taken = self.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < self.max_total.load(Ordering::Relaxed)).then_some(n + 1)
+        });
         if taken.is_err() {
             return Err(Refusal::Total);
         }
         // A poisoned lock only means another thread panicked mid-update of plain counters.
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let count = map.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip {
+        if *count >= self.max_per_ip.load(Ordering::Relaxed) {
             drop(map);
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::PerIp);

@@ -8,7 +8,7 @@ use super::zerocopy::{PipePool, TransferLimits};
 use crate::config::Config;
 use crate::fs::Root;
 use crate::ftp::FtpSettings;
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -60,9 +60,19 @@ impl FtpShared {
         })
     }
 
-    /// The opened root for an account's root directory.
+    /// The root for an account's directory: opened at start-up, or (for an account added by
+    /// a reload) opened now, as the service user.
     pub fn root(&self, path: &Path) -> Option<Arc<Root>> {
-        self.roots.get(path).cloned()
+        if let Some(root) = self.roots.get(path) {
+            return Some(Arc::clone(root));
+        }
+        match Root::open(path) {
+            Ok(root) => Some(Arc::new(root)),
+            Err(e) => {
+                warn!(root = %path.display(), "cannot open the account root: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -76,6 +86,8 @@ pub struct FtpWorker {
     pub transfers: Cell<usize>,
     verifier: OnceCell<Option<SyncSender<VerifyJob>>>,
     worker: usize,
+    /// Settings built from the configuration last seen, rebuilt after a reload.
+    current: RefCell<(Arc<Config>, Arc<FtpSettings>)>,
 }
 
 struct VerifyJob {
@@ -86,8 +98,10 @@ struct VerifyJob {
 
 impl FtpWorker {
     /// The FTP resources of worker `worker`.
-    pub fn new(shared: Arc<FtpShared>, worker: usize) -> FtpWorker {
+    pub fn new(shared: Arc<FtpShared>, worker: usize, config: Arc<Config>) -> FtpWorker {
+        let current = RefCell::new((config, Arc::clone(&shared.settings)));
         FtpWorker {
+            current,
             shared,
             pipes: PipePool::new(PIPES_PER_WORKER, PIPE_SIZE),
             transfers: Cell::new(0),
@@ -96,9 +110,27 @@ impl FtpWorker {
         }
     }
 
+    /// The settings for a session starting now: rebuilt when a reload replaced the
+    /// configuration (new users, permissions, limits, passive addresses), else cached.
+    pub fn settings(&self, config: Arc<Config>) -> Arc<FtpSettings> {
+        let mut current = self.current.borrow_mut();
+        if !Arc::ptr_eq(&current.0, &config) {
+            match FtpSettings::from_config(&config) {
+                Ok(fresh) => {
+                    let l = &config.ftp.limits;
+                    self.shared.limits.set_maxima(l.max_sessions, l.max_sessions_per_ip);
+                    *current = (config, Arc::new(fresh));
+                }
+                // The reload path validated this configuration; keep serving if it still fails.
+                Err(e) => warn!("reloaded FTP settings rejected, keeping the previous ones: {e}"),
+            }
+        }
+        Arc::clone(&current.1)
+    }
+
     /// Limits for a transfer starting now on this worker.
-    pub fn transfer_limits(&self) -> TransferLimits {
-        let l = &self.shared.settings.config.limits;
+    pub fn transfer_limits(&self, settings: &FtpSettings) -> TransferLimits {
+        let l = &settings.config.limits;
         TransferLimits {
             stall_timeout: Duration::from_secs(l.data_timeout_secs),
             rate_bps: ftp_limits::transfer_rate(

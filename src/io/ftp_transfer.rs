@@ -11,6 +11,7 @@ use super::ops::{self, SharedFd};
 use super::worker::WorkerContext;
 use super::zerocopy::{self, DataConn, TransferLimits};
 use crate::fs::{Root, UploadTarget, WriteMode};
+use crate::ftp::FtpSettings;
 use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::{AccessMode, Direction, XferRecord};
@@ -122,6 +123,8 @@ pub struct Job {
     pub label: String,
     /// What the xferlog records about it; `None` for listings (not file transfers).
     pub record: Option<XferMeta>,
+    /// The session's settings (fixed when the session started).
+    pub settings: Arc<FtpSettings>,
 }
 
 /// The xferlog facts of a file transfer, fixed when it starts.
@@ -147,7 +150,7 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     let metrics = ctx.shared.metrics.worker(ctx.id);
     let _running = metrics.track(Metric::FtpTransfersActive);
     ftp.transfers.set(ftp.transfers.get() + 1);
-    let limits = ftp.transfer_limits();
+    let limits = ftp.transfer_limits(&job.settings);
     let token = job.token;
     let record = job.record.take();
     let started = std::time::Instant::now();
@@ -200,8 +203,8 @@ async fn drive(
     limits: TransferLimits,
     tx: &Sender<Msg>,
 ) -> TransferEvent {
-    let Job { token, source, endpoint, local_ip, cancel, label, .. } = job;
-    let cfg = &ftp.shared.settings.config;
+    let Job { token, source, endpoint, local_ip, cancel, label, settings, .. } = job;
+    let cfg = &settings.config;
     let (mode, conn) = match endpoint {
         Endpoint::Passive { listener, peer_only } => (
             "passive",
@@ -234,7 +237,7 @@ async fn drive(
         return TransferEvent::Failed(TransferError::Aborted);
     }
     let _ = tx.send(Msg::Completion(token, OpResult::Transfer(TransferEvent::Started))).await;
-    let result = move_data(ftp, source, &sock, limits, &cancel).await;
+    let result = move_data(ftp, cfg.zero_copy, source, &sock, limits, &cancel).await;
     // FIN after the queued bytes; the Rc clones (cancel, pipes) must not keep it open.
     let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     match result {
@@ -271,13 +274,13 @@ fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
 
 async fn move_data(
     ftp: &FtpWorker,
+    mode: zerocopy::ZeroCopy,
     source: Source,
     sock: &SharedFd,
     limits: TransferLimits,
     cancel: &Cancel,
 ) -> Result<u64, TransferError> {
     let conn = DataConn { sock, pipes: &ftp.pipes, limits, abort: &cancel.zero_copy };
-    let mode = ftp.shared.settings.config.zero_copy;
     let moved = match source {
         Source::Retr { file, offset, ascii: false } => {
             zerocopy::send_file(&conn, mode, &file, offset, None).await

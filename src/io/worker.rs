@@ -162,8 +162,11 @@ fn run(setup: WorkerSetup) {
     // The ring is created here, after the privilege drop and on the thread that uses it.
     tokio_uring::builder().entries(1024).start(async move {
         let mut loops = Vec::new();
-        let ftp_worker =
-            ctx.shared.ftp.as_ref().map(|f| Rc::new(super::ftp_state::FtpWorker::new(Arc::clone(f), id)));
+        let ftp_worker = ctx
+            .shared
+            .ftp
+            .as_ref()
+            .map(|f| Rc::new(super::ftp_state::FtpWorker::new(Arc::clone(f), id, ctx.config())));
         for listener in ftp {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             if let Some(w) = &ftp_worker {
