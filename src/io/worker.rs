@@ -23,6 +23,11 @@ pub struct Shared {
     pub root: Arc<Root>,
     /// Sessions and transfers running in all workers (drain waits for 0).
     pub active: AtomicUsize,
+    /// The directory TFTP serves (`tftp.root`, else the top-level root), opened before the
+    /// privilege drop.
+    pub tftp_root: Arc<Root>,
+    /// TFTP transfers running in all workers, checked against `tftp.max_transfers`.
+    pub tftp_transfers: Arc<AtomicUsize>,
 }
 
 /// What a worker is started with.
@@ -135,9 +140,8 @@ fn run(setup: WorkerSetup) {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             loops.push(tokio_uring::spawn(super::ftp_control::accept_loop(Rc::clone(&ctx), listener)));
         }
-        for socket in tftp {
-            let socket = tokio_uring::net::UdpSocket::from_std(socket);
-            loops.push(tokio_uring::spawn(super::tftp_udp::request_loop(Rc::clone(&ctx), socket)));
+        if !tftp.is_empty() {
+            loops.push(tokio_uring::spawn(super::tftp_udp::serve(Rc::clone(&ctx), tftp)));
         }
         info!(worker = id, "worker running");
         for l in loops {

@@ -25,7 +25,7 @@ fn rejects_malformed_requests() {
     assert_eq!(Repr::parse_bytes(b"\x00\x01f\x00octet\x00blksize\x00"), Err(WireError::BadOption));
     assert_eq!(Repr::parse_bytes(b"\x00\x03\x00"), Err(WireError::Truncated));
     let mut long = b"\x00\x01".to_vec();
-    long.extend(std::iter::repeat(b'a').take(600));
+    long.extend(std::iter::repeat_n(b'a', 600));
     long.extend(b"\x00octet\x00");
     assert_eq!(Repr::parse_bytes(&long), Err(WireError::TooLong));
 }
@@ -38,7 +38,7 @@ fn bounds_option_count_and_length() {
     }
     assert_eq!(Repr::parse_bytes(&many), Err(WireError::TooManyOptions));
     let mut long = b"\x00\x01f\x00octet\x00x\x00".to_vec();
-    long.extend(std::iter::repeat(b'9').take(MAX_OPTION_LEN + 1));
+    long.extend(std::iter::repeat_n(b'9', MAX_OPTION_LEN + 1));
     long.push(0);
     assert_eq!(Repr::parse_bytes(&long), Err(WireError::BadOption));
 }
