@@ -173,13 +173,14 @@ impl Raw {
     /// Fetches `file` with window 1 after an RRQ without options; returns the bytes.
     pub fn get(&self, file: &str, mode: &str) -> Vec<u8> {
         self.send(&request(1, file, mode, &[]));
-        self.receive_blocks(512)
+        self.receive_blocks(512, 1)
     }
 
-    /// Receives DATA blocks of `blksize` (window 1), ACKing each, until the short one.
-    pub fn receive_blocks(&self, blksize: usize) -> Vec<u8> {
+    /// Receives DATA blocks of `blksize` from block `first` on (window 1), ACKing each,
+    /// until the short one.
+    pub fn receive_blocks(&self, blksize: usize, first: u16) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut expected: u16 = 1;
+        let mut expected = first;
         loop {
             let (p, from) = self.recv();
             assert_eq!(
