@@ -115,8 +115,13 @@ fn a_partial_upload_is_never_visible_and_is_removed() {
         during.iter().any(|n| n.starts_with(".part.bin.")),
         "expected a hidden temporary file: {during:?}"
     );
-    // The client vanishes: after max_retransmit_time the server gives up and cleans up.
-    let _ = c.collect_for(Duration::from_secs(4));
+    // The client vanishes: the server gives up after max(max_retransmit_time, 4 timeouts)
+    // = 4 s without progress and removes the temporary file; the name never appeared.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !names(&up).is_empty() && std::time::Instant::now() < deadline {
+        assert!(!names(&up).contains(&"part.bin".to_string()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(names(&up).is_empty(), "left behind: {:?}", names(&up));
 }
 

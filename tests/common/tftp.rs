@@ -210,3 +210,53 @@ pub fn v4(server: &Server) -> SocketAddr {
 pub fn v6(server: &Server) -> SocketAddr {
     SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, server.tftp_port))
 }
+
+/// A served directory with random files, a running server and a directory for downloads.
+pub struct Fixture {
+    /// The served directory.
+    pub dir: tempfile::TempDir,
+    /// Where clients write what they fetch.
+    pub out: tempfile::TempDir,
+    /// The running server.
+    pub server: Server,
+    /// Its TFTP port, as clients take it on the command line.
+    pub port: String,
+}
+
+impl Fixture {
+    /// Serves random files of the given names and sizes; returns their contents in order.
+    pub fn new(files: &[(&str, usize)], env: &[(&str, &str)]) -> (Fixture, Vec<Vec<u8>>) {
+        let dir = super::served_dir();
+        let contents = files.iter().map(|(name, len)| random_file(dir.path(), name, *len)).collect();
+        let server = start_tftp(dir.path(), env);
+        let port = server.tftp_port.to_string();
+        (Fixture { dir, out: tempfile::tempdir().unwrap(), server, port }, contents)
+    }
+
+    /// A path for a download named `name`.
+    pub fn out_path(&self, name: &str) -> std::path::PathBuf {
+        self.out.path().join(name)
+    }
+}
+
+/// True when IPv6 loopback works here; says it is skipping otherwise.
+pub fn have_ipv6() -> bool {
+    let ok = UdpSocket::bind("[::1]:0").is_ok();
+    if !ok {
+        eprintln!("skipped: no IPv6 loopback here");
+    }
+    ok
+}
+
+impl Raw {
+    /// Completes a download (window 1, 512-byte blocks) whose DATA 1 `first` came from `tid`.
+    pub fn continue_get(&self, first: &[u8], tid: SocketAddr) -> Vec<u8> {
+        assert_eq!((opcode(first), block(first)), (3, 1), "expected DATA 1");
+        let mut got = first[4..].to_vec();
+        self.send_to(&ack(1), tid);
+        if first.len() - 4 == 512 {
+            got.extend(self.receive_blocks(512, 2));
+        }
+        got
+    }
+}
