@@ -196,3 +196,21 @@ fn ipv6_raw_probe_answers_from_the_requested_address() {
     let (p, from) = c.recv();
     assert_eq!((error_of(&p).map(|e| e.0), from), (Some(1), v6(&server)));
 }
+
+#[test]
+fn transfer_ports_are_used_and_exhaustion_is_answered() {
+    let dir = served_dir();
+    random_file(dir.path(), "f", 10_000);
+    let port = free_port();
+    let range = format!("{port}-{port}");
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__TRANSFER_PORTS", &range)]);
+    let first = Raw::new(v4(&server));
+    first.send(&request(1, "f", "octet", &[]));
+    let (_, tid) = first.recv();
+    assert_eq!(tid.port(), port, "the transfer socket uses the configured range");
+    // The only port is taken while the first transfer runs.
+    let second = Raw::new(v4(&server));
+    second.send(&request(1, "f", "octet", &[]));
+    let (p, _) = second.recv();
+    assert_eq!(error_of(&p).map(|e| e.0), Some(0), "got {p:?}");
+}

@@ -219,10 +219,10 @@ async fn read_run(
         Source::Memory(bytes) => {
             let mut at = usize::try_from(offset).unwrap_or(usize::MAX);
             for (buf, &len) in run.iter_mut().zip(lens) {
-                let src =
-                    bytes.get(at..at + len).ok_or(ReadFailed(io::Error::from_raw_os_error(libc::EINVAL)))?;
+                let end = at.saturating_add(len);
+                let src = bytes.get(at..end).ok_or(ReadFailed(io::Error::from_raw_os_error(libc::EINVAL)))?;
                 buf.extend_from_slice(src);
-                at += len;
+                at = end;
             }
             Ok(())
         }
