@@ -214,3 +214,21 @@ fn transfer_ports_are_used_and_exhaustion_is_answered() {
     let (p, _) = second.recv();
     assert_eq!(error_of(&p).map(|e| e.0), Some(0), "got {p:?}");
 }
+
+#[test]
+fn shutdown_stops_new_requests_and_lets_running_transfers_finish() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 20_000);
+    let mut server = start_tftp(dir.path(), &[]);
+    let running = Raw::new(v4(&server));
+    running.send(&request(1, "f", "octet", &[]));
+    let (first, tid) = running.recv();
+    let pid = nix::unistd::Pid::from_raw(server.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let late = Raw::new(v4(&server));
+    late.send(&request(1, "f", "octet", &[]));
+    assert!(late.recv_within(Duration::from_secs(1)).is_none(), "a request was served after shutdown began");
+    assert_eq!(running.continue_get(&first, tid), want, "the running transfer finishes");
+    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(10)), Some(0), "{}", server.stderr());
+}
