@@ -101,6 +101,17 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             return EXIT_STARTUP;
         }
     };
+    // TFTP may serve its own directory; opened now, while the path is still reachable.
+    let tftp_root = match &config.tftp.root {
+        Some(path) if config.tftp.enabled => match Root::open(path) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                error!(root = %path.display(), "cannot open the TFTP root: {e}");
+                return EXIT_STARTUP;
+            }
+        },
+        _ => Arc::clone(&root),
+    };
     let mut binder_clients = match start_binder(&config, start, workers) {
         Ok(clients) => clients,
         Err(code) => return code,
@@ -132,7 +143,16 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
     }
     let config = Arc::new(config);
     let live = LiveConfig::new(Arc::clone(&config));
-    let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog, ftp });
+    let shared = Arc::new(Shared {
+        config,
+        root,
+        active: Default::default(),
+        metrics,
+        xferlog,
+        ftp,
+        tftp_root,
+        tftp_transfers: Default::default(),
+    });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let Listeners { ftp, tftp } = listeners;
@@ -237,11 +257,13 @@ fn forward<T: Send + 'static>(from: mpsc::Receiver<T>, to: mpsc::Sender<Event>, 
     });
 }
 
-/// Duplicates of every FTP listening socket, so shutdown(2) can wake the workers' pending
+/// Duplicates of every listening socket, so shutdown(2) can wake the workers' pending
 /// accept and receive operations (a dup shares the socket, so the worker's op ends).
+/// The TFTP receive op reports such a wake-up as a datagram without a sender.
 fn shutdown_handles(listeners: &Listeners) -> Vec<OwnedFd> {
-    // UDP sockets are left out: tokio-uring's recv_from panics when woken that way.
-    listeners.ftp.iter().flatten().filter_map(|l| l.as_fd().try_clone_to_owned().ok()).collect()
+    let ftp = listeners.ftp.iter().flatten().map(|l| l.as_fd().try_clone_to_owned());
+    let tftp = listeners.tftp.iter().flatten().map(|s| s.as_fd().try_clone_to_owned());
+    ftp.chain(tftp).filter_map(Result::ok).collect()
 }
 
 fn usable_cpus() -> Vec<usize> {

@@ -132,3 +132,49 @@ pub async fn write_at(file: &SharedFd, buf: Vec<u8>, offset: u64) -> (io::Result
     let (res, (_, buf)) = unsafe { submit((Rc::clone(file), buf), sqe).await };
     (res, buf)
 }
+
+/// preadv at `offset` into `bufs[i][at..at + lens[i]]` for each i: one SQE fills the payload
+/// slots of a whole window behind their headers. Each buffer's length is set to
+/// `at + lens[i]` first (its capacity must allow it); returns the total bytes read.
+pub async fn read_into_slots(
+    file: &SharedFd,
+    mut bufs: Vec<Vec<u8>>,
+    at: usize,
+    lens: &[usize],
+    offset: u64,
+) -> (io::Result<u32>, Vec<Vec<u8>>) {
+    let mut iov = Vec::with_capacity(lens.len());
+    for (buf, &len) in bufs.iter_mut().zip(lens) {
+        let end = (at + len).min(buf.capacity());
+        buf.resize(end, 0);
+        let slot = buf.get_mut(at.min(end)..).unwrap_or(&mut []);
+        iov.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() });
+    }
+    let iov = iov.into_boxed_slice();
+    let sqe = opcode::Readv::new(fd(file), iov.as_ptr(), iov.len() as u32).offset(offset).build();
+    // SAFETY: the iovecs point into the Vecs' heap buffers and the iovec array is boxed;
+    // both are owned by data and not touched until completion.
+    let (res, (_, bufs, _)) = unsafe { submit((Rc::clone(file), bufs, iov), sqe).await };
+    (res, bufs)
+}
+
+/// pwrite of `buf[range]` at `offset` (short writes are the caller's to continue).
+pub async fn write_range_at(
+    file: &SharedFd,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    offset: u64,
+) -> (io::Result<u32>, Vec<u8>) {
+    let slice = buf.get(range).unwrap_or(&[]);
+    let sqe = opcode::Write::new(fd(file), slice.as_ptr(), slice.len() as u32).offset(offset).build();
+    // SAFETY: the slice lies in the buffer's heap memory, owned by data until completion.
+    let (res, (_, buf)) = unsafe { submit((Rc::clone(file), buf), sqe).await };
+    (res, buf)
+}
+
+/// fdatasync(2) through the ring, so flushing an upload does not block the worker thread.
+pub async fn fdatasync(file: &SharedFd) -> io::Result<()> {
+    let sqe = opcode::Fsync::new(fd(file)).flags(types::FsyncFlags::DATASYNC).build();
+    // SAFETY: only the fd is referenced, kept open by data.
+    unsafe { submit(Rc::clone(file), sqe).await.0.map(|_| ()) }
+}

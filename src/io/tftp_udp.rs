@@ -1,30 +1,217 @@
-//! TFTP request sockets: the receive loop on each worker's UDP 69 member.
-//! Until the TFTP protocol core is wired in, every request is answered with ERROR 0.
+//! TFTP request sockets: the receive loop on each worker's UDP 69 member. Each request is
+//! checked (repeat, rate, access, `max_transfers`), its file opened under the TFTP root and
+//! handed to a transfer task on a fresh socket bound to the address the request came to.
 
+use super::buf_pool::BufPool;
+use super::ops::SharedFd;
+use super::tftp_limits::{LiveTransfers, RateLimiter, TransferSlot};
+use super::tftp_transfer::{self, Opened, Start};
+use super::udp_msg::{self, Received};
 use super::worker::WorkerContext;
+use crate::fs::WriteMode;
+use crate::tftp::request::check_overwrite;
+use crate::tftp::{plan, AccessPolicy, Direction, ErrorCode, Refusal, Request, ServerCaps, TransferSettings};
+use std::cell::RefCell;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
-use tokio_uring::net::UdpSocket;
-use tracing::debug;
+use std::time::{Duration, Instant};
+use tracing::{debug, info_span, warn, Instrument};
 
-/// Receives requests until the socket is shut down.
-pub async fn request_loop(ctx: Rc<WorkerContext>, socket: UdpSocket) {
-    let mut buf = vec![0u8; 2048];
+/// Request buffer: RFC 2347 caps a request at 512 bytes; a longer one is cut and refused.
+const REQUEST_BUF: usize = 1024;
+
+/// TFTP state one worker shares between its request sockets.
+struct TftpWorker {
+    ctx: Rc<WorkerContext>,
+    policy: AccessPolicy,
+    caps: ServerCaps,
+    settings: TransferSettings,
+    pool: Rc<BufPool>,
+    live: Rc<LiveTransfers>,
+    rate: RefCell<RateLimiter>,
+}
+
+/// Serves every TFTP request socket of this worker until shutdown.
+pub async fn serve(ctx: Rc<WorkerContext>, sockets: Vec<UdpSocket>) {
+    let cfg = &ctx.shared.config.tftp;
+    // Header + largest block + one spare byte, so an oversized DATA is seen as such.
+    let buf_len = crate::tftp::wire::DATA_HEADER_LEN + usize::from(cfg.max_blksize) + 1;
+    let idle = (8 << 20) / buf_len;
+    let worker = Rc::new(TftpWorker {
+        policy: AccessPolicy::from(cfg),
+        caps: ServerCaps::from(cfg),
+        settings: TransferSettings::from(cfg),
+        pool: Rc::new(BufPool::new(buf_len, idle.max(64))),
+        live: Rc::new(LiveTransfers::default()),
+        rate: RefCell::new(RateLimiter::new(cfg.requests_per_second_per_ip)),
+        ctx: Rc::clone(&ctx),
+    });
+    let loops: Vec<_> =
+        sockets.into_iter().map(|s| tokio_uring::spawn(request_loop(Rc::clone(&worker), s))).collect();
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+/// Receives requests until shutdown; shutdown(2) on the socket wakes the pending receive.
+async fn request_loop(worker: Rc<TftpWorker>, socket: UdpSocket) {
+    let bound = socket.local_addr().ok();
+    let sock: SharedFd = Rc::new(OwnedFd::from(socket));
+    let mut buf = Vec::with_capacity(REQUEST_BUF);
     loop {
-        // tokio-uring's recv_from panics when shutdown(2) wakes it (no source address), so
-        // shutdown is observed through the watch channel; the dropped op ends at exit.
-        let (res, b) = tokio::select! {
-            r = socket.recv_from(buf) => r,
-            _ = ctx.wait_shutdown() => break,
-        };
+        let (res, b) = udp_msg::recv_msg(&sock, buf).await;
         buf = b;
+        if worker.ctx.shutting_down() {
+            break;
+        }
         match res {
-            Ok((_, peer)) => {
-                let mut err = vec![0, 5, 0, 0];
-                err.extend_from_slice(b"TFTP service not available yet\0");
-                let _ = socket.send_to(err, peer).await;
+            Ok(r @ Received { from: Some(_), .. }) => worker.on_request(&sock, bound, r, &buf).await,
+            // Woken without a datagram, or a transient error: do not spin on it.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => {
+                debug!(worker = worker.ctx.id, "TFTP receive failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            Err(e) => debug!(worker = ctx.id, "recv failed: {e}"),
         }
     }
-    debug!(worker = ctx.id, "TFTP socket closed");
+    debug!(worker = worker.ctx.id, "TFTP socket closed");
+}
+
+/// IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; handle them as IPv4.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+impl TftpWorker {
+    async fn on_request(&self, sock: &SharedFd, bound: Option<SocketAddr>, r: Received, bytes: &[u8]) {
+        let Some(from) = r.from else { return };
+        let peer = canonical(from);
+        // Replies leave from the address the request was sent to (multi-homed hosts).
+        let local = r
+            .local
+            .map(|(ip, ifindex)| (ip.to_canonical(), ifindex))
+            .or_else(|| bound.filter(|b| !b.ip().is_unspecified()).map(|b| (b.ip().to_canonical(), 0)));
+        let span = info_span!("tftp", client = %peer, worker = self.ctx.id);
+        let result = self.admit(peer, local, r, bytes);
+        match result {
+            Ok(Some(start)) => {
+                tokio_uring::spawn(start.instrument(span));
+            }
+            Ok(None) => {}
+            Err(refusal) => {
+                let _enter = span.enter();
+                debug!(code = ?refusal.code, message = refusal.message, "request refused");
+                let reply = refusal.datagram().as_bytes().to_vec();
+                if let Err(e) = udp_msg::send_one(sock, from, local.map(|l| l.0), reply).await {
+                    debug!("cannot send refusal: {e}");
+                }
+            }
+        }
+    }
+
+    /// Decides about one request; `Ok(None)` means ignore it silently.
+    fn admit(
+        &self,
+        peer: SocketAddr,
+        local: Option<(IpAddr, u32)>,
+        r: Received,
+        bytes: &[u8],
+    ) -> Result<Option<impl std::future::Future<Output = ()>>, Refusal> {
+        if self.live.contains(&peer) {
+            // RFC 1350 clients repeat a request whose answer was lost; the transfer already
+            // running for this TID answers through its own timer.
+            debug!(%peer, "repeated request for a running transfer ignored");
+            return Ok(None);
+        }
+        if !self.rate.borrow_mut().allow(peer.ip(), Instant::now()) {
+            return Err(Refusal::busy());
+        }
+        if r.truncated {
+            return Err(Refusal::new(ErrorCode::IllegalOperation, "request too long"));
+        }
+        let request = plan(peer.ip(), bytes, &self.policy)?;
+        let cfg = &self.ctx.shared.config.tftp;
+        let slot = TransferSlot::acquire(&self.ctx.shared.tftp_transfers, cfg.max_transfers)
+            .ok_or_else(Refusal::busy)?;
+        let opened = self.open(&request)?;
+        let Some((local_ip, ifindex)) = local else {
+            warn!(%peer, "request without a destination address; cannot answer from the right address");
+            return Err(Refusal::internal());
+        };
+        let sock = super::tftp_socket::bind_transfer(
+            udp_msg::with_scope(local_ip, 0, ifindex),
+            cfg.transfer_ports.as_ref(),
+        )
+        .map_err(|e| {
+            warn!(%peer, "cannot bind a transfer socket: {e}");
+            Refusal::new(ErrorCode::NotDefined, "no transfer port available")
+        })?;
+        let Some(live) = self.live.register(peer) else { return Ok(None) };
+        let activity = self.ctx.activity();
+        let start = Start {
+            peer,
+            request,
+            opened,
+            sock,
+            caps: self.caps,
+            settings: self.settings,
+            netascii_max: cfg.netascii_max_bytes,
+            pool: Rc::clone(&self.pool),
+        };
+        Ok(Some(async move {
+            // Held until the transfer ends: the global count, the TID entry, the drain count.
+            let _guards = (slot, live, activity);
+            tftp_transfer::run(start).await;
+        }))
+    }
+
+    /// Opens the file under the TFTP root: for reading, or as an atomic upload.
+    fn open(&self, request: &Request) -> Result<Opened, Refusal> {
+        let root = &self.ctx.shared.tftp_root;
+        let path = request.path.as_path();
+        match request.direction {
+            Direction::Read => {
+                let (file, meta) = root.open_read(path).map_err(|e| open_refusal(&e))?;
+                // io_uring reads must wait for the disk, not fail with EAGAIN.
+                clear_nonblock(&file);
+                Ok(Opened::Read { file, len: meta.len() })
+            }
+            Direction::Write => {
+                let exists = root.stat(path).is_ok();
+                check_overwrite(exists, &self.policy)?;
+                let mode = if exists { WriteMode::Truncate } else { WriteMode::CreateNew };
+                // Atomic: the bytes go to a hidden temporary name, renamed on completion.
+                let target = root.open_upload(path, mode, true, false).map_err(|e| open_refusal(&e))?;
+                Ok(Opened::Write { target })
+            }
+        }
+    }
+}
+
+fn clear_nonblock(file: &OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(bits) = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_truncate(bits) - OFlag::O_NONBLOCK;
+        let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags));
+    }
+}
+
+/// The ERROR for a failed open (RFC 1350 §5 codes).
+fn open_refusal(e: &io::Error) -> Refusal {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::EISDIR | libc::EINVAL) => {
+            Refusal::new(ErrorCode::FileNotFound, "file not found")
+        }
+        Some(libc::EEXIST) => Refusal::new(ErrorCode::FileExists, "file already exists"),
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            Refusal::new(ErrorCode::DiskFull, "disk full or allocation exceeded")
+        }
+        // EXDEV/ELOOP: openat2 refused to leave the root or follow a magic link.
+        Some(libc::EACCES | libc::EPERM | libc::EXDEV | libc::ELOOP | libc::EROFS) => {
+            Refusal::new(ErrorCode::AccessViolation, "access violation")
+        }
+        _ => Refusal::new(ErrorCode::NotDefined, "cannot open file"),
+    }
 }

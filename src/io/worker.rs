@@ -29,6 +29,11 @@ pub struct Shared {
     pub xferlog: Option<crate::observe::xferlog::Xferlog>,
     /// FTP settings, account roots and session counters; `None` when FTP is disabled.
     pub ftp: Option<Arc<super::ftp_state::FtpShared>>,
+    /// The directory TFTP serves (`tftp.root`, else the top-level root), opened before the
+    /// privilege drop.
+    pub tftp_root: Arc<Root>,
+    /// TFTP transfers running in all workers, checked against `tftp.max_transfers`.
+    pub tftp_transfers: Arc<AtomicUsize>,
 }
 
 /// What a worker is started with.
@@ -174,9 +179,8 @@ fn run(setup: WorkerSetup) {
                 loops.push(tokio_uring::spawn(accept));
             }
         }
-        for socket in tftp {
-            let socket = tokio_uring::net::UdpSocket::from_std(socket);
-            loops.push(tokio_uring::spawn(super::tftp_udp::request_loop(Rc::clone(&ctx), socket)));
+        if !tftp.is_empty() {
+            loops.push(tokio_uring::spawn(super::tftp_udp::serve(Rc::clone(&ctx), tftp)));
         }
         info!(worker = id, "worker running");
         inject_test_panic(id);

@@ -2,6 +2,8 @@
 //! that is killed when the test ends, whatever happens.
 #![allow(dead_code)]
 
+pub mod tftp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

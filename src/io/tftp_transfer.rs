@@ -1,0 +1,340 @@
+//! One TFTP transfer on its own socket: negotiates, then drives the sans-IO `ReadTransfer`
+//! or `WriteTransfer` with received datagrams and timer expiries, carrying out what it asks
+//! (send a window, store a chunk, commit an upload), and logs one line when it ends.
+
+use super::buf_pool::BufPool;
+use super::ops::{self, SharedFd};
+use super::tftp_send::{Link, ReadFailed, Source};
+use super::udp_msg::{self, Received, RecvOp};
+use crate::fs::UploadTarget;
+use crate::tftp::netascii::{Decoder, Encoder};
+use crate::tftp::{
+    negotiate, Direction, ErrorCode, Mode, Outcome, ReadTransfer, Refusal, Request, ServerCaps,
+    TransferSettings, Transmit, WriteChunk, WriteTransfer,
+};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// Receive errors in a row after which the socket is considered broken.
+const MAX_RECV_ERRORS: u32 = 16;
+
+/// What the request loop opened for a transfer.
+#[derive(Debug)]
+pub enum Opened {
+    /// RRQ: the file and its size.
+    Read { file: OwnedFd, len: u64 },
+    /// WRQ: the upload (a temporary name until committed).
+    Write { target: UploadTarget },
+}
+
+/// Everything a transfer task starts with.
+#[derive(Debug)]
+pub struct Start {
+    /// The client's address and port (canonical: IPv4 clients as IPv4).
+    pub peer: SocketAddr,
+    /// The validated request.
+    pub request: Request,
+    /// The opened file.
+    pub opened: Opened,
+    /// The transfer's socket, bound and not connected.
+    pub sock: OwnedFd,
+    /// What we grant.
+    pub caps: ServerCaps,
+    /// Timers and limits.
+    pub settings: TransferSettings,
+    /// Largest file served in netascii mode.
+    pub netascii_max: u64,
+    /// The worker's datagram buffers.
+    pub pool: Rc<BufPool>,
+}
+
+/// What a transfer may be granted.
+struct Limits {
+    caps: ServerCaps,
+    settings: TransferSettings,
+    netascii_max: u64,
+}
+
+/// The running state machine with its file side.
+enum Job {
+    Read { t: ReadTransfer, source: Source },
+    Write { t: WriteTransfer, sink: Sink },
+}
+
+/// Calls the same method on either state machine.
+macro_rules! both {
+    ($job:expr, $t:ident => $e:expr) => {
+        match $job {
+            Job::Read { $t, .. } => $e,
+            Job::Write { $t, .. } => $e,
+        }
+    };
+}
+
+/// Runs a transfer to its end and logs the result.
+pub async fn run(start: Start) {
+    let began = Instant::now();
+    let Start { peer, request, opened, sock, caps, settings, netascii_max, pool } = start;
+    let mut link = Link::new(Rc::new(sock), pool);
+    let limits = Limits { caps, settings, netascii_max };
+    let (bytes, outcome) = match prepare(peer, &request, opened, &limits).await {
+        Ok(mut job) => {
+            let outcome = drive(&mut job, &mut link).await;
+            if let Job::Write { sink, .. } = job {
+                sink.finish(&outcome);
+            }
+            let bytes = match &outcome {
+                Outcome::Complete { bytes, .. } => *bytes,
+                Outcome::Failed { .. } => 0,
+            };
+            (bytes, format!("{outcome:?}"))
+        }
+        Err(refusal) => {
+            let to_send = [Transmit::Datagram { to: peer, packet: refusal.datagram() }];
+            let _ = link.send(&to_send, None).await;
+            (0, format!("refused: {}", refusal.message))
+        }
+    };
+    let ms = began.elapsed().as_millis() as u64;
+    let file = request.path.display();
+    let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
+    info!(kind, %file, bytes, duration_ms = ms, outcome, "TFTP transfer ended");
+}
+
+/// Opens the data side and negotiates (RFC 2347): netascii files are encoded first so
+/// `tsize` reports what will really be sent.
+async fn prepare(
+    peer: SocketAddr,
+    request: &Request,
+    opened: Opened,
+    limits: &Limits,
+) -> Result<Job, Refusal> {
+    let Limits { caps, settings, netascii_max } = limits;
+    let now = Instant::now();
+    match opened {
+        Opened::Read { file, len } => {
+            let file = Rc::new(file);
+            let (source, len) = match request.mode {
+                Mode::Octet => (Source::File(file), len),
+                Mode::Netascii => {
+                    if len > *netascii_max {
+                        return Err(Refusal::new(ErrorCode::NotDefined, "file too large for netascii mode"));
+                    }
+                    let encoded = load_netascii(&file, len)
+                        .await
+                        .map_err(|_| Refusal::new(ErrorCode::NotDefined, "cannot read file"))?;
+                    let n = encoded.len() as u64;
+                    (Source::Memory(Rc::new(encoded)), n)
+                }
+            };
+            let neg = negotiate(Direction::Read, &request.options, caps, Some(len))?;
+            Ok(Job::Read { t: ReadTransfer::new(peer, &neg, len, settings, now), source })
+        }
+        Opened::Write { target } => {
+            let neg = negotiate(Direction::Write, &request.options, caps, None)?;
+            let file = target
+                .file
+                .try_clone()
+                .map_err(|_| Refusal::new(ErrorCode::NotDefined, "cannot open file"))?;
+            let decoder = (request.mode == Mode::Netascii).then(Decoder::new);
+            let sink = Sink { target: Some(target), file: Rc::new(file), decoder, written: 0 };
+            Ok(Job::Write { t: WriteTransfer::new(peer, &neg, settings, now), sink })
+        }
+    }
+}
+
+/// Reads a whole file (bounded by `netascii_max_bytes`) and encodes it to netascii.
+async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
+    const CHUNK: usize = 1 << 20;
+    let mut raw = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        let (res, c) = ops::read_at(file, chunk, raw.len() as u64).await;
+        chunk = c;
+        match res? {
+            0 => break,
+            _ => raw.extend_from_slice(&chunk),
+        }
+        if raw.len() as u64 > len {
+            // The file grew beyond what was checked against the limit.
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 16);
+    Encoder.encode(&raw, &mut out);
+    Ok(out)
+}
+
+/// The loop: send what the machine wants, then wait for a datagram or its deadline.
+async fn drive(job: &mut Job, link: &mut Link) -> Outcome {
+    let mut items: Vec<Transmit> = Vec::new();
+    let mut recv: RecvOp = udp_msg::recv_msg(&link.sock, link.pool.take());
+    let mut recv_errors = 0u32;
+    let outcome = loop {
+        flush(job, link, &mut items).await;
+        if let Some(outcome) = both!(job, t => t.outcome()) {
+            break outcome;
+        }
+        let now = Instant::now();
+        // A running machine always has a deadline; the fallback only guards a bug.
+        let deadline = both!(job, t => t.poll_timeout()).unwrap_or(now + Duration::from_secs(1));
+        let event = tokio::select! {
+            r = &mut recv => Some(r),
+            _ = tokio::time::sleep_until(deadline.into()) => None,
+        };
+        if let Some((res, buf)) = event {
+            let buf = match res {
+                Ok(Received { from: Some(from), .. }) => {
+                    recv_errors = 0;
+                    on_datagram(job, from, buf).await
+                }
+                other => {
+                    recv_errors += 1;
+                    debug!(?other, "receive failed");
+                    if recv_errors >= MAX_RECV_ERRORS {
+                        both!(job, t => t.abort(ErrorCode::NotDefined, "server receive error"));
+                    }
+                    buf
+                }
+            };
+            recv = udp_msg::recv_msg(&link.sock, buf);
+        }
+        // Checked after datagrams too, so a stream of stray packets cannot starve the timer.
+        let now = Instant::now();
+        if both!(job, t => t.poll_timeout()).is_some_and(|d| d <= now) {
+            both!(job, t => t.handle_timeout(now));
+        }
+    };
+    // Wake the pending receive and collect it, so its buffer and socket are released now.
+    let _ = nix::sys::socket::shutdown(link.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    if let Ok((_, buf)) = tokio::time::timeout(Duration::from_secs(1), recv).await {
+        link.pool.give(buf);
+    }
+    outcome
+}
+
+/// Drains `poll_transmit` and sends it; a failed file read aborts, whose ERROR goes next.
+async fn flush(job: &mut Job, link: &mut Link, items: &mut Vec<Transmit>) {
+    loop {
+        items.clear();
+        while let Some(t) = both!(job, t => t.poll_transmit()) {
+            items.push(t);
+        }
+        if items.is_empty() {
+            return;
+        }
+        let source = match job {
+            Job::Read { source, .. } => Some(&*source),
+            Job::Write { .. } => None,
+        };
+        if let Err(ReadFailed(e)) = link.send(items, source).await {
+            debug!("file read failed: {e}");
+            both!(job, t => t.abort(ErrorCode::NotDefined, "file read error"));
+        }
+    }
+}
+
+/// Feeds one datagram; for a WRQ stores the accepted chunk before anything is sent.
+async fn on_datagram(job: &mut Job, from: SocketAddr, buf: Vec<u8>) -> Vec<u8> {
+    let now = Instant::now();
+    match job {
+        Job::Read { t, .. } => {
+            t.handle_datagram(from, &buf, now);
+            buf
+        }
+        Job::Write { t, sink } => {
+            let Some(chunk) = t.handle_datagram(from, &buf, now) else { return buf };
+            let (res, buf) = sink.store(buf, &chunk).await;
+            if let Err(e) = res {
+                debug!("upload write failed: {e}");
+                let (code, msg) = match e.raw_os_error() {
+                    Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => {
+                        (ErrorCode::DiskFull, "disk full or allocation exceeded")
+                    }
+                    _ => (ErrorCode::NotDefined, "write error"),
+                };
+                t.abort(code, msg);
+            }
+            buf
+        }
+    }
+}
+
+/// The file side of an upload.
+struct Sink {
+    target: Option<UploadTarget>,
+    file: SharedFd,
+    decoder: Option<Decoder>,
+    /// Bytes written to the file (after netascii decoding).
+    written: u64,
+}
+
+impl Sink {
+    /// Writes `buf[chunk.data]`; on the last chunk flushes and commits the upload.
+    async fn store(&mut self, buf: Vec<u8>, chunk: &WriteChunk) -> (io::Result<()>, Vec<u8>) {
+        let (res, buf) = match &mut self.decoder {
+            None => {
+                let (res, buf) = write_all_at(&self.file, buf, chunk.data.clone(), chunk.offset).await;
+                self.written = chunk.offset + chunk.data.len() as u64;
+                (res, buf)
+            }
+            Some(decoder) => {
+                let mut out = Vec::with_capacity(chunk.data.len() + 1);
+                decoder.decode(buf.get(chunk.data.clone()).unwrap_or(&[]), &mut out);
+                if chunk.last {
+                    decoder.finish(&mut out);
+                }
+                let n = out.len();
+                let (res, _) = write_all_at(&self.file, out, 0..n, self.written).await;
+                self.written += n as u64;
+                (res, buf)
+            }
+        };
+        if res.is_err() || !chunk.last {
+            return (res, buf);
+        }
+        (self.commit().await, buf)
+    }
+
+    /// Makes the upload durable through the ring, then gives it its final name.
+    async fn commit(&mut self) -> io::Result<()> {
+        ops::fdatasync(&self.file).await?;
+        match self.target.take() {
+            Some(target) => target.commit(),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes an upload that did not complete (its temporary file never became visible).
+    fn finish(mut self, outcome: &Outcome) {
+        if let Some(target) = self.target.take() {
+            debug!(?outcome, "upload abandoned");
+            target.abandon();
+        }
+    }
+}
+
+/// pwrite of all of `buf[range]` at `offset`, continuing after short writes.
+async fn write_all_at(
+    file: &SharedFd,
+    mut buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    offset: u64,
+) -> (io::Result<()>, Vec<u8>) {
+    let mut done = 0usize;
+    while range.start + done < range.end {
+        let (res, b) =
+            ops::write_range_at(file, buf, range.start + done..range.end, offset + done as u64).await;
+        buf = b;
+        match res {
+            Ok(0) => return (Err(io::Error::from(io::ErrorKind::WriteZero)), buf),
+            Ok(n) => done += n as usize,
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}

@@ -1,0 +1,154 @@
+//! TFTP over a lossy link: two network namespaces joined by a veth pair with 10% netem loss
+//! (private addresses exist only inside them), Ferry in one, real clients in the other.
+//! Needs root and iproute2; skipped with a message otherwise. Namespaces are removed on drop.
+
+mod common;
+
+use common::tftp::*;
+use common::*;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Two namespaces and a veth pair; everything is deleted on drop, even after a failure.
+struct LossyLink {
+    server_ns: String,
+    client_ns: String,
+    /// Third octet of 10.231.X.0/24, unique per link so parallel tests do not clash.
+    net: u32,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip").args(args).status().is_ok_and(|s| s.success())
+}
+
+impl LossyLink {
+    fn create(loss: u32) -> Option<LossyLink> {
+        if !is_root() {
+            eprintln!("skipped: network namespaces need root");
+            return None;
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}{}", std::process::id() % 100_000, n);
+        let link = LossyLink {
+            server_ns: format!("ferry-s{tag}"),
+            client_ns: format!("ferry-c{tag}"),
+            net: (std::process::id() * 4 + n) % 250 + 1,
+        };
+        let (vs, vc) = (format!("fs{tag}"), format!("fc{tag}"));
+        let (s, c) = (link.server_ns.as_str(), link.client_ns.as_str());
+        let (s_addr, c_addr) = (format!("{}/24", link.server_ip()), format!("{}/24", link.client_ip()));
+        let ok = ip(&["netns", "add", s])
+            && ip(&["netns", "add", c])
+            && ip(&["link", "add", &vs, "netns", s, "type", "veth", "peer", "name", &vc, "netns", c])
+            && ip(&["-n", s, "addr", "add", &s_addr, "dev", &vs])
+            && ip(&["-n", c, "addr", "add", &c_addr, "dev", &vc])
+            && ip(&["-n", s, "link", "set", "lo", "up"])
+            && ip(&["-n", s, "link", "set", &vs, "up"])
+            && ip(&["-n", c, "link", "set", &vc, "up"])
+            && lossy(s, &vs, loss)
+            && lossy(c, &vc, loss);
+        if !ok {
+            eprintln!("skipped: cannot build the namespaces and veth link (no netns, netem or iptables?)");
+            return None;
+        }
+        Some(link)
+    }
+
+    fn server_ip(&self) -> String {
+        format!("10.231.{}.1", self.net)
+    }
+
+    fn client_ip(&self) -> String {
+        format!("10.231.{}.2", self.net)
+    }
+
+    /// Starts Ferry inside the server namespace: the starting thread enters it first, so the
+    /// child inherits it and the readiness check connects inside it too.
+    fn start_server(&self, root: &std::path::Path) -> Server {
+        let ns = format!("/run/netns/{}", self.server_ns);
+        let root = root.to_path_buf();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&ns).expect("open netns");
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            start_tftp(&root, &[])
+        })
+        .join()
+        .expect("server start")
+    }
+
+    /// Runs `program args` inside the client namespace, killed after `secs`.
+    fn client(&self, secs: u32, program: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["netns", "exec", &self.client_ns, program];
+        all.extend_from_slice(args);
+        run_client(secs, "ip", &all)
+    }
+}
+
+/// Loses `percent`% of the packets `dev` carries: netem on its egress, or where the kernel
+/// has no netem (some VMs and containers), an iptables `statistic` rule dropping as many on
+/// its ingress (dropping at OUTPUT instead would fail the sender's sendmsg with EPERM).
+fn lossy(ns: &str, dev: &str, percent: u32) -> bool {
+    let loss = format!("{percent}%");
+    let netem = Command::new("tc")
+        .args(["-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "loss", &loss])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if netem {
+        return true;
+    }
+    let p = format!("{:.2}", f64::from(percent) / 100.0);
+    let rule =
+        ["-A", "INPUT", "-i", dev, "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", &p];
+    let ok = Command::new("ip")
+        .args(["netns", "exec", ns, "iptables"])
+        .args(rule)
+        .args(["-j", "DROP"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        eprintln!("netem unavailable: dropping {loss} of incoming UDP on {dev} with iptables instead");
+    }
+    ok
+}
+
+impl Drop for LossyLink {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth pair, and with it the other end.
+        ip(&["netns", "del", &self.server_ns]);
+        ip(&["netns", "del", &self.client_ns]);
+    }
+}
+
+#[test]
+fn transfers_complete_byte_exact_over_10_percent_loss() {
+    let Some(link) = LossyLink::create(10) else { return };
+    let dir = served_dir();
+    let small = random_file(dir.path(), "small", 20_000);
+    let big = random_file(dir.path(), "big", 200_000);
+    let server = link.start_server(dir.path());
+    let port = server.tftp_port.to_string();
+    let out_dir = tempfile::tempdir().unwrap();
+    let sip = link.server_ip();
+
+    // Sizes keep the test near 20 s: every lost packet costs a 1 s retransmission timeout.
+    let t = std::time::Instant::now();
+    // tftp-hpa: window 1, plain RFC 1350 retransmission on both sides.
+    let out = out_dir.path().join("hpa");
+    let o =
+        link.client(120, "tftp", &[&sip, &port, "-m", "binary", "-c", "get", "small", out.to_str().unwrap()]);
+    assert_fetched(&o, &out, &small, "tftp-hpa over 10% loss", &server);
+    eprintln!("tftp-hpa over 10% loss: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+
+    // atftp with a window: gaps inside windows and lost ACKs (RFC 7440 §4 recovery).
+    let out = out_dir.path().join("atftp");
+    let args = ["--option", "blksize 1468", "--option", "windowsize 8", "-g", "-r", "big", "-l"];
+    let mut args = args.to_vec();
+    args.extend([out.to_str().unwrap(), &sip, &port]);
+    let o = link.client(180, "atftp", &args);
+    assert_fetched(&o, &out, &big, "atftp windowsize 8 over 10% loss", &server);
+    eprintln!("atftp windowsize 8 over 10% loss: {:?}", t.elapsed());
+}

@@ -1,0 +1,234 @@
+//! Protocol probes against a running Ferry with a raw UDP client: transfer IDs (RFC 1350 §4),
+//! the UEFI tsize probe, repeated requests, the amplification guard, busy and rate limits,
+//! path traversal, unknown options and netascii.
+
+mod common;
+
+use common::tftp::*;
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn wrong_source_port_gets_error_5_and_the_transfer_continues() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 2000);
+    let server = start_tftp(dir.path(), &[]);
+    let client = Raw::new(v4(&server));
+    let stranger = Raw::new(v4(&server));
+    client.send(&request(1, "f", "octet", &[]));
+    let (p, tid) = client.recv();
+    assert_eq!((opcode(&p), block(&p)), (3, 1));
+    assert_ne!(tid.port(), server.tftp_port, "DATA comes from a new port (the server's TID)");
+    stranger.send_to(&ack(1), tid);
+    let (e, from) = stranger.recv();
+    assert_eq!(error_of(&e).map(|e| e.0), Some(5), "stranger gets ERROR 5, got {e:?}");
+    assert_eq!(from, tid);
+    assert_eq!(client.continue_get(&p, tid), want);
+}
+
+#[test]
+fn uefi_tsize_probe_then_a_new_request_succeeds() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "bootx64.efi", 100_000);
+    // One transfer at a time: the probe's transfer must be freed at once by its ERROR 8.
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    let probe = Raw::new(v4(&server));
+    probe.send(&request(1, "bootx64.efi", "octet", &[("tsize", "0"), ("blksize", "1468")]));
+    let (p, tid) = probe.recv();
+    let opts = oack_options(&p);
+    assert_eq!(opts, vec![("tsize".into(), "100000".into()), ("blksize".into(), "1468".into())]);
+    probe.send_to(&error(8, "tsize probe done"), tid);
+    std::thread::sleep(Duration::from_millis(100));
+    let fetch = Raw::new(v4(&server));
+    fetch.send(&request(1, "bootx64.efi", "octet", &[("blksize", "1468")]));
+    let (p, tid2) = fetch.recv();
+    assert_eq!(oack_options(&p), vec![("blksize".into(), "1468".into())]);
+    assert_ne!(tid, tid2);
+    fetch.send_to(&ack(0), tid2);
+    assert_eq!(fetch.receive_blocks(1468, 1), want);
+}
+
+#[test]
+fn repeated_request_from_the_same_port_is_ignored() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 1500);
+    let server = start_tftp(dir.path(), &[]);
+    let client = Raw::new(v4(&server));
+    client.send(&request(1, "f", "octet", &[]));
+    let (first, tid) = client.recv();
+    client.send(&request(1, "f", "octet", &[]));
+    // Only the running transfer may answer (its own retransmission of DATA 1 after ~1 s).
+    for (p, from) in client.collect_for(Duration::from_millis(1500)) {
+        assert_eq!(from, tid, "a second transfer was started: {p:?} from {from}");
+    }
+    assert_eq!(client.continue_get(&first, tid), want);
+}
+
+#[test]
+fn an_unproven_client_gets_at_most_1_plus_unproven_retransmits_packets() {
+    let dir = served_dir();
+    random_file(dir.path(), "big", 1 << 20);
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__UNPROVEN_RETRANSMITS", "1")]);
+    let cases = [&[("blksize", "1468"), ("windowsize", "64")][..], &[][..]];
+    let victims: Vec<Raw> = cases.iter().map(|_| Raw::new(v4(&server))).collect();
+    for (victim, opts) in victims.iter().zip(cases) {
+        victim.send(&request(1, "big", "octet", opts));
+    }
+    // Timeouts 1 s then 2 s: the OACK (or DATA 1) goes out twice, then the transfer is
+    // dropped; the second victim's packets wait in its socket meanwhile.
+    for (i, (victim, opts)) in victims.iter().zip(cases).enumerate() {
+        let got = victim.collect_for(Duration::from_millis(if i == 0 { 5000 } else { 300 }));
+        assert_eq!(got.len(), 2, "options {opts:?}: expected 2 packets, got {}", got.len());
+        let op = if opts.is_empty() { 3 } else { 6 };
+        assert!(got.iter().all(|(p, _)| opcode(p) == op), "only the first packet may repeat");
+    }
+}
+
+#[test]
+fn over_max_transfers_is_answered_busy() {
+    let dir = served_dir();
+    random_file(dir.path(), "f", 10_000);
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    let holder = Raw::new(v4(&server));
+    holder.send(&request(1, "f", "octet", &[]));
+    let _ = holder.recv();
+    let other = Raw::new(v4(&server));
+    other.send(&request(1, "f", "octet", &[]));
+    let (p, _) = other.recv();
+    assert_eq!(error_of(&p), Some((0, "server busy".into())));
+}
+
+#[test]
+fn per_ip_request_rate_is_limited() {
+    let dir = served_dir();
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__REQUESTS_PER_SECOND_PER_IP", "2")]);
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let c = Raw::new(v4(&server));
+        c.send(&request(1, "missing", "octet", &[]));
+        codes.push(error_of(&c.recv().0).map(|e| e.0));
+    }
+    // Each worker keeps its own bucket (burst 2): at most 4 of 8 pass with 2 workers.
+    let busy = codes.iter().filter(|c| **c == Some(0)).count();
+    let passed = codes.iter().filter(|c| **c == Some(1)).count();
+    assert!(busy >= 4 && passed >= 2 && busy + passed == 8, "codes {codes:?}");
+}
+
+#[test]
+fn traversal_and_absolute_names_stay_inside_the_root() {
+    let dir = served_dir();
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("escape")).unwrap();
+    let server = start_tftp(dir.path(), &[]);
+    let cases = [
+        ("../etc/passwd", 2),
+        ("..\\..\\x", 2),
+        ("a/../../etc/passwd", 2),
+        // Taken relative to the root, where there is no etc/passwd.
+        ("/etc/passwd", 1),
+        // The link's absolute target is re-rooted, not followed out.
+        ("escape", 1),
+        ("", 1),
+    ];
+    for (name, code) in cases {
+        let c = Raw::new(v4(&server));
+        c.send(&request(1, name, "octet", &[]));
+        let (p, _) = c.recv();
+        assert_eq!(error_of(&p).map(|e| e.0), Some(code), "{name:?} answered {p:?}");
+    }
+    // And a directory is no file.
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "sub", "octet", &[]));
+    assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(1));
+}
+
+#[test]
+fn unknown_options_are_ignored() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 5000);
+    let server = start_tftp(dir.path(), &[]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "f", "octet", &[("foo", "bar"), ("blksize", "1024"), ("multicast", "")]));
+    let (p, tid) = c.recv();
+    assert_eq!(oack_options(&p), vec![("blksize".into(), "1024".into())]);
+    c.send_to(&ack(0), tid);
+    assert_eq!(c.receive_blocks(1024, 1), want);
+    // Only unknown options: no OACK at all, plain RFC 1350 DATA 1.
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "f", "octet", &[("foo", "bar")]));
+    let (p, _) = c.recv();
+    assert_eq!((opcode(&p), block(&p)), (3, 1));
+}
+
+#[test]
+fn netascii_read_is_encoded_and_tsize_counts_the_encoding() {
+    let dir = served_dir();
+    std::fs::write(dir.path().join("menu.txt"), b"line1\nline2\rx\n").unwrap();
+    let server = start_tftp(dir.path(), &[]);
+    let c = Raw::new(v4(&server));
+    assert_eq!(c.get("menu.txt", "netascii"), b"line1\r\nline2\r\0x\r\n");
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "menu.txt", "NetASCII", &[("tsize", "0")]));
+    assert_eq!(oack_options(&c.recv().0), vec![("tsize".into(), "17".into())]);
+    // Over netascii_max_bytes: refused, not converted.
+    drop(server);
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__NETASCII_MAX_BYTES", "4")]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "menu.txt", "netascii", &[]));
+    assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(0));
+}
+
+#[test]
+fn ipv6_raw_probe_answers_from_the_requested_address() {
+    if !have_ipv6() {
+        return;
+    }
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 3000);
+    let server = start_tftp(dir.path(), &[]);
+    let c = Raw::new(v6(&server));
+    c.send(&request(1, "f", "octet", &[]));
+    let (p, tid) = c.recv();
+    assert_eq!(tid.ip(), v6(&server).ip(), "the reply comes from the address the request went to");
+    assert_eq!(c.continue_get(&p, tid), want);
+    let c = Raw::new(v6(&server));
+    c.send(&request(1, "missing", "octet", &[]));
+    let (p, from) = c.recv();
+    assert_eq!((error_of(&p).map(|e| e.0), from), (Some(1), v6(&server)));
+}
+
+#[test]
+fn transfer_ports_are_used_and_exhaustion_is_answered() {
+    let dir = served_dir();
+    random_file(dir.path(), "f", 10_000);
+    let port = free_port();
+    let range = format!("{port}-{port}");
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__TRANSFER_PORTS", &range)]);
+    let first = Raw::new(v4(&server));
+    first.send(&request(1, "f", "octet", &[]));
+    let (_, tid) = first.recv();
+    assert_eq!(tid.port(), port, "the transfer socket uses the configured range");
+    // The only port is taken while the first transfer runs.
+    let second = Raw::new(v4(&server));
+    second.send(&request(1, "f", "octet", &[]));
+    let (p, _) = second.recv();
+    assert_eq!(error_of(&p).map(|e| e.0), Some(0), "got {p:?}");
+}
+
+#[test]
+fn shutdown_stops_new_requests_and_lets_running_transfers_finish() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 20_000);
+    let mut server = start_tftp(dir.path(), &[]);
+    let running = Raw::new(v4(&server));
+    running.send(&request(1, "f", "octet", &[]));
+    let (first, tid) = running.recv();
+    let pid = nix::unistd::Pid::from_raw(server.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let late = Raw::new(v4(&server));
+    late.send(&request(1, "f", "octet", &[]));
+    assert!(late.recv_within(Duration::from_secs(1)).is_none(), "a request was served after shutdown began");
+    assert_eq!(running.continue_get(&first, tid), want, "the running transfer finishes");
+    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(10)), Some(0), "{}", server.stderr());
+}
