@@ -21,6 +21,8 @@ const RESTART_ONLY: &[(&str, KeyReader)] = &[
     ("tftp.enabled", |c| c.tftp.enabled.to_string()),
     ("tftp.listen", |c| format!("{:?}", c.tftp.listen)),
     ("tftp.root", |c| format!("{:?}", c.tftp.root)),
+    // Sizes every worker's datagram buffers, allocated at start.
+    ("tftp.max_blksize", |c| c.tftp.max_blksize.to_string()),
     ("metrics.enabled", |c| c.metrics.enabled.to_string()),
     ("metrics.listen", |c| c.metrics.listen.to_string()),
     ("xferlog.enabled", |c| c.xferlog.enabled.to_string()),

@@ -150,3 +150,42 @@ fn ftp_metrics_and_xferlog_match_the_load() {
         assert_eq!(&fields[9..], ["b", "_", "o", "a", "anonymous", "ftp", "0", "*", "c"]);
     }
 }
+
+#[test]
+fn tftp_metrics_and_xferlog_match_the_load() {
+    let dir = served_dir();
+    std::fs::write(dir.path().join("boot.img"), vec![7u8; 100_000]).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let xferlog = logs.path().join("xferlog");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_METRICS__ENABLED", "true")
+        .env("FERRY_METRICS__LISTEN", &listen)
+        .env("FERRY_XFERLOG__ENABLED", "true")
+        .env("FERRY_XFERLOG__PATH", &xferlog);
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let out_dir = tempfile::tempdir().unwrap();
+    for (i, name) in ["boot.img", "boot.img", "missing.img"].iter().enumerate() {
+        let out = out_dir.path().join(format!("o{i}"));
+        let _ = Command::new("tftp")
+            .args(["127.0.0.1", &server.tftp_port.to_string(), "-m", "binary", "-c", "get", name])
+            .arg(&out)
+            .output()
+            .unwrap();
+    }
+    let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!(metric(&page, "ferry_transfers_total{worker=\"all\",proto=\"tftp\",outcome=\"complete\"}"), 2);
+    assert_eq!(metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"tftp\"}"), 200_000);
+    assert_eq!(metric(&page, "ferry_errors_total{worker=\"all\",kind=\"tftp_request_refused\"}"), 1);
+    assert_eq!(metric(&page, "ferry_transfers_active{worker=\"all\",proto=\"tftp\"}"), 0);
+    let log = std::fs::read_to_string(&xferlog).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for fields in &lines {
+        assert_eq!(fields.len(), 18);
+        assert_eq!(&fields[7..9], ["100000", "/boot.img"]);
+        assert_eq!(&fields[9..], ["b", "_", "o", "a", "anonymous", "tftp", "0", "*", "c"]);
+    }
+}

@@ -99,3 +99,32 @@ fn sighup_applies_ftp_users_and_limits_to_new_sessions() {
     // The pre-reload session still answers.
     assert!(ftp_command(&mut old_r, &mut old_w, "NOOP").starts_with("200"));
 }
+
+#[test]
+fn sighup_applies_tftp_access_lists_to_new_requests() {
+    let dir = served_dir();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("ferry.toml");
+    std::fs::write(&conf, "[tftp]\nmax_windowsize = 64\n").unwrap();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.arg("--config").arg(&conf);
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+    let get = || {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        udp.send_to(b"\x00\x01hello.txt\x00octet\x00", ("127.0.0.1", server.tftp_port)).unwrap();
+        let mut buf = [0u8; 600];
+        let (n, _) = udp.recv_from(&mut buf).expect("an answer");
+        buf[..n].to_vec()
+    };
+    assert_eq!(&get()[..4], &[0, 3, 0, 1], "DATA block 1 before the reload");
+    std::fs::write(&conf, "[tftp]\nmax_windowsize = 64\n[tftp.read]\ndeny = [\"127.0.0.0/8\"]\n").unwrap();
+    hup(&server);
+    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+    assert_eq!(&get()[..4], &[0, 5, 0, 2], "ERROR 2 (access violation) after the reload");
+    // The block size is restart-only: it sizes buffers allocated at start.
+    std::fs::write(&conf, "[tftp]\nmax_blksize = 8192\n").unwrap();
+    hup(&server);
+    assert!(wait_for_log(&server, "NOT reloaded"), "{}", server.stderr());
+    assert!(server.stderr().contains("tftp.max_blksize"));
+}

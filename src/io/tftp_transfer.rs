@@ -6,7 +6,10 @@ use super::buf_pool::BufPool;
 use super::ops::{self, SharedFd};
 use super::tftp_send::{Link, ReadFailed, Source};
 use super::udp_msg::{self, Received, RecvOp};
+use super::worker::Shared;
 use crate::fs::UploadTarget;
+use crate::observe::metrics::{Metric, WorkerMetrics};
+use crate::observe::xferlog::{AccessMode, Direction as XferDirection, XferRecord};
 use crate::tftp::netascii::{Decoder, Encoder};
 use crate::tftp::{
     negotiate, Direction, ErrorCode, Mode, Outcome, ReadTransfer, Refusal, Request, ServerCaps,
@@ -15,7 +18,9 @@ use crate::tftp::{
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
@@ -50,6 +55,10 @@ pub struct Start {
     pub netascii_max: u64,
     /// The worker's datagram buffers.
     pub pool: Rc<BufPool>,
+    /// Server-wide state: metrics and the xferlog.
+    pub shared: Arc<Shared>,
+    /// This worker's number (its metrics block).
+    pub worker: usize,
 }
 
 /// What a transfer may be granted.
@@ -78,12 +87,16 @@ macro_rules! both {
 /// Runs a transfer to its end and logs the result.
 pub async fn run(start: Start) {
     let began = Instant::now();
-    let Start { peer, request, opened, sock, caps, settings, netascii_max, pool } = start;
+    let Start { peer, request, opened, sock, caps, settings, netascii_max, pool, shared, worker } = start;
+    let metrics = shared.metrics.worker(worker);
+    let _running = metrics.track(Metric::TftpTransfersActive);
     let mut link = Link::new(Rc::new(sock), pool);
     let limits = Limits { caps, settings, netascii_max };
+    let mut complete = false;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits).await {
         Ok(mut job) => {
-            let outcome = drive(&mut job, &mut link).await;
+            let outcome = drive(&mut job, &mut link, metrics).await;
+            complete = matches!(outcome, Outcome::Complete { .. });
             if let Job::Write { sink, .. } = job {
                 sink.finish(&outcome);
             }
@@ -94,15 +107,52 @@ pub async fn run(start: Start) {
             (bytes, format!("{outcome:?}"))
         }
         Err(refusal) => {
+            metrics.inc(Metric::TftpRequestsRefused);
             let to_send = [Transmit::Datagram { to: peer, packet: refusal.datagram() }];
             let _ = link.send(&to_send, None).await;
             (0, format!("refused: {}", refusal.message))
         }
     };
-    let ms = began.elapsed().as_millis() as u64;
+    let took = began.elapsed();
     let file = request.path.display();
     let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
-    info!(kind, %file, bytes, duration_ms = ms, outcome, "TFTP transfer ended");
+    info!(kind, %file, bytes, duration_ms = took.as_millis() as u64, outcome, "TFTP transfer ended");
+    account(&shared, worker, peer, &request, bytes, complete, took);
+}
+
+/// Counts a finished transfer and writes its xferlog line (TFTP has no users: anonymous).
+fn account(
+    shared: &Shared,
+    worker: usize,
+    peer: SocketAddr,
+    request: &Request,
+    bytes: u64,
+    complete: bool,
+    took: Duration,
+) {
+    let metrics = shared.metrics.worker(worker);
+    metrics.inc(if complete { Metric::TftpTransfersCompleted } else { Metric::TftpTransfersFailed });
+    let upload = request.direction == Direction::Write;
+    metrics.add(if upload { Metric::TftpBytesReceived } else { Metric::TftpBytesSent }, bytes);
+    let Some(log) = &shared.xferlog else { return };
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(request.path.as_os_str().as_bytes());
+    let record = XferRecord {
+        end: std::time::SystemTime::now(),
+        duration: took,
+        remote: peer.ip(),
+        bytes,
+        path: &path,
+        binary: request.mode != crate::tftp::Mode::Netascii,
+        direction: if upload { XferDirection::Incoming } else { XferDirection::Outgoing },
+        access: AccessMode::Anonymous,
+        user: "anonymous",
+        service: "tftp",
+        complete,
+    };
+    if let Err(e) = log.write(&record) {
+        tracing::warn!("cannot write the xferlog: {e}");
+    }
 }
 
 /// Opens the data side and negotiates (RFC 2347): netascii files are encoded first so
@@ -170,7 +220,7 @@ async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
 }
 
 /// The loop: send what the machine wants, then wait for a datagram or its deadline.
-async fn drive(job: &mut Job, link: &mut Link) -> Outcome {
+async fn drive(job: &mut Job, link: &mut Link, metrics: &WorkerMetrics) -> Outcome {
     let mut items: Vec<Transmit> = Vec::new();
     let mut recv: RecvOp = udp_msg::recv_msg(&link.sock, link.pool.take());
     let mut recv_errors = 0u32;
@@ -207,6 +257,9 @@ async fn drive(job: &mut Job, link: &mut Link) -> Outcome {
         let now = Instant::now();
         if both!(job, t => t.poll_timeout()).is_some_and(|d| d <= now) {
             both!(job, t => t.handle_timeout(now));
+            // What a timeout makes the machine send again is a retransmission.
+            let resent = flush(job, link, &mut items).await;
+            metrics.add(Metric::TftpRetransmissions, resent as u64);
         }
     };
     // Wake the pending receive and collect it, so its buffer and socket are released now.
@@ -218,15 +271,17 @@ async fn drive(job: &mut Job, link: &mut Link) -> Outcome {
 }
 
 /// Drains `poll_transmit` and sends it; a failed file read aborts, whose ERROR goes next.
-async fn flush(job: &mut Job, link: &mut Link, items: &mut Vec<Transmit>) {
+async fn flush(job: &mut Job, link: &mut Link, items: &mut Vec<Transmit>) -> usize {
+    let mut sent = 0;
     loop {
         items.clear();
         while let Some(t) = both!(job, t => t.poll_transmit()) {
             items.push(t);
         }
         if items.is_empty() {
-            return;
+            return sent;
         }
+        sent += items.len();
         let source = match job {
             Job::Read { source, .. } => Some(&*source),
             Job::Write { .. } => None,

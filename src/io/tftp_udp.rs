@@ -8,7 +8,9 @@ use super::tftp_limits::{LiveTransfers, RateLimiter, TransferSlot};
 use super::tftp_transfer::{self, Opened, Start};
 use super::udp_msg::{self, Received};
 use super::worker::WorkerContext;
+use crate::config::Config;
 use crate::fs::WriteMode;
+use crate::observe::metrics::Metric;
 use crate::tftp::request::check_overwrite;
 use crate::tftp::{plan, AccessPolicy, Direction, ErrorCode, Refusal, Request, ServerCaps, TransferSettings};
 use std::cell::RefCell;
@@ -16,6 +18,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info_span, warn, Instrument};
 
@@ -25,24 +28,40 @@ const REQUEST_BUF: usize = 1024;
 /// TFTP state one worker shares between its request sockets.
 struct TftpWorker {
     ctx: Rc<WorkerContext>,
-    policy: AccessPolicy,
-    caps: ServerCaps,
-    settings: TransferSettings,
+    /// Rules from the configuration last seen; rebuilt when a reload replaces it.
+    rules: RefCell<Rc<Rules>>,
     pool: Rc<BufPool>,
     live: Rc<LiveTransfers>,
     rate: RefCell<RateLimiter>,
 }
 
+/// What requests are judged by, built from one configuration.
+struct Rules {
+    config: Arc<Config>,
+    policy: AccessPolicy,
+    caps: ServerCaps,
+    settings: TransferSettings,
+}
+
+impl Rules {
+    fn new(config: Arc<Config>) -> Rules {
+        let cfg = &config.tftp;
+        let (policy, caps, settings) =
+            (AccessPolicy::from(cfg), ServerCaps::from(cfg), TransferSettings::from(cfg));
+        Rules { policy, caps, settings, config }
+    }
+}
+
 /// Serves every TFTP request socket of this worker until shutdown.
 pub async fn serve(ctx: Rc<WorkerContext>, sockets: Vec<UdpSocket>) {
-    let cfg = &ctx.shared.config.tftp;
+    let config = ctx.config();
+    let cfg = &config.tftp;
     // Header + largest block + one spare byte, so an oversized DATA is seen as such.
+    // (`tftp.max_blksize` is restart-only, so this size holds for the process's life.)
     let buf_len = crate::tftp::wire::DATA_HEADER_LEN + usize::from(cfg.max_blksize) + 1;
     let idle = (8 << 20) / buf_len;
     let worker = Rc::new(TftpWorker {
-        policy: AccessPolicy::from(cfg),
-        caps: ServerCaps::from(cfg),
-        settings: TransferSettings::from(cfg),
+        rules: RefCell::new(Rc::new(Rules::new(Arc::clone(&config)))),
         pool: Rc::new(BufPool::new(buf_len, idle.max(64))),
         live: Rc::new(LiveTransfers::default()),
         rate: RefCell::new(RateLimiter::new(cfg.requests_per_second_per_ip)),
@@ -85,6 +104,19 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 impl TftpWorker {
+    /// The rules for a request arriving now: a reload applies to requests after it.
+    fn rules(&self) -> Rc<Rules> {
+        let config = self.ctx.config();
+        let mut current = self.rules.borrow_mut();
+        if !Arc::ptr_eq(&current.config, &config) {
+            if current.config.tftp.requests_per_second_per_ip != config.tftp.requests_per_second_per_ip {
+                *self.rate.borrow_mut() = RateLimiter::new(config.tftp.requests_per_second_per_ip);
+            }
+            *current = Rc::new(Rules::new(config));
+        }
+        Rc::clone(&current)
+    }
+
     async fn on_request(&self, sock: &SharedFd, bound: Option<SocketAddr>, r: Received, bytes: &[u8]) {
         let Some(from) = r.from else { return };
         let peer = canonical(from);
@@ -102,6 +134,7 @@ impl TftpWorker {
             Ok(None) => {}
             Err(refusal) => {
                 let _enter = span.enter();
+                self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::TftpRequestsRefused);
                 debug!(code = ?refusal.code, message = refusal.message, "request refused");
                 let reply = refusal.datagram().as_bytes().to_vec();
                 if let Err(e) = udp_msg::send_one(sock, from, local.map(|l| l.0), reply).await {
@@ -131,11 +164,12 @@ impl TftpWorker {
         if r.truncated {
             return Err(Refusal::new(ErrorCode::IllegalOperation, "request too long"));
         }
-        let request = plan(peer.ip(), bytes, &self.policy)?;
-        let cfg = &self.ctx.shared.config.tftp;
+        let rules = self.rules();
+        let request = plan(peer.ip(), bytes, &rules.policy)?;
+        let cfg = &rules.config.tftp;
         let slot = TransferSlot::acquire(&self.ctx.shared.tftp_transfers, cfg.max_transfers)
             .ok_or_else(Refusal::busy)?;
-        let opened = self.open(&request)?;
+        let opened = self.open(&request, &rules.policy)?;
         let Some((local_ip, ifindex)) = local else {
             warn!(%peer, "request without a destination address; cannot answer from the right address");
             return Err(Refusal::internal());
@@ -155,8 +189,10 @@ impl TftpWorker {
             request,
             opened,
             sock,
-            caps: self.caps,
-            settings: self.settings,
+            caps: rules.caps,
+            settings: rules.settings,
+            shared: Arc::clone(&self.ctx.shared),
+            worker: self.ctx.id,
             netascii_max: cfg.netascii_max_bytes,
             pool: Rc::clone(&self.pool),
         };
@@ -168,7 +204,7 @@ impl TftpWorker {
     }
 
     /// Opens the file under the TFTP root: for reading, or as an atomic upload.
-    fn open(&self, request: &Request) -> Result<Opened, Refusal> {
+    fn open(&self, request: &Request, policy: &AccessPolicy) -> Result<Opened, Refusal> {
         let root = &self.ctx.shared.tftp_root;
         let path = request.path.as_path();
         match request.direction {
@@ -180,7 +216,7 @@ impl TftpWorker {
             }
             Direction::Write => {
                 let exists = root.stat(path).is_ok();
-                check_overwrite(exists, &self.policy)?;
+                check_overwrite(exists, policy)?;
                 let mode = if exists { WriteMode::Truncate } else { WriteMode::CreateNew };
                 // Atomic: the bytes go to a hidden temporary name, renamed on completion.
                 let target = root.open_upload(path, mode, true, false).map_err(|e| open_refusal(&e))?;
