@@ -325,35 +325,6 @@ fn expand(template: &str, n: u64, task: usize) -> String {
     template.replace("{n}", &n.to_string()).replace("{t}", &task.to_string())
 }
 
-/// One download task: whole sessions (connect, login, TYPE I, N x RETR, QUIT) until the
-/// budget is spent. `ok` counts transfers; a failed transfer ends its session.
-pub async fn get_task(task: usize, cfg: Arc<FtpCfg>, budget: Arc<Budget>) -> Stats {
-    let mut stats = Stats::default();
-    let mut buf = vec![0u8; cfg.buf_size];
-    while let Some(n) = budget.take() {
-        let t0 = Instant::now();
-        let result = async {
-            let mut c = Control::connect(cfg.addr, cfg.io_timeout, 4096).await?;
-            c.login(&cfg.user, &cfg.pass).await?;
-            c.command("TYPE", "TYPE I", &[200]).await?;
-            for _ in 0..cfg.retrs_per_session {
-                let t1 = Instant::now();
-                let got = c.retr(&cfg, &expand(&cfg.path, n, task), &mut buf).await?;
-                stats.ok += 1;
-                stats.bytes += got;
-                stats.latency_us.push(t1.elapsed().as_micros() as u64);
-            }
-            c.quit().await
-        }
-        .await;
-        match result {
-            Ok(()) => stats.session_us.push(t0.elapsed().as_micros() as u64),
-            Err(f) => stats.fail(&f),
-        }
-    }
-    stats
-}
-
 /// A deterministic pseudo-random upload pattern (incompressible, cheap to make).
 pub fn pattern(len: usize) -> Vec<u8> {
     let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -367,21 +338,38 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// One upload task: sessions of one STOR each to a unique name from the path template.
-pub async fn put_task(task: usize, cfg: Arc<FtpCfg>, budget: Arc<Budget>) -> Stats {
+/// Which way a session's transfers go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `retrs_per_session` x RETR of `path`.
+    Download,
+    /// One STOR of `upload_size` bytes to `path` (a unique name per upload).
+    Upload,
+}
+
+/// One client task: whole sessions (connect, login, TYPE I, transfers, QUIT) until the
+/// budget is spent. `ok` counts transfers; a failed transfer ends its session.
+pub async fn session_task(task: usize, cfg: Arc<FtpCfg>, budget: Arc<Budget>, dir: Direction) -> Stats {
     let mut stats = Stats::default();
-    let data = pattern(cfg.buf_size.max(64 << 10));
+    let mut buf = vec![0u8; cfg.buf_size];
+    let data = if dir == Direction::Upload { pattern(cfg.buf_size.max(64 << 10)) } else { Vec::new() };
+    let transfers = if dir == Direction::Upload { 1 } else { cfg.retrs_per_session };
     while let Some(n) = budget.take() {
         let t0 = Instant::now();
         let result = async {
             let mut c = Control::connect(cfg.addr, cfg.io_timeout, 4096).await?;
             c.login(&cfg.user, &cfg.pass).await?;
             c.command("TYPE", "TYPE I", &[200]).await?;
-            let t1 = Instant::now();
-            let sent = c.stor(&cfg, &expand(&cfg.path, n, task), &data).await?;
-            stats.ok += 1;
-            stats.bytes += sent;
-            stats.latency_us.push(t1.elapsed().as_micros() as u64);
+            for _ in 0..transfers {
+                let t1 = Instant::now();
+                let path = expand(&cfg.path, n, task);
+                stats.bytes += match dir {
+                    Direction::Download => c.retr(&cfg, &path, &mut buf).await?,
+                    Direction::Upload => c.stor(&cfg, &path, &data).await?,
+                };
+                stats.ok += 1;
+                stats.latency_us.push(t1.elapsed().as_micros() as u64);
+            }
             c.quit().await
         }
         .await;

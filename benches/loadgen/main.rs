@@ -256,7 +256,7 @@ fn run_scenario(scenario: &Scenario, threads: usize, target: &str) -> Result<Rep
             cfg.retrs_per_session = a.retrs_per_session.max(1);
             let (cfg, budget) = (Arc::new(cfg), a.load.budget());
             let stats = run::run_tasks(threads, a.load.concurrency, move |t| {
-                ftp::get_task(t, Arc::clone(&cfg), Arc::clone(&budget))
+                ftp::session_task(t, Arc::clone(&cfg), Arc::clone(&budget), ftp::Direction::Download)
             });
             ("ftp-get", a.load.concurrency, stats, vec![])
         }
@@ -266,7 +266,7 @@ fn run_scenario(scenario: &Scenario, threads: usize, target: &str) -> Result<Rep
             cfg.check_size = a.check_size;
             let (cfg, budget) = (Arc::new(cfg), a.load.budget());
             let stats = run::run_tasks(threads, a.load.concurrency, move |t| {
-                ftp::put_task(t, Arc::clone(&cfg), Arc::clone(&budget))
+                ftp::session_task(t, Arc::clone(&cfg), Arc::clone(&budget), ftp::Direction::Upload)
             });
             ("ftp-put", a.load.concurrency, stats, vec![])
         }

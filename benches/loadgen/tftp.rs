@@ -74,18 +74,20 @@ fn ack(block: u16) -> [u8; 4] {
     [0, ACK as u8, b[0], b[1]]
 }
 
-/// Parses an OACK's option pairs (RFC 2347), case-insensitively.
+/// Parses an OACK's option pairs (RFC 2347: every name and value ends with a NUL).
 fn parse_oack(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
-    let mut fields = body.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
-    let mut out = Vec::new();
-    while let Some(k) = fields.next() {
-        if k.is_empty() {
-            break;
-        }
-        let v = fields.next().ok_or_else(|| Failure::Protocol("OACK option without a value".into()))?;
-        out.push((k, v));
+    let Some(body) = body.strip_suffix(&[0]) else {
+        return Err(Failure::Protocol("OACK not NUL-terminated".into()));
+    };
+    if body.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let fields: Vec<String> =
+        body.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    if fields.len() % 2 != 0 {
+        return Err(Failure::Protocol("OACK option without a value".into()));
+    }
+    Ok(fields.chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect())
 }
 
 /// Seeded xorshift for the loss simulation: reproducible and cheap per packet.
