@@ -372,7 +372,9 @@ def available(server):
 # Scenarios.
 
 def scenarios(p):
-    ftp = ["--addr", f"127.0.0.1:{FTP_PORT}"]
+    # vsftpd listens with a backlog of 32: in a burst, some handshakes wait for SYN-ACK
+    # retransmissions (1+2+4+8+16 s), so allow 2 minutes per step and count that as latency.
+    ftp = ["--addr", f"127.0.0.1:{FTP_PORT}", "--io-timeout", "120"]
     tftp = ["--addr", f"127.0.0.1:{TFTP_PORT}"]
     return [
         dict(id="retr-big", title=f"one client, RETR {human(p['big'])} binary, warm cache",
@@ -499,7 +501,11 @@ def run_one(sc, server, p):
         elif "error" not in out:
             out["error"] = f"load generator exited {lg.returncode} without a report (see {WORK / 'loadgen.stderr'})"
         if srv.proc.poll() is not None:
+            # A crashed server is a result (atftpd aborts past FD_SETSIZE), not a harness error.
             out["server_exited"] = srv.proc.returncode
+            srv.err.flush()
+            tail = Path(srv.err.name).read_bytes().decode(errors="replace").strip().splitlines()[-1:]
+            out["server_last_words"] = tail[0][:200] if tail else ""
     finally:
         srv.stop()
         LIVE.remove(srv)
@@ -567,6 +573,8 @@ def fmt(v, unit=""):
 def describe_failure(run):
     if not run:
         return "not run"
+    if "server_exited" in run:
+        return f"FAIL: server died (exit {run['server_exited']}: {run.get('server_last_words', '')})"
     if "skipped" in run:
         return f"skipped ({run['skipped']})"
     if "error" in run and "load" not in run:

@@ -68,6 +68,27 @@ pub struct Control {
     line: Vec<u8>,
     peer: SocketAddr,
     local: SocketAddr,
+    /// What the next reply answers, so a timeout says which step the server stalled on.
+    awaiting: &'static str,
+}
+
+/// The label of the reply a command line waits for (static, for error kinds).
+fn awaiting(line: &str) -> &'static str {
+    const LABELS: [(&str, &str); 11] = [
+        ("USER", "reply-USER"),
+        ("PASS", "reply-PASS"),
+        ("TYPE", "reply-TYPE"),
+        ("EPSV", "reply-EPSV"),
+        ("PASV", "reply-PASV"),
+        ("PORT", "reply-PORT"),
+        ("RETR", "reply-RETR"),
+        ("STOR", "reply-STOR"),
+        ("SIZE", "reply-SIZE"),
+        ("NOOP", "reply-NOOP"),
+        ("QUIT", "reply-QUIT"),
+    ];
+    let verb = line.split(' ').next().unwrap_or("");
+    LABELS.iter().find(|(v, _)| verb.eq_ignore_ascii_case(v)).map_or("reply", |(_, label)| label)
 }
 
 impl Control {
@@ -88,6 +109,7 @@ impl Control {
             line: Vec::with_capacity(128),
             peer: addr,
             local,
+            awaiting: "greeting",
         };
         let (code, text) = c.reply().await?;
         if code != 220 {
@@ -100,7 +122,7 @@ impl Control {
         self.line.clear();
         // Bounded so a misbehaving server cannot grow the line without limit.
         let mut limited = (&mut self.rd).take(8192);
-        let n = timed(self.timeout, "reply", limited.read_until(b'\n', &mut self.line)).await?;
+        let n = timed(self.timeout, self.awaiting, limited.read_until(b'\n', &mut self.line)).await?;
         if n == 0 {
             return Err(Failure::Protocol("control connection closed".into()));
         }
@@ -130,6 +152,7 @@ impl Control {
 
     /// Sends one command line.
     pub async fn send(&mut self, line: &str) -> Result<(), Failure> {
+        self.awaiting = awaiting(line);
         let mut buf = Vec::with_capacity(line.len() + 2);
         buf.extend_from_slice(line.as_bytes());
         buf.extend_from_slice(b"\r\n");
