@@ -1,0 +1,117 @@
+//! `ferry-loadgen self-test`: every scenario against the in-process mini servers, with
+//! content checks, wrap-around and simulated loss; fails unless every transfer succeeded.
+//! Keeps the load generator from rotting without any external server installed.
+
+use crate::report::Json;
+use crate::{ftp, minisrv, run_scenario, Expect, FtpGet, FtpIdle, FtpPut, Load, Login, Scenario, TftpGet};
+use std::path::Path;
+
+fn load(concurrency: usize, count: u64) -> Load {
+    Load { concurrency, count: Some(count), duration: None }
+}
+
+fn login(addr: &str, mode: ftp::DataMode) -> Login {
+    Login { addr: addr.into(), user: "anonymous".into(), pass: "x@".into(), mode, io_timeout: 10.0 }
+}
+
+fn expect(file: &Path) -> Expect {
+    Expect { expect_size: None, expect_file: Some(file.to_path_buf()) }
+}
+
+fn tftp(
+    addr: &str,
+    file: &Path,
+    name: &str,
+    blksize: Option<u16>,
+    window: Option<u16>,
+    loss: f64,
+) -> Scenario {
+    Scenario::TftpGet(TftpGet {
+        addr: addr.into(),
+        path: name.into(),
+        load: load(4, 8),
+        expect: expect(file),
+        blksize,
+        windowsize: window,
+        tsize: true,
+        timeout_opt: None,
+        retransmit_ms: 100,
+        retries: 20,
+        loss,
+        seed: 7,
+    })
+}
+
+/// Runs the self-test in a temporary directory; `Err` names the first scenario that failed.
+pub fn run(threads: usize) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("ferry-loadgen-selftest-{}", std::process::id()));
+    let result = run_in(&dir, threads);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(dir: &Path, threads: usize) -> Result<(), String> {
+    std::fs::create_dir_all(dir.join("up")).map_err(|e| e.to_string())?;
+    let small = dir.join("1k");
+    let mid = dir.join("300k");
+    let big = dir.join("600k");
+    for (p, n) in [(&small, 1024), (&mid, 300 << 10), (&big, 600 << 10)] {
+        std::fs::write(p, ftp::pattern(n)).map_err(|e| e.to_string())?;
+    }
+    let f = minisrv::ftp(dir.to_path_buf()).map_err(|e| e.to_string())?;
+    let t = minisrv::tftp(dir.to_path_buf()).map_err(|e| e.to_string())?;
+    let (fa, ta) = (f.addr.to_string(), t.addr.to_string());
+    let get = |mode, file: &Path, name: &str, load, retrs| {
+        Scenario::FtpGet(FtpGet {
+            login: login(&fa, mode),
+            load,
+            expect: expect(file),
+            path: name.into(),
+            retrs_per_session: retrs,
+            buf_size: 64 << 10,
+        })
+    };
+    let cases = [
+        ("ftp-get epsv 1k x40", get(ftp::DataMode::Epsv, &small, "1k", load(8, 40), 1), 40),
+        ("ftp-get pasv 300k, 3 per session", get(ftp::DataMode::Pasv, &mid, "/300k", load(2, 4), 3), 12),
+        ("ftp-get port", get(ftp::DataMode::Port, &small, "1k", load(2, 4), 1), 4),
+        (
+            "ftp-put",
+            Scenario::FtpPut(FtpPut {
+                login: login(&fa, ftp::DataMode::Epsv),
+                load: load(2, 4),
+                path: "up/f-{n}".into(),
+                size: 200 << 10,
+                check_size: true,
+                buf_size: 64 << 10,
+            }),
+            4,
+        ),
+        (
+            "ftp-idle",
+            Scenario::FtpIdle(FtpIdle {
+                login: login(&fa, ftp::DataMode::Epsv),
+                sessions: 50,
+                concurrency: 10,
+                hold: 0.2,
+                ready_file: None,
+            }),
+            50,
+        ),
+        ("tftp blksize 1468 window 8", tftp(&ta, &mid, "300k", Some(1468), Some(8), 0.0), 8),
+        ("tftp plain 512 lock-step", tftp(&ta, &small, "1k", None, None, 0.0), 8),
+        ("tftp wrap-around (blksize 8)", tftp(&ta, &big, "600k", Some(8), Some(64), 0.0), 8),
+        ("tftp 3% loss window 4", tftp(&ta, &mid, "300k", Some(512), Some(4), 0.03), 8),
+    ];
+    for (name, scenario, want_ok) in cases {
+        let mut report = run_scenario(&scenario, threads, "mini")?;
+        let json: Json = report.json();
+        let (ok, failed) = (report.stats.ok, report.stats.failed());
+        eprintln!("self-test: {name}: ok {ok}, failed {failed}");
+        if ok != want_ok || failed != 0 {
+            return Err(format!("{name}: expected {want_ok} ok and no failures, got {json}"));
+        }
+    }
+    eprintln!("self-test: all scenarios passed");
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! TFTP read-request clients (RFC 1350) with options blksize (2348), tsize and timeout
+//! (2349) and windowsize (7440); block numbers wrap past 65535; optional client-side loss
+//! drops a share of received DATA so the server's retransmission path is exercised.
+
+use crate::hash::Hasher;
+use crate::report::{Failure, Stats};
+use crate::run::Budget;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+const RRQ: u16 = 1;
+const DATA: u16 = 3;
+const ACK: u16 = 4;
+const ERROR: u16 = 5;
+const OACK: u16 = 6;
+
+/// Settings shared by every TFTP task of a run.
+#[derive(Clone)]
+pub struct TftpCfg {
+    pub addr: SocketAddr,
+    /// Remote file name; `{n}` and `{t}` expand as for FTP.
+    pub path: String,
+    /// Requested block size; `None` asks for no option (512-byte blocks).
+    pub blksize: Option<u16>,
+    /// Requested window (RFC 7440); `None` asks for no option (lock-step).
+    pub windowsize: Option<u16>,
+    /// Ask for the transfer size (`tsize 0`) and check it against the expected length.
+    pub tsize: bool,
+    /// Ask the server to use this retransmission timeout (seconds, RFC 2349).
+    pub timeout_opt: Option<u8>,
+    /// How long the client waits before re-sending its last packet.
+    pub retransmit: Duration,
+    /// Re-sends before giving up on a transfer.
+    pub retries: u32,
+    /// Share of received DATA packets to drop, 0.0..1.0.
+    pub loss: f64,
+    pub expect_len: Option<u64>,
+    pub expect_hash: Option<u64>,
+    pub seed: u64,
+}
+
+fn request(cfg: &TftpCfg, path: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(64 + path.len());
+    p.extend_from_slice(&RRQ.to_be_bytes());
+    for s in [path, "octet"] {
+        p.extend_from_slice(s.as_bytes());
+        p.push(0);
+    }
+    let mut opt = |k: &str, v: String| {
+        p.extend_from_slice(k.as_bytes());
+        p.push(0);
+        p.extend_from_slice(v.as_bytes());
+        p.push(0);
+    };
+    if let Some(b) = cfg.blksize {
+        opt("blksize", b.to_string());
+    }
+    if let Some(w) = cfg.windowsize {
+        opt("windowsize", w.to_string());
+    }
+    if cfg.tsize {
+        opt("tsize", "0".into());
+    }
+    if let Some(t) = cfg.timeout_opt {
+        opt("timeout", t.to_string());
+    }
+    p
+}
+
+fn ack(block: u16) -> [u8; 4] {
+    let b = block.to_be_bytes();
+    [0, ACK as u8, b[0], b[1]]
+}
+
+/// Parses an OACK's option pairs (RFC 2347: every name and value ends with a NUL).
+fn parse_oack(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
+    let Some(body) = body.strip_suffix(&[0]) else {
+        return Err(Failure::Protocol("OACK not NUL-terminated".into()));
+    };
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fields: Vec<String> =
+        body.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    if fields.len() % 2 != 0 {
+        return Err(Failure::Protocol("OACK option without a value".into()));
+    }
+    Ok(fields.chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect())
+}
+
+/// Seeded xorshift for the loss simulation: reproducible and cheap per packet.
+pub struct Lossy(pub u64);
+
+impl Lossy {
+    fn next_unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What a finished transfer measured.
+pub struct Done {
+    pub bytes: u64,
+    pub retransmits: u32,
+}
+
+/// One read request to completion.
+pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Failure> {
+    let bind: SocketAddr = if cfg.addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+    let sock = UdpSocket::bind(bind).await.map_err(Failure::Connect)?;
+    let req = request(cfg, path);
+    sock.send_to(&req, cfg.addr).await.map_err(Failure::Io)?;
+
+    let mut buf = vec![0u8; 65536 + 4];
+    let mut peer: Option<SocketAddr> = None;
+    let mut blksize: usize = 512;
+    let mut window: u64 = 1;
+    let mut got: u64 = 0; // blocks received in order
+    let mut acked: u64 = 0; // last block we acknowledged
+    let mut bytes = 0u64;
+    let mut hasher = cfg.expect_hash.map(|_| Hasher::default());
+    let mut gap_acked = false;
+    let mut retries = 0u32;
+    let mut retransmits = 0u32;
+    // What to re-send on timeout: the request until the server answers, then our last ACK.
+    let mut last_sent: Vec<u8> = req;
+
+    loop {
+        let (n, from) = match tokio::time::timeout(cfg.retransmit, sock.recv_from(&mut buf)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(Failure::Io(e)),
+            Err(_) => {
+                retries += 1;
+                if retries > cfg.retries {
+                    return Err(Failure::Timeout(if peer.is_none() {
+                        "tftp-first-reply"
+                    } else {
+                        "tftp-data"
+                    }));
+                }
+                retransmits += 1;
+                sock.send_to(&last_sent, peer.unwrap_or(cfg.addr)).await.map_err(Failure::Io)?;
+                continue;
+            }
+        };
+        let pkt = &buf[..n];
+        if n < 4 {
+            continue;
+        }
+        match peer {
+            None if from.ip() == cfg.addr.ip() => peer = Some(from),
+            Some(p) if p == from => {}
+            // RFC 1350 section 4: a packet from an unknown TID gets ERROR 5 and is otherwise ignored.
+            _ => {
+                let _ = sock.send_to(b"\x00\x05\x00\x05unknown transfer ID\x00", from).await;
+                continue;
+            }
+        }
+        let to = peer.unwrap_or(cfg.addr);
+        let op = u16::from_be_bytes([pkt[0], pkt[1]]);
+        match op {
+            ERROR => {
+                let code = u16::from_be_bytes([pkt[2], pkt[3]]);
+                let text = String::from_utf8_lossy(pkt[4..].split(|b| *b == 0).next().unwrap_or(&[])).into();
+                return Err(Failure::Tftp { code, text });
+            }
+            OACK if got == 0 => {
+                for (k, v) in parse_oack(&pkt[2..])? {
+                    let num = v.parse::<u64>().map_err(|_| Failure::Protocol(format!("OACK {k}={v}")))?;
+                    match k.as_str() {
+                        "blksize" if (8..=65464).contains(&num) => blksize = num as usize,
+                        "windowsize" if (1..=65535).contains(&num) => window = num,
+                        "tsize" => {
+                            if let Some(want) = cfg.expect_len {
+                                if want != num {
+                                    return Err(Failure::Length { want, got: num });
+                                }
+                            }
+                        }
+                        "timeout" => {}
+                        _ => {
+                            return Err(Failure::Protocol(format!(
+                                "OACK option {k}={v} not asked or out of range"
+                            )))
+                        }
+                    }
+                }
+                retries = 0;
+                last_sent = ack(0).to_vec();
+                sock.send_to(&last_sent, to).await.map_err(Failure::Io)?;
+            }
+            DATA => {
+                if cfg.loss > 0.0 && rng.next_unit() < cfg.loss {
+                    continue;
+                }
+                let block = u16::from_be_bytes([pkt[2], pkt[3]]);
+                // Block numbers wrap to 0 after 65535, so compare modulo 2^16.
+                let expected = (got + 1) as u16;
+                if block != expected {
+                    // RFC 7440 section 4: on a gap or a duplicate, acknowledge the last block
+                    // received in order once, so the sender restarts the window from there.
+                    if !gap_acked {
+                        gap_acked = true;
+                        acked = got;
+                        last_sent = ack(got as u16).to_vec();
+                        sock.send_to(&last_sent, to).await.map_err(Failure::Io)?;
+                    }
+                    continue;
+                }
+                let payload = &pkt[4..];
+                if payload.len() > blksize {
+                    return Err(Failure::Protocol(format!(
+                        "DATA of {} bytes over blksize {blksize}",
+                        payload.len()
+                    )));
+                }
+                got += 1;
+                bytes += payload.len() as u64;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(payload);
+                }
+                retries = 0;
+                gap_acked = false;
+                let last = payload.len() < blksize;
+                if last || got - acked >= window {
+                    acked = got;
+                    last_sent = ack(block).to_vec();
+                    sock.send_to(&last_sent, to).await.map_err(Failure::Io)?;
+                }
+                if last {
+                    break;
+                }
+            }
+            // A repeated OACK after data started means our ACK 0 crossed it; nothing to do.
+            OACK => {}
+            _ => return Err(Failure::Protocol(format!("unexpected TFTP opcode {op}"))),
+        }
+    }
+    if let Some(want) = cfg.expect_len {
+        if want != bytes {
+            return Err(Failure::Length { want, got: bytes });
+        }
+    }
+    if let (Some(want), Some(h)) = (cfg.expect_hash, hasher) {
+        if h.finish() != want {
+            return Err(Failure::Hash);
+        }
+    }
+    Ok(Done { bytes, retransmits })
+}
+
+/// One TFTP task: read requests until the budget is spent.
+pub async fn get_task(task: usize, cfg: Arc<TftpCfg>, budget: Arc<Budget>) -> Stats {
+    let mut stats = Stats::default();
+    let mut rng = Lossy(cfg.seed ^ (task as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    while let Some(n) = budget.take() {
+        let t0 = Instant::now();
+        let path = cfg.path.replace("{n}", &n.to_string()).replace("{t}", &task.to_string());
+        match rrq(&cfg, &path, &mut rng).await {
+            Ok(done) => {
+                stats.ok += 1;
+                stats.bytes += done.bytes;
+                stats.latency_us.push(t0.elapsed().as_micros() as u64);
+                stats.retransmits += u64::from(done.retransmits);
+            }
+            Err(f) => stats.fail(&f),
+        }
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_carries_the_asked_options() {
+        let cfg = TftpCfg {
+            addr: "127.0.0.1:69".parse().unwrap(),
+            path: String::new(),
+            blksize: Some(1468),
+            windowsize: Some(16),
+            tsize: true,
+            timeout_opt: None,
+            retransmit: Duration::from_secs(1),
+            retries: 1,
+            loss: 0.0,
+            expect_len: None,
+            expect_hash: None,
+            seed: 0,
+        };
+        assert_eq!(
+            request(&cfg, "f"),
+            b"\x00\x01f\x00octet\x00blksize\x001468\x00windowsize\x0016\x00tsize\x000\x00"
+        );
+        let opts = parse_oack(b"BLKSIZE\x001468\x00tsize\x0042\x00").unwrap();
+        assert_eq!(opts, vec![("blksize".into(), "1468".into()), ("tsize".into(), "42".into())]);
+        assert!(parse_oack(b"blksize\x00").is_err());
+    }
+}
