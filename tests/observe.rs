@@ -90,6 +90,23 @@ fn a_missing_xferlog_directory_is_a_config_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("xferlog.path"));
 }
 
+/// Ferry with metrics and xferlog on: (server, metrics address, xferlog path, log dir guard).
+fn start_observed(root: &std::path::Path) -> (Server, String, std::path::PathBuf, tempfile::TempDir) {
+    let logs = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    // The service user (nobody, when tests run as root) writes the log.
+    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let xferlog = logs.path().join("xferlog");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_METRICS__ENABLED", "true")
+        .env("FERRY_METRICS__LISTEN", &listen)
+        .env("FERRY_XFERLOG__ENABLED", "true")
+        .env("FERRY_XFERLOG__PATH", &xferlog);
+    let server = Server::start_with(cmd, root, free_port(), free_port(), &["--workers", "2"]);
+    (server, listen, xferlog, logs)
+}
+
 fn metric(page: &str, series: &str) -> i64 {
     page.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
@@ -103,17 +120,7 @@ fn ftp_metrics_and_xferlog_match_the_load() {
     for (i, n) in sizes.iter().enumerate() {
         std::fs::write(dir.path().join(format!("f{i}.bin")), vec![b'x'; *n]).unwrap();
     }
-    let logs = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let xferlog = logs.path().join("xferlog");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(ferry_bin());
-    cmd.env("FERRY_METRICS__ENABLED", "true")
-        .env("FERRY_METRICS__LISTEN", &listen)
-        .env("FERRY_XFERLOG__ENABLED", "true")
-        .env("FERRY_XFERLOG__PATH", &xferlog);
-    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let (server, listen, xferlog, _logs) = start_observed(dir.path());
     for i in 0..sizes.len() {
         let out = Command::new("curl")
             .args(["-sS", "-o", "/dev/null"])
@@ -155,26 +162,25 @@ fn ftp_metrics_and_xferlog_match_the_load() {
 fn tftp_metrics_and_xferlog_match_the_load() {
     let dir = served_dir();
     std::fs::write(dir.path().join("boot.img"), vec![7u8; 100_000]).unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let xferlog = logs.path().join("xferlog");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(ferry_bin());
-    cmd.env("FERRY_METRICS__ENABLED", "true")
-        .env("FERRY_METRICS__LISTEN", &listen)
-        .env("FERRY_XFERLOG__ENABLED", "true")
-        .env("FERRY_XFERLOG__PATH", &xferlog);
-    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let (server, listen, xferlog, _logs) = start_observed(dir.path());
     let out_dir = tempfile::tempdir().unwrap();
-    for (i, name) in ["boot.img", "boot.img", "missing.img"].iter().enumerate() {
+    for i in 0..2 {
         let out = out_dir.path().join(format!("o{i}"));
-        let _ = Command::new("tftp")
-            .args(["127.0.0.1", &server.tftp_port.to_string(), "-m", "binary", "-c", "get", name])
+        let got = Command::new("tftp")
+            .args(["127.0.0.1", &server.tftp_port.to_string(), "-m", "binary", "-c", "get", "boot.img"])
             .arg(&out)
             .output()
             .unwrap();
+        assert!(got.status.success() && std::fs::metadata(&out).unwrap().len() == 100_000);
     }
+    // One refused request, from a raw client that sends nothing after the ERROR (tftp-hpa
+    // would send a last ACK to port 69, itself refused: a second count).
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    udp.send_to(b"\x00\x01missing.img\x00octet\x00", ("127.0.0.1", server.tftp_port)).unwrap();
+    let mut buf = [0u8; 600];
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..4.min(n)], &[0, 5, 0, 1], "ERROR 1 file not found");
     let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
     assert_eq!(metric(&page, "ferry_transfers_total{worker=\"all\",proto=\"tftp\",outcome=\"complete\"}"), 2);
     assert_eq!(metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"tftp\"}"), 200_000);

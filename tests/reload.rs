@@ -21,6 +21,21 @@ fn wait_for_log(server: &Server, needle: &str) -> bool {
     false
 }
 
+/// Ferry reading `--config` from a file the test rewrites: (server, file, dir guard).
+fn start_with_config(
+    root: &std::path::Path,
+    text: &str,
+    workers: &str,
+) -> (Server, std::path::PathBuf, tempfile::TempDir) {
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("ferry.toml");
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.arg("--config").arg(&conf);
+    let server = Server::start_with(cmd, root, free_port(), free_port(), &["--workers", workers]);
+    (server, conf, conf_dir)
+}
+
 fn hup(server: &Server) {
     kill(Pid::from_raw(server.pid()), Signal::SIGHUP).unwrap();
 }
@@ -28,12 +43,7 @@ fn hup(server: &Server) {
 #[test]
 fn sighup_applies_valid_changes_and_refuses_restart_only_ones() {
     let dir = served_dir();
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("ferry.toml");
-    std::fs::write(&conf, "[log]\nlevel = \"info\"\n").unwrap();
-    let mut cmd = Command::new(ferry_bin());
-    cmd.arg("--config").arg(&conf);
-    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+    let (server, conf, _conf_dir) = start_with_config(dir.path(), "[log]\nlevel = \"info\"\n", "1");
     assert!(!server.stderr().contains("DEBUG"), "starts at info");
 
     // A valid change: new sessions see debug logging.
@@ -62,12 +72,8 @@ fn sighup_applies_valid_changes_and_refuses_restart_only_ones() {
 #[test]
 fn sighup_applies_ftp_users_and_limits_to_new_sessions() {
     let dir = served_dir();
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("ferry.toml");
-    std::fs::write(&conf, "[ftp.limits]\nmax_sessions_per_ip = 50\n").unwrap();
-    let mut cmd = Command::new(ferry_bin());
-    cmd.arg("--config").arg(&conf);
-    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let (server, conf, _conf_dir) =
+        start_with_config(dir.path(), "[ftp.limits]\nmax_sessions_per_ip = 50\n", "2");
 
     // Before: the user does not exist.
     let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
@@ -103,12 +109,7 @@ fn sighup_applies_ftp_users_and_limits_to_new_sessions() {
 #[test]
 fn sighup_applies_tftp_access_lists_to_new_requests() {
     let dir = served_dir();
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("ferry.toml");
-    std::fs::write(&conf, "[tftp]\nmax_windowsize = 64\n").unwrap();
-    let mut cmd = Command::new(ferry_bin());
-    cmd.arg("--config").arg(&conf);
-    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+    let (server, conf, _conf_dir) = start_with_config(dir.path(), "[tftp]\nmax_windowsize = 64\n", "1");
     let get = || {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -232,3 +232,18 @@ fn shutdown_stops_new_requests_and_lets_running_transfers_finish() {
     assert_eq!(running.continue_get(&first, tid), want, "the running transfer finishes");
     assert_eq!(wait_exit(&mut server.child, Duration::from_secs(10)), Some(0), "{}", server.stderr());
 }
+
+#[test]
+fn the_request_port_never_answers_an_error_and_refuses_other_non_requests() {
+    let dir = served_dir();
+    let server = start_tftp(dir.path(), &[]);
+    let c = Raw::new(v4(&server));
+    // RFC 1350 §7: an ERROR is not answered (no error ping-pong, no reflection).
+    c.send(&error(0, "stray"));
+    assert!(c.recv_within(Duration::from_millis(500)).is_none(), "an ERROR to port 69 gets no reply");
+    // A stray ACK or garbage gets ERROR 4 (illegal operation), as tftpd-hpa answers.
+    c.send(&ack(1));
+    assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(4));
+    c.send(b"\x00\x09junk");
+    assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(4));
+}
