@@ -27,6 +27,24 @@ fn curl_downloads_with_epsv_pasv_and_ipv6() {
 }
 
 #[test]
+fn both_zero_copy_paths_serve_byte_exact_downloads_and_resumes() {
+    for mode in ["sendfile", "splice"] {
+        let srv = FtpServer::start(Opts { env: &[("FERRY_FTP__ZERO_COPY", mode)], ..Opts::default() });
+        let data = random_bytes((3 << 20) + 12_345);
+        put(&srv.root().join("fw.bin"), &data);
+        let tmp = scratch();
+        let out = tmp.path().join("o");
+        let url = format!("{}/fw.bin", srv.url(false));
+        ok(&curl(&["-o", s(&out), &url]), mode);
+        assert!(read(&out) == data, "{mode}: download differs");
+        // Resume from the middle (REST + RETR at an offset).
+        std::fs::write(&out, &data[..1_000_001]).unwrap();
+        ok(&curl(&["-C", "-", "-o", s(&out), &url]), mode);
+        assert!(read(&out) == data, "{mode}: resumed download differs");
+    }
+}
+
+#[test]
 fn curl_active_mode_uses_port_20_when_root() {
     let srv = FtpServer::start(Opts::default());
     let data = random_bytes(3 << 20);

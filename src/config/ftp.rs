@@ -56,7 +56,7 @@ impl Default for FtpConfig {
             users: Vec::new(),
             limits: LimitsConfig::default(),
             uploads: UploadsConfig::default(),
-            zero_copy: crate::io::zerocopy::ZeroCopy::Splice,
+            zero_copy: crate::io::zerocopy::ZeroCopy::Sendfile,
         }
     }
 }
