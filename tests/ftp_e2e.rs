@@ -84,7 +84,7 @@ fn curl_uploads_and_resumes_both_ways() {
     assert!(read(&part) == data, "resumed download differs");
     // Uploading to an existing name as a user without `delete` would be CreateNew; alice may.
     ok(&curl(&["-T", s(&local), &url]), "overwrite");
-    assert!(srv.log().contains("transfer complete"));
+    assert!(srv.log().contains("FTP transfer ended") && srv.log().contains("result=\"complete\""));
 }
 
 #[test]

@@ -129,3 +129,55 @@ fn sighup_applies_tftp_access_lists_to_new_requests() {
     assert!(wait_for_log(&server, "NOT reloaded"), "{}", server.stderr());
     assert!(server.stderr().contains("tftp.max_blksize"));
 }
+
+#[test]
+fn transfers_running_during_sighup_all_complete_byte_exact() {
+    let dir = served_dir();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(dir.path().join("fw.bin"), &data).unwrap();
+    // 2 MB/s per session: each FTP download takes about 1.5 s, so every reload below lands
+    // while they run.
+    let (server, conf, _conf_dir) =
+        start_with_config(dir.path(), "[ftp.limits]\nrate_limit_session_bps = 2000000\n", "2");
+    let out = tempfile::tempdir().unwrap();
+    let ftp_port = server.ftp_port;
+    let downloads: Vec<_> = (0..4)
+        .map(|i| {
+            let path = out.path().join(format!("ftp{i}"));
+            std::thread::spawn(move || {
+                let status = Command::new("curl")
+                    .args(["-sS", "--max-time", "30", "-o"])
+                    .arg(&path)
+                    .arg(format!("ftp://127.0.0.1:{ftp_port}/fw.bin"))
+                    .status()
+                    .unwrap();
+                (status.success(), path)
+            })
+        })
+        .collect();
+    let tftp_out = out.path().join("tftp");
+    let tftp_port = server.tftp_port;
+    let tftp_path = tftp_out.clone();
+    let tftp = std::thread::spawn(move || {
+        Command::new("tftp")
+            .args(["127.0.0.1", &tftp_port.to_string(), "-m", "binary", "-c", "get", "fw.bin"])
+            .arg(&tftp_path)
+            .status()
+            .unwrap()
+            .success()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Two reloads mid-transfer: one that changes limits, one that changes nothing.
+    std::fs::write(&conf, "[ftp.limits]\nrate_limit_session_bps = 500000\nmax_sessions_per_ip = 10\n")
+        .unwrap();
+    hup(&server);
+    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+    hup(&server);
+    for d in downloads {
+        let (ok, path) = d.join().unwrap();
+        assert!(ok, "FTP download failed:\n{}", server.stderr());
+        assert!(std::fs::read(&path).unwrap() == data, "FTP download differs after reload");
+    }
+    assert!(tftp.join().unwrap(), "TFTP download failed");
+    assert!(std::fs::read(&tftp_out).unwrap() == data, "TFTP download differs after reload");
+}

@@ -247,3 +247,40 @@ fn the_request_port_never_answers_an_error_and_refuses_other_non_requests() {
     c.send(b"\x00\x09junk");
     assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(4));
 }
+
+#[test]
+fn a_boot_storm_of_simultaneous_requests_is_answered_without_retries() {
+    let dir = served_dir();
+    random_file(dir.path(), "pxelinux.0", 3000);
+    let server = start_tftp(
+        dir.path(),
+        &[("FERRY_TFTP__MAX_TRANSFERS", "2000"), ("FERRY_TFTP__REQUESTS_PER_SECOND_PER_IP", "0")],
+    );
+    // 800 clients send their request in the same instant; none retransmits.
+    let clients: Vec<std::net::UdpSocket> = (0..800)
+        .map(|_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let rrq = request(1, "pxelinux.0", "octet", &[]);
+    for c in &clients {
+        c.send_to(&rrq, v4(&server)).unwrap();
+    }
+    let mut answered = vec![false; clients.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 600];
+    while answered.iter().any(|a| !a) && std::time::Instant::now() < deadline {
+        for (i, c) in clients.iter().enumerate() {
+            if !answered[i] {
+                if let Ok((n, _)) = c.recv_from(&mut buf) {
+                    answered[i] = opcode(&buf[..n]) == 3 && block(&buf[..n]) == 1;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let missing = answered.iter().filter(|a| !**a).count();
+    assert_eq!(missing, 0, "{missing} of 800 requests got no DATA 1 (dropped at the request port?)");
+}

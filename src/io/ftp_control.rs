@@ -53,7 +53,8 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let span = info_span!("ftp", client = %peer, worker = ctx.id);
+                // `user` is filled in at login, so every later line carries it.
+                let span = info_span!("ftp", client = %peer, worker = ctx.id, user = tracing::field::Empty);
                 // Settings are fixed per session when it starts (a reload applies to new ones).
                 let settings = ftp.settings(ctx.config());
                 match ftp.shared.limits.admit(peer.ip()) {
@@ -371,6 +372,8 @@ impl Driver {
     fn event(&mut self, event: Event) {
         match event {
             Event::LoggedIn(account) => {
+                Span::current().record("user", &*account.name);
+                info!(user = %account.name, anonymous = account.anonymous, "logged in");
                 self.root = self.ftp.shared.root(&account.root);
                 if self.root.is_none() {
                     error!(root = %account.root.display(), "account root cannot be opened");

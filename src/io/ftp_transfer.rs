@@ -153,9 +153,24 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     let limits = ftp.transfer_limits(&job.settings);
     let token = job.token;
     let record = job.record.take();
+    let label = job.label.clone();
     let started = std::time::Instant::now();
     let outcome = drive(&ctx, &ftp, job, limits, &tx).await;
     ftp.transfers.set(ftp.transfers.get() - 1);
+    // One structured line per transfer: journald keeps every field (FILE, USER, BYTES, ...).
+    let (bytes, result) = match &outcome {
+        TransferEvent::Finished { bytes } => (*bytes, "complete".to_string()),
+        other => (0, format!("{other:?}")),
+    };
+    info!(
+        transfer = %label,
+        user = record.as_ref().map(|r| &*r.user).unwrap_or("-"),
+        bytes,
+        duration_ms = started.elapsed().as_millis() as u64,
+        rate_bps = limits.rate_bps,
+        result,
+        "FTP transfer ended"
+    );
     account(&ctx, record.as_ref(), &outcome, started.elapsed());
     let _ = tx.send(Msg::Completion(token, OpResult::Transfer(outcome))).await;
 }
@@ -242,11 +257,11 @@ async fn drive(
     let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     match result {
         Ok(bytes) => {
-            info!(transfer = %label, bytes, rate_bps = limits.rate_bps, "transfer complete");
+            debug!(transfer = %label, bytes, rate_bps = limits.rate_bps, "data moved");
             TransferEvent::Finished { bytes }
         }
         Err(e) => {
-            info!(transfer = %label, error = ?e, "transfer failed");
+            debug!(transfer = %label, error = ?e, "data transfer stopped");
             TransferEvent::Failed(e)
         }
     }

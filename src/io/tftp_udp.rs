@@ -52,6 +52,10 @@ impl Rules {
     }
 }
 
+/// Requests taken without waiting after each ring receive (bounded, so the other tasks of
+/// the worker still run during a storm).
+const DRAIN_BATCH: usize = 64;
+
 /// Serves every TFTP request socket of this worker until shutdown.
 pub async fn serve(ctx: Rc<WorkerContext>, sockets: Vec<UdpSocket>) {
     let config = ctx.config();
@@ -86,7 +90,22 @@ async fn request_loop(worker: Rc<TftpWorker>, socket: UdpSocket) {
             break;
         }
         match res {
-            Ok(r @ Received { from: Some(_), .. }) => worker.on_request(&sock, bound, r, &buf).await,
+            Ok(r @ Received { from: Some(_), .. }) => {
+                worker.on_request(&sock, bound, r, &buf).await;
+                // A boot storm queues requests faster than one ring round trip each: take
+                // whatever else is already waiting before going back to the ring.
+                for _ in 0..DRAIN_BATCH {
+                    let (res, b) = udp_msg::try_recv_msg(&sock, buf);
+                    buf = b;
+                    match res {
+                        Ok(Some(r @ Received { from: Some(_), .. })) => {
+                            worker.on_request(&sock, bound, r, &buf).await
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
             // Woken without a datagram, or a transient error: do not spin on it.
             Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             Err(e) => {

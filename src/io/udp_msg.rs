@@ -55,24 +55,61 @@ impl OneshotOutputTransform for RecvTransform {
     type Output = (io::Result<Received>, Vec<u8>);
     type StoredData = RecvData;
     fn transform_oneshot_output(self, data: RecvData, cqe: io_uring::cqueue::Entry) -> Self::Output {
-        let RecvData { state, mut buf, .. } = data;
-        let r = cqe.result();
+        let RecvData { state, buf, .. } = data;
+        state.finish(cqe.result(), buf)
+    }
+}
+
+impl RecvState {
+    /// A zeroed header pointing at `buf`'s capacity and at this state's own buffers; boxed
+    /// so those self-references stay valid.
+    fn new(buf: &mut Vec<u8>) -> Box<RecvState> {
+        buf.clear();
+        // SAFETY: msghdr, iovec, sockaddr_storage and the cmsg buffer are plain old data; all
+        // zero is a valid initial value for each.
+        let mut state: Box<RecvState> = Box::new(unsafe { zeroed() });
+        state.iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.capacity() };
+        state.hdr.msg_name = (&mut state.addr as *mut libc::sockaddr_storage).cast();
+        state.hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        state.hdr.msg_iov = &mut state.iov;
+        state.hdr.msg_iovlen = 1;
+        state.hdr.msg_control = state.cmsg.0.as_mut_ptr().cast();
+        state.hdr.msg_controllen = CMSG_SPACE;
+        state
+    }
+
+    /// Reads a finished recvmsg (`r` is its result or -errno) into [`Received`].
+    fn finish(&self, r: i32, mut buf: Vec<u8>) -> (io::Result<Received>, Vec<u8>) {
         if r < 0 {
             return (Err(io::Error::from_raw_os_error(-r)), buf);
         }
         let len = (r as usize).min(buf.capacity());
         // SAFETY: the kernel initialised the first `len` bytes of the capacity.
         unsafe { buf.set_len(len) };
-        let from = if state.hdr.msg_namelen == 0 {
+        let from = if self.hdr.msg_namelen == 0 {
             None
         } else {
             // SAFETY: the kernel wrote a valid address of msg_namelen bytes into `addr`.
-            unsafe { socket2::SockAddr::new(state.addr, state.hdr.msg_namelen) }.as_socket()
+            unsafe { socket2::SockAddr::new(self.addr, self.hdr.msg_namelen) }.as_socket()
         };
-        let local = parse_pktinfo(&state.hdr);
-        let truncated = state.hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let local = parse_pktinfo(&self.hdr);
+        let truncated = self.hdr.msg_flags & libc::MSG_TRUNC != 0;
         (Ok(Received { len, from, local, truncated }), buf)
     }
+}
+
+/// A recvmsg that does not wait: `Ok(None)` when nothing is queued. Used to drain a burst
+/// of requests after one io_uring receive completed, without a ring round trip each.
+pub fn try_recv_msg(sock: &SharedFd, mut buf: Vec<u8>) -> (io::Result<Option<Received>>, Vec<u8>) {
+    let mut state = RecvState::new(&mut buf);
+    // SAFETY: the header points into `state` and `buf`, both alive for the call.
+    let r = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut state.hdr, libc::MSG_DONTWAIT) };
+    let r = if r < 0 { -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO) } else { r as i32 };
+    if r == -libc::EAGAIN {
+        return (Ok(None), buf);
+    }
+    let (res, buf) = state.finish(r, buf);
+    (res.map(Some), buf)
 }
 
 /// An in-flight receive; poll it to completion (dropping it leaves the op running).
@@ -82,17 +119,7 @@ pub type RecvOp = InFlightOneshot<RecvData, RecvTransform>;
 ///
 /// The SQE is queued at once; the returned future can be kept across `select!` rounds.
 pub fn recv_msg(sock: &SharedFd, mut buf: Vec<u8>) -> RecvOp {
-    buf.clear();
-    // SAFETY: msghdr, iovec, sockaddr_storage and the cmsg buffer are plain old data; all
-    // zero is a valid initial value for each.
-    let mut state: Box<RecvState> = Box::new(unsafe { zeroed() });
-    state.iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.capacity() };
-    state.hdr.msg_name = (&mut state.addr as *mut libc::sockaddr_storage).cast();
-    state.hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    state.hdr.msg_iov = &mut state.iov;
-    state.hdr.msg_iovlen = 1;
-    state.hdr.msg_control = state.cmsg.0.as_mut_ptr().cast();
-    state.hdr.msg_controllen = CMSG_SPACE;
+    let mut state = RecvState::new(&mut buf);
     let sqe = opcode::RecvMsg::new(types::Fd(sock.as_raw_fd()), &mut state.hdr).build();
     let data = RecvData { _sock: Rc::clone(sock), state, buf };
     // Sound: every pointer in the SQE points into the boxed state or the Vec's heap

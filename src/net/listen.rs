@@ -7,6 +7,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use tracing::warn;
 
+/// Receive buffer of each TFTP request socket (room for thousands of queued requests).
+const REQUEST_RCVBUF: usize = 8 << 20;
+
 /// Listen backlog of each FTP member; the kernel caps it at net.core.somaxconn.
 const TCP_BACKLOG: i32 = 4096;
 
@@ -126,6 +129,12 @@ pub fn bind_udp(addr: SocketAddr) -> Result<Socket, BindError> {
     let v4 = setsockopt(&socket, sockopt::Ipv4PacketInfo, &true);
     if addr.is_ipv4() {
         v4.map_err(|e| err(e.into()))?;
+    }
+    // A boot storm sends thousands of requests at once; the default receive buffer (about
+    // 200 KiB, a few hundred requests) would drop most of them. FORCE works while we are
+    // still privileged (CAP_NET_ADMIN); otherwise the plain option, capped by rmem_max.
+    if setsockopt(&socket, sockopt::RcvBufForce, &REQUEST_RCVBUF).is_err() {
+        let _ = setsockopt(&socket, sockopt::RcvBuf, &REQUEST_RCVBUF);
     }
     socket.bind(&addr.into()).map_err(err)?;
     Ok(socket)
