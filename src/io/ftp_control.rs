@@ -9,7 +9,7 @@ use super::ftp_data::{self, Cancel};
 use super::ftp_limits::{Refusal, SessionPermit};
 use super::ftp_state::FtpWorker;
 use super::ftp_transfer::{self, Endpoint, Job, XferMeta};
-use super::ops::SharedFd;
+use super::ops::{self, SharedFd};
 use super::worker::WorkerContext;
 use crate::fs::Root;
 use crate::ftp::FtpSettings;
@@ -45,7 +45,9 @@ pub enum Msg {
     /// The client closed the control connection (or it failed).
     Eof,
     /// An asynchronous action finished (password check, transfer progress).
-    Completion(OpToken, OpResult),
+    /// Boxed: results are rare and large, and every session's channel reserves a block of
+    /// message slots up front, so a small `Msg` keeps idle sessions small.
+    Completion(OpToken, Box<OpResult>),
 }
 
 /// Accepts control connections until the listener is shut down.
@@ -150,19 +152,43 @@ async fn session(
 
 /// Owns the control socket's read loop; ends at end of stream or error (a shutdown(2) from
 /// the driver makes the pending read complete), or when the driver is gone.
+///
+/// It waits for readability with a buffer-less poll and only then reads, into a stack
+/// buffer: an idle session (the common case with thousands of clients) holds no read
+/// buffer at all, where a pending read op would pin one per session.
 async fn read_control(stream: Rc<TcpStream>, tx: mpsc::Sender<Msg>) {
-    let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        let (res, back) = stream.read(buf).await;
-        buf = back;
-        let msg = match res {
-            Ok(0) | Err(_) => Msg::Eof,
-            Ok(n) => Msg::Input(buf[..n].to_vec()),
+        let fd = stream.as_raw_fd();
+        let msg = match ops::poll_owned(Rc::clone(&stream), fd, libc::POLLIN).await {
+            Err(_) => Msg::Eof,
+            Ok(_) => match recv_now(fd) {
+                ControlRead::Data(bytes) => Msg::Input(bytes),
+                ControlRead::Nothing => continue,
+                ControlRead::Eof => Msg::Eof,
+            },
         };
         let eof = matches!(msg, Msg::Eof);
         if tx.send(msg).await.is_err() || eof {
             return;
         }
+    }
+}
+
+/// What a non-blocking read of the control socket found.
+enum ControlRead {
+    Data(Vec<u8>),
+    Nothing,
+    Eof,
+}
+
+/// Reads what is queued now, copied out at its exact size.
+fn recv_now(fd: std::os::fd::RawFd) -> ControlRead {
+    let mut buf = [0u8; READ_CHUNK];
+    match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+        Ok(0) => ControlRead::Eof,
+        Ok(n) => ControlRead::Data(buf[..n].to_vec()),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => ControlRead::Nothing,
+        Err(_) => ControlRead::Eof,
     }
 }
 
@@ -215,7 +241,7 @@ impl Driver {
             let now = Instant::now();
             match wake {
                 Wake::Msg(Some(Msg::Input(bytes))) => self.session.handle_input(&bytes, now),
-                Wake::Msg(Some(Msg::Completion(token, result))) => self.complete(token, result, now),
+                Wake::Msg(Some(Msg::Completion(token, result))) => self.complete(token, *result, now),
                 Wake::Msg(None | Some(Msg::Eof)) => {
                     debug!("client closed the control connection");
                     return;
@@ -280,7 +306,7 @@ impl Driver {
                     let tx = self.tx.clone();
                     tokio_uring::spawn(async move {
                         let valid = rx.await.unwrap_or(false);
-                        let _ = tx.send(Msg::Completion(token, OpResult::Password { valid })).await;
+                        let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Password { valid }))).await;
                     });
                 }
                 None => {

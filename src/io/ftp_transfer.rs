@@ -172,7 +172,7 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
         "FTP transfer ended"
     );
     account(&ctx, record.as_ref(), &outcome, started.elapsed());
-    let _ = tx.send(Msg::Completion(token, OpResult::Transfer(outcome))).await;
+    let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(outcome)))).await;
 }
 
 /// Counts a finished transfer and writes its xferlog line.
@@ -251,7 +251,7 @@ async fn drive(
     if cancel.watch(&sock).is_err() {
         return TransferEvent::Failed(TransferError::Aborted);
     }
-    let _ = tx.send(Msg::Completion(token, OpResult::Transfer(TransferEvent::Started))).await;
+    let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(TransferEvent::Started)))).await;
     let result = move_data(ftp, cfg.zero_copy, source, &sock, limits, &cancel).await;
     // FIN after the queued bytes; the Rc clones (cancel, pipes) must not keep it open.
     let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);

@@ -58,9 +58,19 @@ pub async fn splice(
 
 /// Waits until `f` is ready for `events` (POLLIN/POLLOUT); returns the revents.
 pub async fn poll(f: &SharedFd, events: i16) -> io::Result<u32> {
-    let sqe = opcode::PollAdd::new(fd(f), events as u16 as u32).build();
-    // SAFETY: only the fd is referenced, kept open by data.
-    unsafe { submit(Rc::clone(f), sqe).await.0 }
+    poll_owned(Rc::clone(f), f.as_raw_fd(), events).await
+}
+
+/// As [`poll`] for an fd owned by something else: `owner` keeps `raw` open until the
+/// completion (e.g. an `Rc` of a tokio-uring stream).
+pub async fn poll_owned<D: Unpin + 'static>(
+    owner: D,
+    raw: std::os::fd::RawFd,
+    events: i16,
+) -> io::Result<u32> {
+    let sqe = opcode::PollAdd::new(types::Fd(raw), events as u16 as u32).build();
+    // SAFETY: only the fd is referenced, and `owner` (the op's data) keeps it open.
+    unsafe { submit(owner, sqe).await.0 }
 }
 
 /// Accepts one connection on a listening socket (non-blocking, close-on-exec).
