@@ -161,31 +161,26 @@ fn verify(user: Option<&ServiceUser>, keep: &CapsHashSet) -> Result<(), PrivErro
 ///
 /// Must run while the process is single-threaded: capabilities are per thread.
 pub fn drop_server(start: StartPrivilege, user: &ServiceUser) -> Result<(), PrivError> {
-    let none = CapsHashSet::new();
-    let switched = if start == StartPrivilege::Root {
-        become_user(user, false)?;
-        Some(user)
-    } else {
-        None
-    };
-    restrict_caps(&none)?;
-    verify(switched, &none)?;
+    drop_to(start, user, CapsHashSet::new())?;
     info!(user = %user.name, uid = %user.uid, gid = %user.gid, "privileges dropped: no capabilities left");
     Ok(())
 }
 
 /// Drops the binder process to `user`, keeping only CAP_NET_BIND_SERVICE.
 pub fn drop_binder(start: StartPrivilege, user: &ServiceUser) -> Result<(), PrivError> {
-    let keep: CapsHashSet = [Capability::CAP_NET_BIND_SERVICE].into();
+    drop_to(start, user, [Capability::CAP_NET_BIND_SERVICE].into())
+}
+
+/// Switches to `user` (root start only) and leaves exactly `keep`, then verifies.
+fn drop_to(start: StartPrivilege, user: &ServiceUser, keep: CapsHashSet) -> Result<(), PrivError> {
     let switched = if start == StartPrivilege::Root {
-        become_user(user, true)?;
+        become_user(user, !keep.is_empty())?;
         Some(user)
     } else {
         None
     };
     restrict_caps(&keep)?;
-    verify(switched, &keep)?;
-    Ok(())
+    verify(switched, &keep)
 }
 
 /// Makes CAP_NET_BIND_SERVICE survive an exec for a non-root start, by raising it into
