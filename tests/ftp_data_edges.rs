@@ -117,3 +117,25 @@ fn an_interrupted_upload_leaves_nothing_or_the_received_bytes_as_configured() {
     assert!(reply.starts_with("426") || reply.starts_with("451"), "{reply}");
     assert!(upload_dir_names(&srv).is_empty(), "left {:?}", upload_dir_names(&srv));
 }
+
+#[test]
+fn a_failed_open_keeps_the_passive_port_for_the_next_transfer() {
+    let srv = FtpServer::start(Opts::default());
+    std::fs::write(srv.root().join("present.bin"), b"present\n").unwrap();
+    let mut c = login(&srv, "anonymous", "guest@");
+    assert!(ftp_command(&mut c.0, &mut c.1, "TYPE I").starts_with("200"));
+    let port = epsv(&mut c).expect("EPSV");
+    assert!(ftp_command(&mut c.0, &mut c.1, "RETR missing.bin").starts_with("550"));
+    // No new EPSV: the same listener serves the next RETR.
+    c.1.write_all(b"RETR present.bin\r\n").unwrap();
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut line = String::new();
+    c.0.read_line(&mut line).unwrap();
+    assert!(line.starts_with("150"), "{line}");
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    assert_eq!(got, b"present\n");
+    line.clear();
+    c.0.read_line(&mut line).unwrap();
+    assert!(line.starts_with("226"), "{line}");
+}

@@ -832,6 +832,17 @@ impl Session {
             }
             TransferEvent::Failed(err) => {
                 tracing::info!(peer = %self.peer, error = %err, "transfer failed");
+                // A file that could not be opened never touched the data connection (the io
+                // layer keeps the passive listener), so the PASV/PORT still holds for the
+                // next command, as with vsftpd: clients retry without a new PASV.
+                if let (false, TransferError::Fs(_), Action::Transfer { data, .. }) =
+                    (run.started, &err, &run.action)
+                {
+                    self.data = match data {
+                        DataEndpoint::Passive => Data::Passive,
+                        DataEndpoint::Active(addr) => Data::Active(*addr),
+                    };
+                }
                 match err {
                     TransferError::DataConnection => self.reply(425, "Failed to establish data connection."),
                     TransferError::Aborted => self.reply(426, "Connection closed; transfer aborted."),

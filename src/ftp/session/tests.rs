@@ -1129,3 +1129,20 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_file_that_cannot_be_opened_keeps_the_data_connection_setup() {
+    // The failed open never used the passive listener: the next RETR needs no new PASV.
+    let mut c = Client::new();
+    c.login_anonymous();
+    c.passive();
+    let (t, _) = c.action("RETR missing.bin\r\n");
+    let outs = c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::NotFound))));
+    assert_eq!(codes(&outs), [550]);
+    let (t, a) = c.action("RETR present.bin\r\n");
+    assert!(matches!(a, Action::Transfer { data: DataEndpoint::Passive, .. }), "{a:?}");
+    // A data-connection failure, by contrast, used the setup up.
+    let outs = c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::DataConnection)));
+    assert_eq!(codes(&outs), [425]);
+    assert_eq!(codes(&c.send("RETR present.bin\r\n")), [425], "PASV needed again");
+}
