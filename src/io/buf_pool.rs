@@ -5,8 +5,10 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-/// Bytes of buffers a worker lets TFTP read-aheads hold while their transfers wait for ACKs.
-const AHEAD_BUDGET: usize = 16 << 20;
+/// Bytes of buffers a worker lets TFTP read-aheads hold while their transfers wait for ACKs:
+/// enough for a few latency-bound transfers, small enough to stay in cache (a budget of
+/// 16 MiB cost ~10-25% throughput with 200 clients, their payloads read cold).
+const AHEAD_BUDGET: usize = 512 << 10;
 
 /// Buffers of one capacity, handed out and taken back.
 #[derive(Debug)]
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn read_ahead_budget_is_bounded_and_released() {
-        let pool = Rc::new(BufPool::new(1 << 20, 2));
+        let pool = Rc::new(BufPool::new(32 << 10, 2));
         let a = pool.reserve_ahead(10).expect("within budget");
         let b = pool.reserve_ahead(6).expect("exactly the budget");
         assert!(pool.reserve_ahead(1).is_none(), "over budget");
