@@ -102,6 +102,84 @@ impl Lossy {
     }
 }
 
+/// Received datagrams taken from the socket with one recvmmsg(2) per batch.
+struct RecvBatch {
+    slot: usize,
+    data: Vec<u8>,
+    /// (slot, length, sender) of each datagram of the batch not yet handed out.
+    got: Vec<(usize, usize, SocketAddr)>,
+    next: usize,
+}
+
+impl RecvBatch {
+    fn new(slot: usize, slots: usize) -> RecvBatch {
+        RecvBatch { slot, data: vec![0; slot * slots], got: Vec::with_capacity(slots), next: 0 }
+    }
+
+    fn pop(&mut self) -> Option<(usize, usize, SocketAddr)> {
+        let v = self.got.get(self.next).copied()?;
+        self.next += 1;
+        Some(v)
+    }
+
+    fn packet(&self, slot: usize, n: usize) -> &[u8] {
+        &self.data[slot * self.slot..slot * self.slot + n]
+    }
+
+    /// Receives what is queued (without waiting); WouldBlock when nothing is.
+    fn fill(&mut self, sock: &UdpSocket) -> std::io::Result<()> {
+        self.got.clear();
+        self.next = 0;
+        let slots = self.data.len() / self.slot;
+        // SAFETY: plain-old-data structures, all-zero is valid.
+        let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; slots];
+        let mut iovs: Vec<libc::iovec> = self
+            .data
+            .chunks_mut(self.slot)
+            .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .zip(addrs.iter_mut())
+            .map(|(iov, addr)| {
+                // SAFETY: as above.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        use std::os::fd::AsRawFd;
+        let n = sock.try_io(tokio::io::Interest::READABLE, || {
+            // SAFETY: every header points at live buffers of this call's vectors.
+            let r = unsafe {
+                libc::recvmmsg(
+                    sock.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    hdrs.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
+            }
+        })?;
+        for (i, (h, addr)) in hdrs.iter().zip(&addrs).take(n).enumerate() {
+            // SAFETY: the kernel wrote an address of msg_namelen bytes.
+            let from = unsafe { socket2::SockAddr::new(*addr, h.msg_hdr.msg_namelen) };
+            if let Some(from) = from.as_socket() {
+                self.got.push((i, h.msg_len as usize, from));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a finished transfer measured.
 pub struct Done {
     pub bytes: u64,
@@ -115,7 +193,8 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
     let req = request(cfg, path);
     sock.send_to(&req, cfg.addr).await.map_err(Failure::Io)?;
 
-    let mut buf = vec![0u8; 65536 + 4];
+    // Room for a block plus one byte (an oversized DATA shows as such), and for OACK/ERROR.
+    let mut rx = RecvBatch::new((cfg.blksize.map_or(512, usize::from) + 5).max(2048), 32);
     let mut peer: Option<SocketAddr> = None;
     let mut blksize: usize = 512;
     let mut window: u64 = 1;
@@ -130,10 +209,28 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
     let mut last_sent: Vec<u8> = req;
 
     loop {
-        let (n, from) = match tokio::time::timeout(cfg.retransmit, sock.recv_from(&mut buf)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(Failure::Io(e)),
-            Err(_) => {
+        // Datagrams already queued are taken in batches (one recvmmsg for up to a window)
+        // without arming a timer; only an empty socket waits, with the timeout.
+        let received = loop {
+            if let Some(v) = rx.pop() {
+                break Ok(v);
+            }
+            match rx.fill(&sock) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(cfg.retransmit, sock.readable()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break Err(Some(e)),
+                        Err(_) => break Err(None),
+                    }
+                }
+                Err(e) => break Err(Some(e)),
+            }
+        };
+        let (slot, n, from) = match received {
+            Ok(v) => v,
+            Err(Some(e)) => return Err(Failure::Io(e)),
+            Err(None) => {
                 retries += 1;
                 if retries > cfg.retries {
                     return Err(Failure::Timeout(if peer.is_none() {
@@ -147,7 +244,7 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
                 continue;
             }
         };
-        let pkt = &buf[..n];
+        let pkt = rx.packet(slot, n);
         if n < 4 {
             continue;
         }

@@ -2,7 +2,13 @@
 //! of allocating per block. Single-threaded (one per worker, behind an `Rc`); the number of
 //! idle buffers kept is capped so a past burst does not pin memory forever.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Bytes of buffers a worker lets TFTP read-aheads hold while their transfers wait for ACKs:
+/// enough for a few latency-bound transfers, small enough to stay in cache (a budget of
+/// 16 MiB cost ~10-25% throughput with 200 clients, their payloads read cold).
+const AHEAD_BUDGET: usize = 512 << 10;
 
 /// Buffers of one capacity, handed out and taken back.
 #[derive(Debug)]
@@ -10,12 +16,27 @@ pub struct BufPool {
     capacity: usize,
     max_idle: usize,
     free: RefCell<Vec<Vec<u8>>>,
+    /// Bytes currently held by read-aheads (see [`BufPool::reserve_ahead`]).
+    ahead: Cell<usize>,
+}
+
+/// Buffer bytes reserved for a read-ahead; returned to the budget when dropped.
+#[derive(Debug)]
+pub struct AheadReservation {
+    pool: Rc<BufPool>,
+    bytes: usize,
+}
+
+impl Drop for AheadReservation {
+    fn drop(&mut self) {
+        self.pool.ahead.set(self.pool.ahead.get().saturating_sub(self.bytes));
+    }
 }
 
 impl BufPool {
     /// A pool of buffers of `capacity` bytes keeping at most `max_idle` unused ones.
     pub fn new(capacity: usize, max_idle: usize) -> BufPool {
-        BufPool { capacity, max_idle, free: RefCell::new(Vec::new()) }
+        BufPool { capacity, max_idle, free: RefCell::new(Vec::new()), ahead: Cell::new(0) }
     }
 
     /// Capacity of every buffer.
@@ -45,6 +66,18 @@ impl BufPool {
         }
     }
 
+    /// Reserves `buffers` buffers for a read-ahead, unless the worker's read-aheads already
+    /// hold their budget (memory stays bounded however many transfers wait for ACKs).
+    pub fn reserve_ahead(self: &Rc<Self>, buffers: usize) -> Option<AheadReservation> {
+        let bytes = buffers.saturating_mul(self.capacity);
+        let held = self.ahead.get().saturating_add(bytes);
+        if held > AHEAD_BUDGET {
+            return None;
+        }
+        self.ahead.set(held);
+        Some(AheadReservation { pool: Rc::clone(self), bytes })
+    }
+
     /// Idle buffers (for tests and metrics).
     pub fn idle(&self) -> usize {
         self.free.borrow().len()
@@ -69,5 +102,16 @@ mod tests {
         assert_eq!(pool.idle(), 2);
         pool.give(Vec::with_capacity(10));
         assert_eq!(pool.idle(), 2, "foreign small buffers are not pooled");
+    }
+
+    #[test]
+    fn read_ahead_budget_is_bounded_and_released() {
+        let pool = Rc::new(BufPool::new(32 << 10, 2));
+        let a = pool.reserve_ahead(10).expect("within budget");
+        let b = pool.reserve_ahead(6).expect("exactly the budget");
+        assert!(pool.reserve_ahead(1).is_none(), "over budget");
+        drop(a);
+        assert!(pool.reserve_ahead(10).is_some(), "released on drop");
+        drop(b);
     }
 }

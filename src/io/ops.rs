@@ -143,29 +143,77 @@ pub async fn write_at(file: &SharedFd, buf: Vec<u8>, offset: u64) -> (io::Result
     (res, buf)
 }
 
-/// preadv at `offset` into `bufs[i][at..at + lens[i]]` for each i: one SQE fills the payload
-/// slots of a whole window behind their headers. Each buffer's length is set to
-/// `at + lens[i]` first (its capacity must allow it); returns the total bytes read.
-pub async fn read_into_slots(
+/// What a slot read keeps alive: the file, the buffers and the iovec array.
+pub type SlotsData = (SharedFd, Vec<Vec<u8>>, Box<[libc::iovec]>);
+
+/// Completes a slot read: each buffer's length becomes `at` plus what landed in its slot.
+pub struct SlotsTransform {
+    at: usize,
+    lens: Vec<usize>,
+}
+
+impl OneshotOutputTransform for SlotsTransform {
+    type Output = (io::Result<u32>, Vec<Vec<u8>>);
+    type StoredData = SlotsData;
+    fn transform_oneshot_output(self, data: SlotsData, cqe: io_uring::cqueue::Entry) -> Self::Output {
+        let (_, mut bufs, _) = data;
+        let r = cqe.result();
+        let mut left = usize::try_from(r).unwrap_or(0);
+        for (buf, &len) in bufs.iter_mut().zip(&self.lens) {
+            let got = len.min(left);
+            left -= got;
+            if buf.len() == self.at && self.at + got <= buf.capacity() {
+                // SAFETY: the kernel initialised `got` bytes of this buffer's slot, which
+                // starts at `at` (its length when the read was submitted).
+                unsafe { buf.set_len(self.at + got) };
+            }
+        }
+        let res = if r < 0 { Err(io::Error::from_raw_os_error(-r)) } else { Ok(r as u32) };
+        (res, bufs)
+    }
+}
+
+/// A slot read in flight (see [`read_into_slots_op`]); dropping it leaves the read running
+/// with its buffers kept alive until it completes.
+pub type SlotsRead = tokio_uring::InFlightOneshot<SlotsData, SlotsTransform>;
+
+/// preadv at `offset` into `bufs[i][at..at + lens[i]]` for each i, submitted at once: one
+/// SQE fills the payload slots of a whole window behind their headers. Each buffer's
+/// length must be `at` and its capacity hold its slot (else that slot gets no bytes); on
+/// completion each length is `at` plus the bytes read into its slot (no zeroing first).
+pub fn read_into_slots_op(
     file: &SharedFd,
     mut bufs: Vec<Vec<u8>>,
     at: usize,
     lens: &[usize],
     offset: u64,
-) -> (io::Result<u32>, Vec<Vec<u8>>) {
+) -> SlotsRead {
     let mut iov = Vec::with_capacity(lens.len());
     for (buf, &len) in bufs.iter_mut().zip(lens) {
-        let end = (at + len).min(buf.capacity());
-        buf.resize(end, 0);
-        let slot = buf.get_mut(at.min(end)..).unwrap_or(&mut []);
-        iov.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() });
+        let room = if buf.len() == at { buf.capacity().saturating_sub(at).min(len) } else { 0 };
+        let slot = buf.spare_capacity_mut();
+        iov.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: room });
     }
+    // A slot the kernel was not given must not count bytes: read no further than the first.
+    let usable = iov.iter().zip(lens).take_while(|(v, &l)| v.iov_len == l).count();
+    iov.truncate(usable.max(1).min(iov.len()));
+    let lens = lens.iter().take(iov.len()).copied().collect();
     let iov = iov.into_boxed_slice();
     let sqe = opcode::Readv::new(fd(file), iov.as_ptr(), iov.len() as u32).offset(offset).build();
-    // SAFETY: the iovecs point into the Vecs' heap buffers and the iovec array is boxed;
-    // both are owned by data and not touched until completion.
-    let (res, (_, bufs, _)) = unsafe { submit((Rc::clone(file), bufs, iov), sqe).await };
-    (res, bufs)
+    // SAFETY: the iovecs point into the Vecs' spare heap capacity and the iovec array is
+    // boxed; all are owned by the op's data and not touched until completion.
+    UnsubmittedOneshot::new((Rc::clone(file), bufs, iov), SlotsTransform { at, lens }, sqe).submit()
+}
+
+/// As [`read_into_slots_op`], awaited; returns the total bytes read.
+pub async fn read_into_slots(
+    file: &SharedFd,
+    bufs: Vec<Vec<u8>>,
+    at: usize,
+    lens: &[usize],
+    offset: u64,
+) -> (io::Result<u32>, Vec<Vec<u8>>) {
+    read_into_slots_op(file, bufs, at, lens, offset).await
 }
 
 /// pwrite of `buf[range]` at `offset` (short writes are the caller's to continue).

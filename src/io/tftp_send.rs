@@ -3,7 +3,7 @@
 //! consecutive blocks), then equal-sized blocks leave in UDP GSO sends and the rest in
 //! SENDMSG SQEs linked and submitted together, so a window costs a few syscalls.
 
-use super::buf_pool::BufPool;
+use super::buf_pool::{AheadReservation, BufPool};
 use super::ops::{self, SharedFd};
 use super::udp_msg::{self, SendSpec};
 use crate::tftp::wire::{write_data_header, DATA_HEADER_LEN};
@@ -42,6 +42,24 @@ pub struct Link {
     bufs: Vec<Vec<u8>>,
     /// Destination and kind of each entry of `bufs`.
     outs: Vec<Out>,
+    /// The next window's payloads, read while the client is still taking in this one, so
+    /// its ACK is answered without a file read on the way.
+    ahead: Option<Ahead>,
+}
+
+/// A read-ahead of the window expected next: full blocks from `offset` on.
+struct Ahead {
+    offset: u64,
+    lens: Vec<usize>,
+    op: ops::SlotsRead,
+    /// Its share of the worker's read-ahead budget, held until it is used or dropped.
+    _reserved: AheadReservation,
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ahead").field("offset", &self.offset).field("blocks", &self.lens.len()).finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +75,7 @@ pub struct ReadFailed(pub io::Error);
 impl Link {
     /// A link over `sock` drawing buffers from `pool`.
     pub fn new(sock: SharedFd, pool: Rc<BufPool>) -> Link {
-        Link { sock, pool, gso: true, bufs: Vec::new(), outs: Vec::new() }
+        Link { sock, pool, gso: true, bufs: Vec::new(), outs: Vec::new(), ahead: None }
     }
 
     /// Builds, fills and sends `items` (one drain of `poll_transmit`, in order).
@@ -81,15 +99,54 @@ impl Link {
             bufs.push(buf);
         }
         let filled = match source {
-            Some(src) => fill(src, &mut bufs, items, self.pool.capacity()).await,
+            Some(src) => fill(src, &mut bufs, items, &self.pool, &mut self.ahead).await,
             None => Ok(()),
         };
         if filled.is_ok() {
             bufs = self.transmit(bufs).await;
+            if let Some(Source::File(file)) = source {
+                self.read_ahead(file, items);
+            }
         }
         self.pool.give_all(&mut bufs);
         self.bufs = bufs;
         filled
+    }
+
+    /// After a window of full blocks, starts reading the window that follows it (same
+    /// number of blocks) unless that read is already under way.
+    fn read_ahead(&mut self, file: &SharedFd, items: &[Transmit]) {
+        let mut count = 0;
+        let mut full = 0;
+        let mut next = None;
+        for item in items {
+            if let Transmit::Data { offset, len, .. } = *item {
+                count += 1;
+                full = full.max(len);
+                next = Some((offset + len as u64, len));
+            }
+        }
+        let Some((offset, last_len)) = next else { return };
+        // A short block ends the file; a block that does not fit a pooled buffer is not ours.
+        if last_len < full || full == 0 || DATA_HEADER_LEN + full > self.pool.capacity() {
+            return;
+        }
+        if self.ahead.as_ref().is_some_and(|a| a.offset == offset && a.lens.len() == count) {
+            return;
+        }
+        self.ahead = None;
+        let Some(reserved) = self.pool.reserve_ahead(count) else { return };
+        let lens = vec![full; count];
+        let bufs = (0..count)
+            .map(|_| {
+                let mut b = self.pool.take();
+                b.resize(DATA_HEADER_LEN, 0);
+                b
+            })
+            .collect();
+        // A stale read-ahead (not the window asked for) is dropped: it completes unobserved.
+        let op = ops::read_into_slots_op(file, bufs, DATA_HEADER_LEN, &lens, offset);
+        self.ahead = Some(Ahead { offset, lens, op, _reserved: reserved });
     }
 
     /// Sends every datagram of `bufs`; returns the buffers once all sends completed.
@@ -178,8 +235,10 @@ async fn fill(
     source: &Source,
     bufs: &mut [Vec<u8>],
     items: &[Transmit],
-    cap: usize,
+    pool: &BufPool,
+    ahead: &mut Option<Ahead>,
 ) -> Result<(), ReadFailed> {
+    let cap = pool.capacity();
     let mut i = 0;
     while i < items.len() {
         let Some(&Transmit::Data { offset, .. }) = items.get(i) else {
@@ -202,10 +261,45 @@ async fn fill(
             return Err(ReadFailed(io::Error::from_raw_os_error(libc::EINVAL)));
         }
         let run = bufs.get_mut(i..j).unwrap_or(&mut []);
-        read_run(source, run, &lens, offset).await?;
+        if !take_ahead(ahead, pool, run, &lens, offset).await {
+            read_run(source, run, &lens, offset).await?;
+        }
         i = j;
     }
     Ok(())
+}
+
+/// Fills `run` from the read-ahead when it read exactly these blocks (a prefix of it, the
+/// last maybe shorter); returns false when the run must be read from the file instead.
+/// Any read-ahead is used up here: it was for the window following the one before.
+async fn take_ahead(
+    ahead: &mut Option<Ahead>,
+    pool: &BufPool,
+    run: &mut [Vec<u8>],
+    lens: &[usize],
+    offset: u64,
+) -> bool {
+    let Some(a) = ahead.take() else { return false };
+    let n = lens.len();
+    let fits = a.offset == offset
+        && n > 0
+        && n <= a.lens.len()
+        && lens.iter().zip(&a.lens).enumerate().all(|(i, (l, al))| if i + 1 < n { l == al } else { l <= al });
+    let total: usize = lens.iter().sum();
+    let (res, mut bufs) = a.op.await;
+    let ok = fits && res.is_ok_and(|got| got as usize >= total);
+    if ok {
+        for ((slot, b), &len) in run.iter_mut().zip(bufs.iter_mut()).zip(lens) {
+            let (Some(head), Some(dst)) = (slot.get(..DATA_HEADER_LEN), b.get_mut(..DATA_HEADER_LEN)) else {
+                continue;
+            };
+            dst.copy_from_slice(head);
+            b.truncate(DATA_HEADER_LEN + len);
+            std::mem::swap(slot, b);
+        }
+    }
+    pool.give_all(&mut bufs);
+    ok
 }
 
 async fn read_run(
