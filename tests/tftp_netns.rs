@@ -152,3 +152,56 @@ fn transfers_complete_byte_exact_over_10_percent_loss() {
     assert_fetched(&o, &out, &big, "atftp windowsize 8 over 10% loss", &server);
     eprintln!("atftp windowsize 8 over 10% loss: {:?}", t.elapsed());
 }
+
+#[test]
+fn a_request_to_the_broadcast_address_is_answered_from_the_servers_own_address() {
+    use common::netns::{self, Netns};
+    if !netns::available() {
+        eprintln!("skipped: needs root and iproute2");
+        return;
+    }
+    // A PXE client that does not know the server yet broadcasts its request on the LAN.
+    let (srv_ns, cli_ns) = (Netns::new("b"), Netns::new("k"));
+    netns::link(&srv_ns, "10.99.1.1/24", &cli_ns, "10.99.1.2/24");
+    // The limited broadcast (255.255.255.255) leaves by the default route.
+    cli_ns.run("ip route add default via 10.99.1.1");
+    let dir = served_dir();
+    std::fs::write(dir.path().join("pxe.0"), vec![9u8; 100]).unwrap();
+    let mut cmd = srv_ns.command(ferry_bin());
+    cmd.arg("--root")
+        .arg(dir.path())
+        .args(["--workers", "1", "--user", "nobody", "--ftp-port", "2121", "--tftp-port", "69"])
+        .env_remove("RUST_LOG")
+        .env_remove("FERRY_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut server = cmd.spawn().unwrap();
+    let probe = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.settimeout(0.5)
+for _ in range(40):
+    s.sendto(b"\x00\x01pxe.0\x00octet\x00", (TARGET, 69))
+    try:
+        data, addr = s.recvfrom(600)
+        print(addr[0], data[:4].hex())
+        break
+    except socket.timeout:
+        pass
+"#;
+    for target in ["10.99.1.255", "255.255.255.255"] {
+        let script = probe.replace("TARGET", &format!("{target:?}"));
+        let out = cli_ns.command("python3").arg("-c").arg(&script).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(
+            text,
+            "10.99.1.1 00030001",
+            "request to {target}: DATA 1 from the server's own address; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}

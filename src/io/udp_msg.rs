@@ -130,7 +130,7 @@ pub fn recv_msg(sock: &SharedFd, mut buf: Vec<u8>) -> RecvOp {
 
 /// Reads the destination address out of an IP_PKTINFO or IPV6_PKTINFO cmsg.
 fn parse_pktinfo(hdr: &libc::msghdr) -> Option<(IpAddr, u32)> {
-    let mut found = None;
+    let (mut v4, mut v6) = (None, None);
     // SAFETY: hdr.msg_control/msg_controllen describe the buffer the kernel filled; the
     // CMSG_* macros stay inside it and each payload is read unaligned at its own size.
     unsafe {
@@ -141,20 +141,24 @@ fn parse_pktinfo(hdr: &libc::msghdr) -> Option<(IpAddr, u32)> {
                 (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                     let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
                     let ip = Ipv6Addr::from(info.ipi6_addr.s6_addr);
-                    found = Some((IpAddr::V6(ip), info.ipi6_ifindex));
+                    v6 = Some((IpAddr::V6(ip), info.ipi6_ifindex));
                 }
-                // A dual-stack socket may report both; the IPv4 one is as good.
-                (libc::IPPROTO_IP, libc::IP_PKTINFO) if found.is_none() => {
+                // `ipi_spec_dst`, not `ipi_addr`: for a request sent to a broadcast address
+                // (PXE clients do) the header destination is that broadcast address, while
+                // spec_dst is this host's address to answer from (ip(7)).
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                     let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
-                    let ip = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
-                    found = Some((IpAddr::V4(ip), info.ipi_ifindex as u32));
+                    let ip = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
+                    v4 = Some((IpAddr::V4(ip), info.ipi_ifindex as u32));
                 }
                 _ => {}
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    found
+    // An IPv4 datagram on a dual-stack socket brings both; the IPv6 one then only holds
+    // the mapped header destination (possibly a broadcast address), so IPv4 wins.
+    v4.or(v6)
 }
 
 /// One sendmsg to prepare: the iovecs point into buffers the caller keeps alive.

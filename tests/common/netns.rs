@@ -63,8 +63,9 @@ pub fn link(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) -> (String, String
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let (ia, ib) = (format!("va{n}"), format!("vb{n}"));
     sh_ok(&format!("ip link add {ia} netns {} type veth peer name {ib} netns {}", a.name, b.name));
-    a.run(&format!("ip addr add {a_addr} dev {ia} && ip link set {ia} up"));
-    b.run(&format!("ip addr add {b_addr} dev {ib} && ip link set {ib} up"));
+    // `brd +`: the subnet broadcast address exists, as on a real LAN.
+    a.run(&format!("ip addr add {a_addr} brd + dev {ia} && ip link set {ia} up"));
+    b.run(&format!("ip addr add {b_addr} brd + dev {ib} && ip link set {ib} up"));
     (ia, ib)
 }
 
