@@ -136,7 +136,15 @@ fn ftp_metrics_and_xferlog_match_the_load() {
         .unwrap();
     assert!(listing.status.success());
 
-    let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    // Sessions end just after curl has its 221: wait for the steady state (a scrape reads
+    // counter after counter, not one snapshot).
+    let open = "ferry_ftp_sessions_active{worker=\"all\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    while metric(&page, open) != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    }
     // The readiness probe of Server::start is a session too.
     assert_eq!(metric(&page, "ferry_ftp_sessions_total{worker=\"all\"}"), 5);
     assert_eq!(metric(&page, "ferry_ftp_sessions_active{worker=\"all\"}"), 0);
@@ -181,7 +189,19 @@ fn tftp_metrics_and_xferlog_match_the_load() {
     let mut buf = [0u8; 600];
     let (n, _) = udp.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..4.min(n)], &[0, 5, 0, 1], "ERROR 1 file not found");
-    let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    // tftp-hpa exits as soon as it has sent its last ACK; give the server that ACK's worth
+    // of time to finish the transfer before reading the counters.
+    let complete = "ferry_transfers_total{worker=\"all\",proto=\"tftp\",outcome=\"complete\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    // A scrape is not one atomic snapshot (it reads counter after counter), so wait for the
+    // steady state rather than a single moment.
+    let active = "ferry_transfers_active{worker=\"all\",proto=\"tftp\"}";
+    while (metric(&page, complete) < 2 || metric(&page, active) != 0) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    }
     assert_eq!(metric(&page, "ferry_transfers_total{worker=\"all\",proto=\"tftp\",outcome=\"complete\"}"), 2);
     assert_eq!(metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"tftp\"}"), 200_000);
     assert_eq!(metric(&page, "ferry_errors_total{worker=\"all\",kind=\"tftp_request_refused\"}"), 1);

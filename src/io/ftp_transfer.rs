@@ -148,7 +148,7 @@ pub struct XferMeta {
 pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: Sender<Msg>) {
     let _active = ctx.activity();
     let metrics = ctx.shared.metrics.worker(ctx.id);
-    let _running = metrics.track(Metric::FtpTransfersActive);
+    let running = metrics.track(Metric::FtpTransfersActive);
     ftp.transfers.set(ftp.transfers.get() + 1);
     let limits = ftp.transfer_limits(&job.settings);
     let token = job.token;
@@ -171,6 +171,8 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
         result,
         "FTP transfer ended"
     );
+    // No longer active before it counts as finished: a scrape never sees it as both.
+    drop(running);
     account(&ctx, record.as_ref(), &outcome, started.elapsed());
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(outcome)))).await;
 }

@@ -89,7 +89,7 @@ pub async fn run(start: Start) {
     let began = Instant::now();
     let Start { peer, request, opened, sock, caps, settings, netascii_max, pool, shared, worker } = start;
     let metrics = shared.metrics.worker(worker);
-    let _running = metrics.track(Metric::TftpTransfersActive);
+    let running = metrics.track(Metric::TftpTransfersActive);
     let mut link = Link::new(Rc::new(sock), pool);
     let limits = Limits { caps, settings, netascii_max };
     let mut complete = false;
@@ -117,6 +117,8 @@ pub async fn run(start: Start) {
     let file = request.path.display();
     let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     info!(kind, %file, bytes, duration_ms = took.as_millis() as u64, outcome, "TFTP transfer ended");
+    // No longer active before it counts as finished: a scrape never sees it as both.
+    drop(running);
     account(&shared, worker, peer, &request, bytes, complete, took);
 }
 
