@@ -139,10 +139,8 @@ impl TftpWorker {
     async fn on_request(&self, sock: &SharedFd, bound: Option<SocketAddr>, r: Received, bytes: &[u8]) {
         let Some(from) = r.from else { return };
         let peer = canonical(from);
-        // RFC 1350 §7: an ERROR is never answered (two peers could bounce errors forever,
-        // and a spoofed one would make us reflect). tftp-hpa, for one, sends a last ACK or
-        // ERROR to port 69 after a refusal.
-        if bytes.get(..2) == Some(&[0, 5]) {
+        // tftp-hpa, for one, sends a last ACK or ERROR to port 69 after a refusal.
+        if crate::tftp::request::must_not_answer(bytes) {
             debug!(%peer, "ERROR packet on the request port ignored");
             return;
         }

@@ -3,7 +3,7 @@
 //! io layer's `openat2(RESOLVE_IN_ROOT)` is the real confinement, this is the logical check.
 
 use super::options::{Direction, RequestedOptions};
-use super::wire::{ErrorCode, Repr, WireError};
+use super::wire::{ErrorCode, Opcode, Repr, WireError};
 use super::Refusal;
 use ipnet::IpNet;
 use std::ffi::OsStr;
@@ -62,6 +62,13 @@ pub fn plan(client: IpAddr, bytes: &[u8], policy: &AccessPolicy) -> Result<Reque
     let request = parse_request(bytes)?;
     check_access(client, request.direction, policy)?;
     Ok(request)
+}
+
+/// True for an ERROR packet, which is never answered (RFC 1350 §7: errors are not
+/// acknowledged), so two peers cannot bounce errors and a spoofed one reflects nothing.
+/// Checked before anything that would reply (rate limits, size), not only in [`plan`].
+pub fn must_not_answer(bytes: &[u8]) -> bool {
+    matches!(bytes, [hi, lo, ..] if Opcode::from_u16(u16::from_be_bytes([*hi, *lo])) == Some(Opcode::Error))
 }
 
 /// Parses a request datagram (RFC 1350 §5, RFC 2347) without looking at the client.
@@ -172,6 +179,17 @@ mod tests {
 
     fn rrq(name: &[u8], mode: &[u8]) -> Vec<u8> {
         [b"\x00\x01", name, b"\x00", mode, b"\x00"].concat()
+    }
+
+    #[test]
+    fn error_packets_are_never_answered_whatever_their_length() {
+        // RFC 1350 §7. Short or malformed ERRORs included: only the opcode matters.
+        assert!(must_not_answer(b"\x00\x05\x00\x01oops\x00"));
+        assert!(must_not_answer(b"\x00\x05"));
+        assert!(!must_not_answer(b"\x00\x04\x00\x01"), "a stray ACK gets ERROR 4");
+        assert!(!must_not_answer(b"\x00\x01f\x00octet\x00"));
+        assert!(!must_not_answer(b"\x00"));
+        assert!(!must_not_answer(b""));
     }
 
     #[test]
