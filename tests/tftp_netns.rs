@@ -24,7 +24,9 @@ fn ip(args: &[&str]) -> bool {
 }
 
 impl LossyLink {
-    fn create(loss: u32) -> Option<LossyLink> {
+    /// A link losing `loss`% of server-to-client packets, and of client-to-server packets
+    /// too when `both`.
+    fn create(loss: u32, both: bool) -> Option<LossyLink> {
         if !is_root() {
             eprintln!("skipped: network namespaces need root");
             return None;
@@ -47,8 +49,8 @@ impl LossyLink {
             && ip(&["-n", s, "link", "set", "lo", "up"])
             && ip(&["-n", s, "link", "set", &vs, "up"])
             && ip(&["-n", c, "link", "set", &vc, "up"])
-            && lossy(s, &vs, loss)
-            && lossy(c, &vc, loss);
+            && lose_towards((c, &vc), (s, &vs), loss)
+            && (!both || lose_towards((s, &vs), (c, &vc), loss));
         if !ok {
             eprintln!("skipped: cannot build the namespaces and veth link (no netns, netem or iptables?)");
             return None;
@@ -86,19 +88,21 @@ impl LossyLink {
     }
 }
 
-/// Loses `percent`% of the packets `dev` carries: netem on its egress, or where the kernel
-/// has no netem (some VMs and containers), an iptables `statistic` rule dropping as many on
-/// its ingress (dropping at OUTPUT instead would fail the sender's sendmsg with EPERM).
-fn lossy(ns: &str, dev: &str, percent: u32) -> bool {
+/// Loses `percent`% of the packets going from `sender` to `receiver` (namespace, device):
+/// netem on the sender's egress, or where the kernel has no netem (some VMs and containers)
+/// an iptables `statistic` rule on the receiver's ingress (dropping at the sender's OUTPUT
+/// would fail its sendmsg with EPERM instead of losing the packet).
+fn lose_towards(receiver: (&str, &str), sender: (&str, &str), percent: u32) -> bool {
     let loss = format!("{percent}%");
     let netem = Command::new("tc")
-        .args(["-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "loss", &loss])
+        .args(["-n", sender.0, "qdisc", "add", "dev", sender.1, "root", "netem", "loss", &loss])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if netem {
         return true;
     }
+    let (ns, dev) = receiver;
     let p = format!("{:.2}", f64::from(percent) / 100.0);
     let rule =
         ["-A", "INPUT", "-i", dev, "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", &p];
@@ -124,7 +128,7 @@ impl Drop for LossyLink {
 
 #[test]
 fn transfers_complete_byte_exact_over_10_percent_loss() {
-    let Some(link) = LossyLink::create(10) else { return };
+    let Some(link) = LossyLink::create(10, true) else { return };
     let dir = served_dir();
     let small = random_file(dir.path(), "small", 20_000);
     let big = random_file(dir.path(), "big", 200_000);
@@ -143,7 +147,15 @@ fn transfers_complete_byte_exact_over_10_percent_loss() {
     eprintln!("tftp-hpa over 10% loss: {:?}", t.elapsed());
     let t = std::time::Instant::now();
 
-    // atftp with a window: gaps inside windows and lost ACKs (RFC 7440 §4 recovery).
+    // atftp with a window: gaps inside windows (RFC 7440 §4 recovery). Its own ACKs are not
+    // lost on this link: when atftp 0.8's ACK 0 is lost, the server rightly retransmits the
+    // OACK (RFC 2347) and atftp aborts on it ("unexpected OACK") instead of re-acknowledging,
+    // whatever the server. Lost ACKs inside windows are covered by the core's link simulation.
+    drop(server);
+    drop(link);
+    let Some(link) = LossyLink::create(10, false) else { return };
+    let server = link.start_server(dir.path());
+    let (port, sip) = (server.tftp_port.to_string(), link.server_ip());
     let out = out_dir.path().join("atftp");
     let args = ["--option", "blksize 1468", "--option", "windowsize 8", "-g", "-r", "big", "-l"];
     let mut args = args.to_vec();
