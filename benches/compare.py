@@ -450,6 +450,23 @@ def warm(files):
                 pass
 
 
+def settle_dirty_pages(limit=64 * MiB, wait_s=120):
+    """Writes back dirty page cache so that no server inherits an earlier run's writeback.
+
+    Uploads land in the page cache; once dirty pages pass the kernel's thresholds, writers
+    are throttled to the disk's speed. Without this, whichever server runs after the test
+    files were written (or after another upload run) measures the disk, not itself.
+    """
+    os.sync()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        dirty = sum(int(info[k].split()[0]) * 1024 for k in ("Dirty", "Writeback"))
+        if dirty <= limit:
+            return
+        time.sleep(0.2)
+
+
 def run_one(sc, server, p):
     """Starts `server`, runs the scenario's load against it, stops it, returns measurements."""
     out = {"server": server}
@@ -457,6 +474,7 @@ def run_one(sc, server, p):
         out["skipped"] = "not installed"
         return out
     warm([ROOT / n for n in ("big", "mid", "small", "tbig", "tsmall") if (ROOT / n).exists()])
+    settle_dirty_pages()
     try:
         srv = STARTERS[server](sc)
     except (RuntimeError, OSError) as e:
