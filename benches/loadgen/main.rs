@@ -181,6 +181,11 @@ struct TftpGet {
     /// Share of received DATA packets to drop (0.0 - 1.0).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Receive with UDP_GRO: a server's UDP GSO send arrives as one buffer, as it would
+    /// through a NIC with segmentation offload, instead of being cut up in software by
+    /// loopback. Datagrams sent one by one arrive one by one either way.
+    #[arg(long)]
+    gro: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -291,6 +296,7 @@ fn run_scenario(scenario: &Scenario, threads: usize, target: &str) -> Result<Rep
                 retransmit: Duration::from_millis(a.retransmit_ms.max(1)),
                 retries: a.retries,
                 loss: a.loss.clamp(0.0, 0.99),
+                gro: a.gro,
                 expect_len,
                 expect_hash,
                 seed: a.seed,

@@ -25,6 +25,7 @@ fn tftp(
     blksize: Option<u16>,
     window: Option<u16>,
     loss: f64,
+    gro: bool,
 ) -> Scenario {
     Scenario::TftpGet(TftpGet {
         addr: addr.into(),
@@ -38,6 +39,7 @@ fn tftp(
         retransmit_ms: 100,
         retries: 20,
         loss,
+        gro,
         seed: 7,
     })
 }
@@ -98,10 +100,11 @@ fn run_in(dir: &Path, threads: usize) -> Result<(), String> {
             }),
             50,
         ),
-        ("tftp blksize 1468 window 8", tftp(&ta, &mid, "300k", Some(1468), Some(8), 0.0), 8),
-        ("tftp plain 512 lock-step", tftp(&ta, &small, "1k", None, None, 0.0), 8),
-        ("tftp wrap-around (blksize 8)", tftp(&ta, &big, "600k", Some(8), Some(64), 0.0), 8),
-        ("tftp 3% loss window 4", tftp(&ta, &mid, "300k", Some(512), Some(4), 0.03), 8),
+        ("tftp blksize 1468 window 8", tftp(&ta, &mid, "300k", Some(1468), Some(8), 0.0, false), 8),
+        ("tftp window 8, UDP_GRO receive", tftp(&ta, &mid, "300k", Some(1468), Some(8), 0.0, true), 8),
+        ("tftp plain 512 lock-step", tftp(&ta, &small, "1k", None, None, 0.0, false), 8),
+        ("tftp wrap-around (blksize 8)", tftp(&ta, &big, "600k", Some(8), Some(64), 0.0, false), 8),
+        ("tftp 3% loss window 4", tftp(&ta, &mid, "300k", Some(512), Some(4), 0.03, false), 8),
     ];
     for (name, scenario, want_ok) in cases {
         let mut report = run_scenario(&scenario, threads, "mini")?;

@@ -36,6 +36,8 @@ pub struct TftpCfg {
     pub retries: u32,
     /// Share of received DATA packets to drop, 0.0..1.0.
     pub loss: f64,
+    /// Receive coalesced GSO sends whole (UDP_GRO) and split them here.
+    pub gro: bool,
     pub expect_len: Option<u64>,
     pub expect_hash: Option<u64>,
     pub seed: u64,
@@ -102,18 +104,28 @@ impl Lossy {
     }
 }
 
-/// Received datagrams taken from the socket with one recvmmsg(2) per batch.
+/// Largest coalesced receive with UDP_GRO: one IP datagram's worth.
+const GRO_SLOT: usize = 65_536;
+/// Room for the UDP_GRO cmsg (an int) per message.
+const CMSG_ROOM: usize = 32;
+
+/// Received datagrams taken from the socket with one recvmmsg(2) per batch; with UDP_GRO a
+/// message may hold several datagrams of `gso_size` bytes each, handed out one by one.
 struct RecvBatch {
     slot: usize,
     data: Vec<u8>,
-    /// (slot, length, sender) of each datagram of the batch not yet handed out.
+    /// 8-aligned ancillary buffers, one per slot (UDP_GRO only).
+    cmsgs: Vec<u64>,
+    /// (start, length, sender) of each datagram of the batch not yet handed out.
     got: Vec<(usize, usize, SocketAddr)>,
     next: usize,
 }
 
 impl RecvBatch {
-    fn new(slot: usize, slots: usize) -> RecvBatch {
-        RecvBatch { slot, data: vec![0; slot * slots], got: Vec::with_capacity(slots), next: 0 }
+    fn new(slot: usize, slots: usize, gro: bool) -> RecvBatch {
+        let (slot, slots) = if gro { (GRO_SLOT, 4) } else { (slot, slots) };
+        let cmsgs = if gro { vec![0u64; slots * CMSG_ROOM / 8] } else { Vec::new() };
+        RecvBatch { slot, data: vec![0; slot * slots], cmsgs, got: Vec::with_capacity(slots), next: 0 }
     }
 
     fn pop(&mut self) -> Option<(usize, usize, SocketAddr)> {
@@ -122,8 +134,8 @@ impl RecvBatch {
         Some(v)
     }
 
-    fn packet(&self, slot: usize, n: usize) -> &[u8] {
-        &self.data[slot * self.slot..slot * self.slot + n]
+    fn packet(&self, start: usize, n: usize) -> &[u8] {
+        &self.data[start..start + n]
     }
 
     /// Receives what is queued (without waiting); WouldBlock when nothing is.
@@ -131,6 +143,7 @@ impl RecvBatch {
         self.got.clear();
         self.next = 0;
         let slots = self.data.len() / self.slot;
+        let gro = !self.cmsgs.is_empty();
         // SAFETY: plain-old-data structures, all-zero is valid.
         let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; slots];
         let mut iovs: Vec<libc::iovec> = self
@@ -138,16 +151,23 @@ impl RecvBatch {
             .chunks_mut(self.slot)
             .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() })
             .collect();
+        let cmsg_base = self.cmsgs.as_mut_ptr().cast::<u8>();
         let mut hdrs: Vec<libc::mmsghdr> = iovs
             .iter_mut()
             .zip(addrs.iter_mut())
-            .map(|(iov, addr)| {
+            .enumerate()
+            .map(|(i, (iov, addr))| {
                 // SAFETY: as above.
                 let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
                 h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 h.msg_hdr.msg_iov = iov;
                 h.msg_hdr.msg_iovlen = 1;
+                if gro {
+                    // SAFETY: slot i's CMSG_ROOM bytes lie inside `cmsgs` (slots * CMSG_ROOM).
+                    h.msg_hdr.msg_control = unsafe { cmsg_base.add(i * CMSG_ROOM) }.cast();
+                    h.msg_hdr.msg_controllen = CMSG_ROOM as _;
+                }
                 h
             })
             .collect();
@@ -172,10 +192,54 @@ impl RecvBatch {
         for (i, (h, addr)) in hdrs.iter().zip(&addrs).take(n).enumerate() {
             // SAFETY: the kernel wrote an address of msg_namelen bytes.
             let from = unsafe { socket2::SockAddr::new(*addr, h.msg_hdr.msg_namelen) };
-            if let Some(from) = from.as_socket() {
-                self.got.push((i, h.msg_len as usize, from));
+            let Some(from) = from.as_socket() else { continue };
+            let len = h.msg_len as usize;
+            let seg = if gro { gro_segment(&h.msg_hdr).unwrap_or(len) } else { len }.max(1);
+            let start = i * self.slot;
+            if len == 0 {
+                self.got.push((start, 0, from));
+            }
+            for at in (0..len).step_by(seg) {
+                self.got.push((start + at, seg.min(len - at), from));
             }
         }
+        Ok(())
+    }
+}
+
+/// The datagram size of a coalesced receive (the UDP_GRO cmsg), if the kernel sent one.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: msg_control/msg_controllen describe the buffer the kernel filled.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                return usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
+/// Turns on UDP_GRO for `sock`.
+fn enable_gro(sock: &UdpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd and a pointer to an int of the given size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
         Ok(())
     }
 }
@@ -190,11 +254,14 @@ pub struct Done {
 pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Failure> {
     let bind: SocketAddr = if cfg.addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
     let sock = UdpSocket::bind(bind).await.map_err(Failure::Connect)?;
+    if cfg.gro {
+        enable_gro(&sock).map_err(Failure::Connect)?;
+    }
     let req = request(cfg, path);
     sock.send_to(&req, cfg.addr).await.map_err(Failure::Io)?;
 
     // Room for a block plus one byte (an oversized DATA shows as such), and for OACK/ERROR.
-    let mut rx = RecvBatch::new((cfg.blksize.map_or(512, usize::from) + 5).max(2048), 32);
+    let mut rx = RecvBatch::new((cfg.blksize.map_or(512, usize::from) + 5).max(2048), 32, cfg.gro);
     let mut peer: Option<SocketAddr> = None;
     let mut blksize: usize = 512;
     let mut window: u64 = 1;
@@ -386,6 +453,7 @@ mod tests {
             retransmit: Duration::from_secs(1),
             retries: 1,
             loss: 0.0,
+            gro: false,
             expect_len: None,
             expect_hash: None,
             seed: 0,

@@ -1,7 +1,7 @@
 //! Sending what a TFTP transfer's `poll_transmit` hands out, a window at a time: DATA
 //! payloads are read behind their headers into pooled buffers (one preadv per run of
-//! consecutive blocks), then equal-sized blocks leave in UDP GSO sends and the rest in
-//! SENDMSG SQEs linked and submitted together, so a window costs a few syscalls.
+//! consecutive blocks), then equal-sized blocks leave in UDP GSO sends made on the spot
+//! (SENDMSG SQEs linked in order when the socket is full), so a window costs a few syscalls.
 
 use super::buf_pool::{AheadReservation, BufPool};
 use super::ops::{self, SharedFd};
@@ -162,27 +162,52 @@ impl Link {
         self.submit(bufs, &groups).await.0
     }
 
-    /// Submits one SENDMSG per group, linked so they go out in order, and awaits them all.
-    /// Returns the buffers and whether a GSO send failed (the window is then resent).
+    /// Sends each group on the spot; from the first group the socket cannot take right now
+    /// (send buffer full) on, submits SENDMSG ops linked in order and awaits them. Returns the
+    /// buffers and whether a GSO send failed (the window is then resent without GSO).
     async fn submit(&self, bufs: Vec<Vec<u8>>, groups: &[Range<usize>]) -> (Vec<Vec<u8>>, bool) {
+        for (i, g) in groups.iter().enumerate() {
+            let Some(spec) = self.spec(&bufs, g) else { continue };
+            let gso = spec.segment.is_some();
+            // SAFETY: the iovecs point into `bufs`, alive and unchanged for the call.
+            match unsafe { udp_msg::try_send_msg(&self.sock, spec) } {
+                Ok(Some(_)) => {}
+                Ok(None) => return self.submit_queued(bufs, groups.get(i..).unwrap_or(&[])).await,
+                Err(e) if gso => {
+                    debug!("GSO send failed: {e}");
+                    return (bufs, true);
+                }
+                // A lost datagram is the protocol's business: the timer resends the window.
+                Err(e) => debug!("send failed: {e}"),
+            }
+        }
+        (bufs, false)
+    }
+
+    /// The datagrams of `group` as one sendmsg (a GSO send when it has several).
+    fn spec(&self, bufs: &[Vec<u8>], group: &Range<usize>) -> Option<SendSpec> {
+        let members = bufs.get(group.clone()).unwrap_or(&[]);
+        let iov = members
+            .iter()
+            .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .collect();
+        let segment = (group.len() > 1).then(|| members.first().map_or(0, |b| b.len() as u16));
+        let to = self.outs.get(group.start)?.to;
+        Some(SendSpec { to, from: None, segment, iov })
+    }
+
+    /// Submits one SENDMSG per group through the ring, linked so they go out in order even
+    /// when one has to wait for buffer room, and awaits them all.
+    async fn submit_queued(&self, bufs: Vec<Vec<u8>>, groups: &[Range<usize>]) -> (Vec<Vec<u8>>, bool) {
         let bufs = Rc::new(bufs);
         let mut ops = Vec::with_capacity(groups.len());
         for (i, g) in groups.iter().enumerate() {
-            let members = bufs.get(g.clone()).unwrap_or(&[]);
-            let iov = members
-                .iter()
-                .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
-                .collect();
-            let segment = (g.len() > 1).then(|| members.first().map_or(0, |b| b.len() as u16));
-            let to = self.outs.get(g.start).map(|o| o.to);
-            let Some(to) = to else { continue };
-            let spec = SendSpec { to, from: None, segment, iov };
+            let Some(spec) = self.spec(&bufs, g) else { continue };
+            let gso = spec.segment.is_some();
             let link = i + 1 < groups.len();
             // SAFETY: the iovecs point into the heap buffers of the Vecs inside `bufs`; the
             // op holds an Rc clone, and nothing mutates them until every op completed.
-            ops.push((segment.is_some(), unsafe {
-                udp_msg::send_msg(&self.sock, spec, Rc::clone(&bufs), link)
-            }));
+            ops.push((gso, unsafe { udp_msg::send_msg(&self.sock, spec, Rc::clone(&bufs), link) }));
         }
         let mut gso_failed = false;
         for (gso, op) in ops {
@@ -192,7 +217,6 @@ impl Link {
                     debug!("GSO send failed: {e}");
                     gso_failed = true;
                 }
-                // A lost datagram is the protocol's business: the timer resends the window.
                 Err(e) => debug!("send failed: {e}"),
                 Ok(_) => {}
             }

@@ -204,6 +204,48 @@ impl<B> OneshotOutputTransform for SendTransform<B> {
 /// An in-flight send.
 pub type SendOp<B> = InFlightOneshot<SendData<B>, SendTransform<B>>;
 
+impl SendState {
+    /// A header for `spec`, boxed so its pointers into itself stay valid.
+    fn new(spec: SendSpec) -> Box<SendState> {
+        let SendSpec { to, from, segment, iov } = spec;
+        let mut state = Box::new(SendState {
+            // SAFETY: msghdr is plain old data; all zero is valid.
+            hdr: unsafe { zeroed() },
+            addr: socket2::SockAddr::from(to),
+            iov,
+            cmsg: CmsgBuf([0; CMSG_SPACE]),
+        });
+        state.hdr.msg_name = state.addr.as_ptr() as *mut libc::c_void;
+        state.hdr.msg_namelen = state.addr.len();
+        state.hdr.msg_iov = state.iov.as_mut_ptr();
+        state.hdr.msg_iovlen = state.iov.len();
+        let control = build_cmsgs(&mut state.cmsg, to, from, segment);
+        if control > 0 {
+            state.hdr.msg_control = state.cmsg.0.as_mut_ptr().cast();
+            state.hdr.msg_controllen = control;
+        }
+        state
+    }
+}
+
+/// A sendmsg that does not wait, made on the spot: `Ok(None)` when the socket's send
+/// buffer is full. A UDP send completes inside the call, so sending directly saves the
+/// ring round trip (submit, completion, task wake-up) that lock-step TFTP pays per block.
+///
+/// # Safety
+/// Every iovec in `spec` must point into memory that is valid for the call.
+pub unsafe fn try_send_msg(sock: &SharedFd, spec: SendSpec) -> io::Result<Option<u32>> {
+    let state = SendState::new(spec);
+    let r = libc::sendmsg(sock.as_raw_fd(), &state.hdr, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    if r >= 0 {
+        return Ok(Some(r as u32));
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+        e => Err(e),
+    }
+}
+
 /// Submits one sendmsg; with `link`, the next SQE waits for this one (IOSQE_IO_LINK), which
 /// keeps the datagrams of a window in order even when one send has to wait for buffer room.
 ///
@@ -216,23 +258,7 @@ pub unsafe fn send_msg<B: Unpin + 'static>(
     bufs: B,
     link: bool,
 ) -> SendOp<B> {
-    let SendSpec { to, from, segment, iov } = spec;
-    let mut state = Box::new(SendState {
-        // SAFETY: msghdr and the cmsg buffer are plain old data; all zero is valid.
-        hdr: zeroed(),
-        addr: socket2::SockAddr::from(to),
-        iov,
-        cmsg: CmsgBuf([0; CMSG_SPACE]),
-    });
-    state.hdr.msg_name = state.addr.as_ptr() as *mut libc::c_void;
-    state.hdr.msg_namelen = state.addr.len();
-    state.hdr.msg_iov = state.iov.as_mut_ptr();
-    state.hdr.msg_iovlen = state.iov.len();
-    let control = build_cmsgs(&mut state.cmsg, to, from, segment);
-    if control > 0 {
-        state.hdr.msg_control = state.cmsg.0.as_mut_ptr().cast();
-        state.hdr.msg_controllen = control;
-    }
+    let state = SendState::new(spec);
     let mut sqe: squeue::Entry = opcode::SendMsg::new(types::Fd(sock.as_raw_fd()), &state.hdr)
         .flags(libc::MSG_NOSIGNAL as u32)
         .build();
