@@ -582,6 +582,8 @@ def metric(run, name):
         return L["latency_ms"]["p99"] if L["ok"] else None
     if name == "cpu_per_gb":
         return run["server_cpu_s"] / (L["bytes"] / 1e9) if L["bytes"] else None
+    if name == "sessions_per_cpu_s":
+        return L["ok"] / run["server_cpu_s"] if L["ok"] and run["server_cpu_s"] else None
     if name == "accepted":
         return L.get("held", 0)
     if name == "rss":
@@ -688,6 +690,11 @@ def rows_for(sc, runs, iperf_res):
                fmt(w2) if w2 is not None else describe_failure(runs.get("ferry-w2")), "workers = 1",
                fmt(w1) if w1 is not None else describe_failure(runs.get("ferry-w1")),
                fmt(ratio, "x"), ">= 1.7", "yes" if ratio and ratio >= 1.7 else "no")
+        # Sessions per server CPU-second: flat from 1 to 2 workers means a second worker
+        # costs nothing in shared state, so throughput follows the cores Ferry gets.
+        e1, e2 = (metric(runs.get(k), "sessions_per_cpu_s") for k in ("ferry-w1", "ferry-w2"))
+        yield ("sessions per server CPU-second, workers 2 / 1", fmt(e2), "workers = 1", fmt(e1),
+               fmt(e2 / e1 if e1 and e2 else None, "x"), "(report)", "—")
 
 
 def machine():
