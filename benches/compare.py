@@ -480,6 +480,26 @@ def settle_dirty_pages(limit=64 * MiB, wait_s=120):
         time.sleep(0.2)
 
 
+def cpu_busy_share(interval):
+    """Share of all CPUs' time not idle over `interval` seconds (from /proc/stat)."""
+    def sample():
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(f), f[3] + f[4]  # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(interval)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def settle_cpu(busy=0.05, wait_s=60):
+    """Waits until the machine is quiet. Stopping a server can leave seconds of kernel work
+    behind (vsftpd's 20,001 processes and 10,000 connections after the idle scenario); the
+    next server must not be measured while that runs."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and cpu_busy_share(0.5) > busy:
+        pass
+
+
 def run_one(sc, server, p):
     """Starts `server`, runs the scenario's load against it, stops it, returns measurements."""
     out = {"server": server}
@@ -488,6 +508,7 @@ def run_one(sc, server, p):
         return out
     warm([ROOT / n for n in ("big", "mid", "small", "tbig", "tsmall") if (ROOT / n).exists()])
     settle_dirty_pages()
+    settle_cpu()
     try:
         srv = STARTERS[server](sc)
     except (RuntimeError, OSError) as e:
