@@ -28,16 +28,18 @@ CLK = os.sysconf("SC_CLK_TCK")
 MiB = 1 << 20
 
 # Per profile: file sizes, client counts and durations. "full" is the table.
+# `settle`: wait for a quiet machine before each server (off for the smoke test, which runs
+# beside other tests and measures nothing).
 PROFILES = {
     "full": dict(big=1 << 30, mid=16 * MiB, tftp_big=64 * MiB, tftp_small=MiB, sess_secs=10,
                  big_count=3, mid_clients=256, mid_count=512, stor_count=2, idle=10000,
-                 tftp_clients=200, storm=2000, timeout=600),
+                 tftp_clients=200, storm=2000, timeout=600, settle=True),
     "quick": dict(big=128 * MiB, mid=2 * MiB, tftp_big=16 * MiB, tftp_small=256 << 10, sess_secs=3,
                   big_count=2, mid_clients=64, mid_count=128, stor_count=1, idle=1000,
-                  tftp_clients=40, storm=300, timeout=180),
+                  tftp_clients=40, storm=300, timeout=180, settle=True),
     "smoke": dict(big=4 * MiB, mid=256 << 10, tftp_big=MiB, tftp_small=64 << 10, sess_secs=1,
                   big_count=1, mid_clients=8, mid_count=8, stor_count=1, idle=50,
-                  tftp_clients=8, storm=32, timeout=60),
+                  tftp_clients=8, storm=32, timeout=60, settle=False),
 }
 
 
@@ -507,8 +509,9 @@ def run_one(sc, server, p):
         out["skipped"] = "not installed"
         return out
     warm([ROOT / n for n in ("big", "mid", "small", "tbig", "tsmall") if (ROOT / n).exists()])
-    settle_dirty_pages()
-    settle_cpu()
+    if p["settle"]:
+        settle_dirty_pages()
+        settle_cpu()
     try:
         srv = STARTERS[server](sc)
     except (RuntimeError, OSError) as e:
@@ -760,7 +763,7 @@ def render(results, iperf_res, profile):
 
 
 def main():
-    global ARGS, WORK, ROOT
+    global ARGS, WORK, ROOT, FTP_PORT, TFTP_PORT
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--profile", choices=PROFILES, default="full")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes; same as --profile smoke")
@@ -775,7 +778,10 @@ def main():
     ap.add_argument("--tftp-user", default="tftp")
     ap.add_argument("--work", default="/var/tmp/ferry-bench")
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--ftp-port", type=int, default=FTP_PORT, help="where each FTP server listens")
+    ap.add_argument("--tftp-port", type=int, default=TFTP_PORT, help="where each TFTP server listens")
     ARGS = ap.parse_args()
+    FTP_PORT, TFTP_PORT = ARGS.ftp_port, ARGS.tftp_port
     profile = "smoke" if ARGS.smoke else ARGS.profile
     p = PROFILES[profile]
     WORK = Path(ARGS.work) / profile

@@ -1,7 +1,9 @@
 //! Smoke test of the benchmark harness: runs `ferry-loadgen` against small FTP and TFTP
-//! servers started inside the test and checks that it completes and reports sane numbers.
+//! servers started inside the test, and the comparison script's smoke profile against Ferry,
+//! and checks that they complete and report sane numbers.
 //! Timing goals live in benches/compare.sh (see issue 5), never as assertions here.
 
+mod common;
 #[path = "../benches/loadgen/minisrv.rs"]
 mod minisrv;
 
@@ -134,11 +136,46 @@ fn loadgen_self_test_passes() {
 }
 
 #[test]
-fn compare_script_parses() {
-    // The comparison script needs python3 (tests/run-all.sh installs it); check it still loads.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/compare.py");
-    match Command::new("python3").args(["-m", "py_compile", script]).status() {
-        Ok(s) => assert!(s.success(), "benches/compare.py does not compile"),
-        Err(e) => eprintln!("skipped: no python3 ({e})"),
+fn compare_script_runs_every_scenario_against_ferry() {
+    // Like benches/compare.sh, it runs as root (servers drop to `nobody`; cgroups).
+    if !common::is_root() || Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: needs root and python3");
+        return;
     }
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("results");
+    let (ftp_port, tftp_port) = (common::free_port(), common::free_port());
+    let run = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/compare.py"))
+        .args(["--smoke", "--servers", "ferry,ferry-w1,ferry-w2"])
+        .args(["--ferry", env!("CARGO_BIN_EXE_ferry"), "--loadgen", env!("CARGO_BIN_EXE_ferry-loadgen")])
+        .arg("--work")
+        .arg(work.path())
+        .arg("--out")
+        .arg(&out)
+        .args(["--ftp-port", &ftp_port.to_string(), "--tftp-port", &tftp_port.to_string()])
+        .output()
+        .expect("run compare.py");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "compare.py --smoke failed:\n{log}");
+    // Every scenario ran against Ferry, every transfer or session succeeded.
+    let check = r#"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for s in d["scenarios"]:
+    for name, r in s["runs"].items():
+        L = r.get("load") or {}
+        print(s["id"], name, L.get("ok", 0), L.get("failed", "missing"), r.get("error", ""))
+"#;
+    let json = out.join("latest-smoke.json");
+    let report = Command::new("python3").args(["-c", check]).arg(&json).output().expect("read the report");
+    let report = String::from_utf8_lossy(&report.stdout).to_string();
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(lines.len() >= 12, "a run per scenario expected:\n{report}\n{log}");
+    for line in lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert!(f.len() == 4 && f[2] != "0" && f[3] == "0", "run failed: {line}\n{log}");
+    }
+    let table = std::fs::read_to_string(out.join("latest-smoke.md")).expect("the table");
+    assert!(table.contains("| tftp-storm | ferry |"), "{table}");
 }

@@ -1,128 +1,52 @@
-//! TFTP over a lossy link: two network namespaces joined by a veth pair with 10% netem loss
-//! (private addresses exist only inside them), Ferry in one, real clients in the other.
-//! Needs root and iproute2; skipped with a message otherwise. Namespaces are removed on drop.
+//! TFTP between network namespaces: over a veth link losing 10% of packets (Ferry in one
+//! namespace, real clients in the other), and a PXE-style broadcast request. Needs root and
+//! iproute2; skipped with a message otherwise. Namespaces are removed on drop.
 
 mod common;
 
+use common::netns::{self, Netns};
 use common::tftp::*;
 use common::*;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Two namespaces and a veth pair; everything is deleted on drop, even after a failure.
+/// A server and a client namespace joined by a veth pair with loss on it; both are deleted
+/// on drop (their guards), even after a failure.
 struct LossyLink {
-    server_ns: String,
-    client_ns: String,
-    /// Third octet of 10.231.X.0/24, unique per link so parallel tests do not clash.
-    net: u32,
+    server: Netns,
+    client: Netns,
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip").args(args).status().is_ok_and(|s| s.success())
-}
+const SERVER_IP: &str = "10.231.1.1";
 
 impl LossyLink {
     /// A link losing `loss`% of server-to-client packets, and of client-to-server packets
-    /// too when `both`.
+    /// too when `both`. The addresses exist only inside these two namespaces.
     fn create(loss: u32, both: bool) -> Option<LossyLink> {
-        if !is_root() {
-            eprintln!("skipped: network namespaces need root");
+        if !netns::available() {
+            eprintln!("skipped: network namespaces need root and iproute2");
             return None;
         }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("{}{}", std::process::id() % 100_000, n);
-        let link = LossyLink {
-            server_ns: format!("ferry-s{tag}"),
-            client_ns: format!("ferry-c{tag}"),
-            net: (std::process::id() * 4 + n) % 250 + 1,
-        };
-        let (vs, vc) = (format!("fs{tag}"), format!("fc{tag}"));
-        let (s, c) = (link.server_ns.as_str(), link.client_ns.as_str());
-        let (s_addr, c_addr) = (format!("{}/24", link.server_ip()), format!("{}/24", link.client_ip()));
-        let ok = ip(&["netns", "add", s])
-            && ip(&["netns", "add", c])
-            && ip(&["link", "add", &vs, "netns", s, "type", "veth", "peer", "name", &vc, "netns", c])
-            && ip(&["-n", s, "addr", "add", &s_addr, "dev", &vs])
-            && ip(&["-n", c, "addr", "add", &c_addr, "dev", &vc])
-            && ip(&["-n", s, "link", "set", "lo", "up"])
-            && ip(&["-n", s, "link", "set", &vs, "up"])
-            && ip(&["-n", c, "link", "set", &vc, "up"])
-            && lose_towards((c, &vc), (s, &vs), loss)
-            && (!both || lose_towards((s, &vs), (c, &vc), loss));
+        let (server, client) = (Netns::new("s"), Netns::new("c"));
+        let (vs, vc) = netns::link(&server, &format!("{SERVER_IP}/24"), &client, "10.231.1.2/24");
+        let ok = netns::lose((&client, &vc), (&server, &vs), loss)
+            && (!both || netns::lose((&server, &vs), (&client, &vc), loss));
         if !ok {
-            eprintln!("skipped: cannot build the namespaces and veth link (no netns, netem or iptables?)");
+            eprintln!("skipped: cannot make the link lossy (no netem or iptables?)");
             return None;
         }
-        Some(link)
+        Some(LossyLink { server, client })
     }
 
-    fn server_ip(&self) -> String {
-        format!("10.231.{}.1", self.net)
-    }
-
-    fn client_ip(&self) -> String {
-        format!("10.231.{}.2", self.net)
-    }
-
-    /// Starts Ferry inside the server namespace: the starting thread enters it first, so the
-    /// child inherits it and the readiness check connects inside it too.
+    /// Starts Ferry inside the server namespace (the readiness check connects inside too).
     fn start_server(&self, root: &std::path::Path) -> Server {
-        let ns = format!("/run/netns/{}", self.server_ns);
         let root = root.to_path_buf();
-        std::thread::spawn(move || {
-            let f = std::fs::File::open(&ns).expect("open netns");
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            start_tftp(&root, &[])
-        })
-        .join()
-        .expect("server start")
+        self.server.inside(move || start_tftp(&root, &[]))
     }
 
     /// Runs `program args` inside the client namespace, killed after `secs`.
     fn client(&self, secs: u32, program: &str, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["netns", "exec", &self.client_ns, program];
+        let mut all = vec!["netns", "exec", &self.client.name, program];
         all.extend_from_slice(args);
         run_client(secs, "ip", &all)
-    }
-}
-
-/// Loses `percent`% of the packets going from `sender` to `receiver` (namespace, device):
-/// netem on the sender's egress, or where the kernel has no netem (some VMs and containers)
-/// an iptables `statistic` rule on the receiver's ingress (dropping at the sender's OUTPUT
-/// would fail its sendmsg with EPERM instead of losing the packet).
-fn lose_towards(receiver: (&str, &str), sender: (&str, &str), percent: u32) -> bool {
-    let loss = format!("{percent}%");
-    let netem = Command::new("tc")
-        .args(["-n", sender.0, "qdisc", "add", "dev", sender.1, "root", "netem", "loss", &loss])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if netem {
-        return true;
-    }
-    let (ns, dev) = receiver;
-    let p = format!("{:.2}", f64::from(percent) / 100.0);
-    let rule =
-        ["-A", "INPUT", "-i", dev, "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", &p];
-    let ok = Command::new("ip")
-        .args(["netns", "exec", ns, "iptables"])
-        .args(rule)
-        .args(["-j", "DROP"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        eprintln!("netem unavailable: dropping {loss} of incoming UDP on {dev} with iptables instead");
-    }
-    ok
-}
-
-impl Drop for LossyLink {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its end of the veth pair, and with it the other end.
-        ip(&["netns", "del", &self.server_ns]);
-        ip(&["netns", "del", &self.client_ns]);
     }
 }
 
@@ -135,7 +59,7 @@ fn transfers_complete_byte_exact_over_10_percent_loss() {
     let server = link.start_server(dir.path());
     let port = server.tftp_port.to_string();
     let out_dir = tempfile::tempdir().unwrap();
-    let sip = link.server_ip();
+    let sip = SERVER_IP.to_string();
 
     // Sizes keep the test near 20 s: every lost packet costs a 1 s retransmission timeout.
     let t = std::time::Instant::now();
@@ -155,7 +79,7 @@ fn transfers_complete_byte_exact_over_10_percent_loss() {
     drop(link);
     let Some(link) = LossyLink::create(10, false) else { return };
     let server = link.start_server(dir.path());
-    let (port, sip) = (server.tftp_port.to_string(), link.server_ip());
+    let port = server.tftp_port.to_string();
     let out = out_dir.path().join("atftp");
     let args = ["--option", "blksize 1468", "--option", "windowsize 8", "-g", "-r", "big", "-l"];
     let mut args = args.to_vec();
@@ -167,7 +91,6 @@ fn transfers_complete_byte_exact_over_10_percent_loss() {
 
 #[test]
 fn a_request_to_the_broadcast_address_is_answered_from_the_servers_own_address() {
-    use common::netns::{self, Netns};
     if !netns::available() {
         eprintln!("skipped: needs root and iproute2");
         return;

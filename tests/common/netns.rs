@@ -49,6 +49,19 @@ impl Netns {
     pub fn enable_forwarding(&self) {
         self.run("sysctl -qw net.ipv4.ip_forward=1");
     }
+
+    /// Runs `f` on a thread that has entered this namespace, so sockets it opens and
+    /// processes it starts (which inherit the namespace) live inside it.
+    pub fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("thread inside the namespace")
+    }
 }
 
 impl Drop for Netns {
@@ -67,6 +80,28 @@ pub fn link(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) -> (String, String
     a.run(&format!("ip addr add {a_addr} brd + dev {ia} && ip link set {ia} up"));
     b.run(&format!("ip addr add {b_addr} brd + dev {ib} && ip link set {ib} up"));
     (ia, ib)
+}
+
+/// Loses `percent`% of the packets that `sender` sends `receiver` over their link (each a
+/// namespace and its device): netem on the sender's egress, or where the kernel has no netem
+/// (some VMs and containers) an iptables `statistic` rule on the receiver's ingress. Dropping
+/// at the sender's OUTPUT instead would fail its sendmsg with EPERM, not lose the packet.
+/// False when neither is possible.
+pub fn lose(receiver: (&Netns, &str), sender: (&Netns, &str), percent: u32) -> bool {
+    let loss = format!("{percent}%");
+    let netem = sender.0.try_run(&format!("tc qdisc add dev {} root netem loss {loss}", sender.1));
+    if netem.status.success() {
+        return true;
+    }
+    let p = format!("{:.2}", f64::from(percent) / 100.0);
+    let (ns, dev) = receiver;
+    let rule =
+        format!("iptables -A INPUT -i {dev} -p udp -m statistic --mode random --probability {p} -j DROP");
+    let ok = ns.try_run(&rule).status.success();
+    if ok {
+        eprintln!("netem unavailable: dropping {loss} of incoming UDP on {dev} with iptables instead");
+    }
+    ok
 }
 
 fn sh(line: &str) -> Output {
