@@ -205,6 +205,39 @@ pub fn read_into_slots_op(
     UnsubmittedOneshot::new((Rc::clone(file), bufs, iov), SlotsTransform { at, lens }, sqe).submit()
 }
 
+/// As [`read_into_slots_op`], but made on the spot with `preadv2(RWF_NOWAIT)`, which reads
+/// only what the page cache already holds: true when every slot was filled, so nothing
+/// waited on the disk and no ring round trip was spent. On false the buffers are as they
+/// were (length `at`), for the ring read that may wait.
+pub fn try_read_cached_into_slots(
+    file: &SharedFd,
+    bufs: &mut [Vec<u8>],
+    at: usize,
+    lens: &[usize],
+    offset: u64,
+) -> bool {
+    let mut iov = Vec::with_capacity(lens.len());
+    for (buf, &len) in bufs.iter_mut().zip(lens) {
+        if buf.len() != at || buf.capacity() < at + len {
+            return false;
+        }
+        let slot = buf.spare_capacity_mut();
+        iov.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: len });
+    }
+    let total: usize = lens.iter().sum();
+    let Ok(off) = libc::off_t::try_from(offset) else { return false };
+    // SAFETY: each iovec covers spare capacity of a distinct buffer, alive for the call.
+    let r = unsafe { libc::preadv2(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, off, libc::RWF_NOWAIT) };
+    if usize::try_from(r).ok() != Some(total) {
+        return false;
+    }
+    for (buf, &len) in bufs.iter_mut().zip(lens) {
+        // SAFETY: the kernel initialised all `len` bytes of this buffer's slot.
+        unsafe { buf.set_len(at + len) };
+    }
+    true
+}
+
 /// As [`read_into_slots_op`], awaited; returns the total bytes read.
 pub async fn read_into_slots(
     file: &SharedFd,
@@ -235,4 +268,48 @@ pub async fn fdatasync(file: &SharedFd) -> io::Result<()> {
     let sqe = opcode::Fsync::new(fd(file)).flags(types::FsyncFlags::DATASYNC).build();
     // SAFETY: only the fd is referenced, kept open by data.
     unsafe { submit(Rc::clone(file), sqe).await.0.map(|_| ()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached_file(bytes: &[u8]) -> SharedFd {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        Rc::new(OwnedFd::from(f))
+    }
+
+    fn slots(n: usize, at: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| vec![0xAA; at])
+            .map(|mut b| {
+                b.reserve(64);
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cached_read_fills_every_slot_behind_its_header() {
+        let content: Vec<u8> = (0..100u8).collect();
+        let file = cached_file(&content);
+        let mut bufs = slots(3, 4);
+        assert!(try_read_cached_into_slots(&file, &mut bufs, 4, &[10, 10, 5], 20));
+        assert_eq!(&bufs[0][4..], &content[20..30]);
+        assert_eq!(&bufs[1][4..], &content[30..40]);
+        assert_eq!(&bufs[2][4..], &content[40..45]);
+        assert_eq!(&bufs[0][..4], &[0xAA; 4], "the header is left alone");
+    }
+
+    #[test]
+    fn a_short_or_impossible_read_leaves_the_buffers_for_the_ring() {
+        let file = cached_file(&[1u8; 30]);
+        let mut bufs = slots(2, 4);
+        assert!(!try_read_cached_into_slots(&file, &mut bufs, 4, &[20, 20], 0), "only 30 bytes exist");
+        assert!(bufs.iter().all(|b| b.len() == 4), "lengths unchanged after a short read");
+        let mut small = vec![Vec::with_capacity(8)];
+        small[0].resize(4, 0);
+        assert!(!try_read_cached_into_slots(&file, &mut small, 4, &[20], 0), "a slot without room");
+    }
 }

@@ -1,7 +1,8 @@
 //! Sending what a TFTP transfer's `poll_transmit` hands out, a window at a time: DATA
 //! payloads are read behind their headers into pooled buffers (one preadv per run of
-//! consecutive blocks), then equal-sized blocks leave in UDP GSO sends made on the spot
-//! (SENDMSG SQEs linked in order when the socket is full), so a window costs a few syscalls.
+//! consecutive blocks: on the spot when the page cache holds them, else through the ring),
+//! then equal-sized blocks leave in UDP GSO sends made on the spot (SENDMSG SQEs linked in
+//! order when the socket is full), so a window costs a few syscalls.
 
 use super::buf_pool::{AheadReservation, BufPool};
 use super::ops::{self, SharedFd};
@@ -326,6 +327,8 @@ async fn take_ahead(
     ok
 }
 
+/// Reads one run of blocks: from memory for netascii; for a file, first without waiting
+/// (page cache only), then through the ring, which may wait on the disk off the worker.
 async fn read_run(
     source: &Source,
     run: &mut [Vec<u8>],
@@ -345,6 +348,9 @@ async fn read_run(
             Ok(())
         }
         Source::File(_) if total == 0 => Ok(()),
+        Source::File(file) if ops::try_read_cached_into_slots(file, run, DATA_HEADER_LEN, lens, offset) => {
+            Ok(())
+        }
         Source::File(file) => {
             let owned: Vec<Vec<u8>> = run.iter_mut().map(std::mem::take).collect();
             let (res, owned) = ops::read_into_slots(file, owned, DATA_HEADER_LEN, lens, offset).await;
