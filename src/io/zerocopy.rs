@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::ops::{self, SharedFd};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
@@ -27,6 +27,18 @@ pub struct Pipe {
     read: SharedFd,
     write: SharedFd,
     capacity: usize,
+    /// Held while this pipe counts as one of its pool's large pipes.
+    _large: Option<LargeSlot>,
+}
+
+/// One of a pool's large pipes; gives its place back when the pipe is closed.
+#[derive(Debug)]
+struct LargeSlot(Rc<Cell<usize>>);
+
+impl Drop for LargeSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 /// A worker's bounded pool of pipes: at most `max_idle` are kept between transfers; a
@@ -36,12 +48,34 @@ pub struct PipePool {
     idle: RefCell<Vec<Pipe>>,
     max_idle: usize,
     pipe_size: usize,
+    /// At most this many pipes of `pipe_size` are open at once; more get `crowded_size`.
+    large_budget: usize,
+    crowded_size: usize,
+    /// Pipes of `pipe_size` open now (idle or in use).
+    large_open: Rc<Cell<usize>>,
 }
 
 impl PipePool {
     /// A pool keeping up to `max_idle` pipes of `pipe_size` bytes.
     pub fn new(max_idle: usize, pipe_size: usize) -> PipePool {
-        PipePool { idle: RefCell::new(Vec::new()), max_idle, pipe_size }
+        PipePool {
+            idle: RefCell::new(Vec::new()),
+            max_idle,
+            pipe_size,
+            large_budget: usize::MAX,
+            crowded_size: pipe_size,
+            large_open: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// Opens at most `large_budget` pipes of the full size at once, and pipes of
+    /// `crowded_size` beyond that. A large pipe moves a single transfer much faster (fewer
+    /// splices, each a hop to an io-wq thread), but the kernel caps a user's pipe pages
+    /// (pipe-user-pages-soft, 64 MiB), so many concurrent transfers share smaller ones.
+    pub fn with_crowding(mut self, large_budget: usize, crowded_size: usize) -> PipePool {
+        self.large_budget = large_budget;
+        self.crowded_size = crowded_size;
+        self
     }
 
     /// Takes an idle pipe or makes a new one.
@@ -50,13 +84,18 @@ impl PipePool {
             return Ok(p);
         }
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        let large = self.large_open.get() < self.large_budget;
+        let want = if large { self.pipe_size } else { self.crowded_size };
         // Bigger pipes mean fewer splices per MiB; the kernel may refuse (per-user pipe page
         // limits), and then the default 64 KiB still works.
-        let capacity =
-            nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(self.pipe_size as i32))
-                .map(|n| n as usize)
-                .unwrap_or(64 * 1024);
-        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), capacity })
+        let capacity = nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(want as i32))
+            .map(|n| n as usize)
+            .unwrap_or(64 * 1024);
+        let large = (large && capacity >= self.pipe_size).then(|| {
+            self.large_open.set(self.large_open.get() + 1);
+            LargeSlot(Rc::clone(&self.large_open))
+        });
+        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), capacity, _large: large })
     }
 
     /// Returns a pipe known to be empty.

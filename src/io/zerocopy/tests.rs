@@ -177,3 +177,14 @@ fn rate_limit_paces_the_transfer() {
     // 300 KiB at 1 MiB/s is ~0.29 s; unlimited loopback would take a millisecond.
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
 }
+
+#[test]
+fn only_a_budget_of_pipes_is_large_and_a_closed_one_frees_its_place() {
+    let pool = PipePool::new(4, 256 * 1024).with_crowding(2, 64 * 1024);
+    let (a, b, c) = (pool.take().unwrap(), pool.take().unwrap(), pool.take().unwrap());
+    assert_eq!((a.capacity, b.capacity, c.capacity), (256 * 1024, 256 * 1024, 64 * 1024));
+    drop(a);
+    assert_eq!(pool.take().unwrap().capacity, 256 * 1024, "a closed large pipe frees its place");
+    pool.give_back(b);
+    assert_eq!(pool.take().unwrap().capacity, 256 * 1024, "an idle pipe is reused as it is");
+}
