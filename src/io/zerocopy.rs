@@ -91,11 +91,11 @@ impl PipePool {
         let capacity = nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(want as i32))
             .map(|n| n as usize)
             .unwrap_or(64 * 1024);
-        let large = (large && capacity >= self.pipe_size).then(|| {
+        let slot = (large && capacity >= self.pipe_size).then(|| {
             self.large_open.set(self.large_open.get() + 1);
             LargeSlot(Rc::clone(&self.large_open))
         });
-        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), capacity, _large: large })
+        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), capacity, _large: slot })
     }
 
     /// Returns a pipe known to be empty.
