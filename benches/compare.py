@@ -9,6 +9,7 @@ Writes benches/results/latest.md and latest.json; see benches/README.md.
 
 import argparse
 import json
+import mmap
 import os
 import resource
 import shutil
@@ -26,6 +27,7 @@ PASSIVE = (20000, 29999)  # below the kernel's ephemeral range, so it never coll
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CLK = os.sysconf("SC_CLK_TCK")
 MiB = 1 << 20
+GiB = 1 << 30
 
 # Per profile: file sizes, client counts and durations. "full" is the issue's table.
 # `settle`: wait for a quiet machine before each server (off for the smoke test, which runs
@@ -435,7 +437,7 @@ def scenarios(p):
 
 
 def human(n):
-    for unit, size in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1024)):
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
         if n >= size and n % size == 0:
             return f"{n // size} {unit}"
     return f"{n} B"
@@ -484,6 +486,49 @@ def settle_dirty_pages(limit=64 * MiB, wait_s=120):
         if dirty <= limit:
             return
         time.sleep(0.2)
+
+
+# A virtual machine with free page reporting (virtio-balloon) hands freed guest memory back
+# to the hypervisor in 2 MiB blocks; the next touch of such a block faults on the host. Here
+# that cost 0.8-1.9 s per GiB, landing on whichever upload's page cache drew such blocks
+# (a 1 GiB STOR went from 2.9 GB/s to 0.65-1.3 GB/s, worst for large folios).
+PAGE_REPORTING_ORDER = Path("/sys/module/page_reporting/parameters/page_reporting_order")
+NO_REPORTING_ORDER = "11"  # above the buddy allocator's largest order: nothing is reported
+
+
+def hold_guest_memory(gib):
+    """Pauses free page reporting for the run and touches `gib` GiB once, so that the memory
+    the scenarios allocate is backed by the host. Returns a note for the report (or None);
+    `release_guest_memory` restores the setting."""
+    global REPORTING_WAS
+    try:
+        REPORTING_WAS = PAGE_REPORTING_ORDER.read_text().strip()
+        PAGE_REPORTING_ORDER.write_text(NO_REPORTING_ORDER)
+    except OSError:
+        REPORTING_WAS = None
+        return None
+    t0 = time.monotonic()
+    size, chunk = gib << 30, b"\1" * (64 * MiB)
+    with mmap.mmap(-1, size) as m:
+        for off in range(0, size, len(chunk)):
+            m[off:off + len(chunk)] = chunk
+    log(f"free page reporting paused (order {REPORTING_WAS} -> {NO_REPORTING_ORDER}); "
+        f"{gib} GiB touched in {time.monotonic() - t0:.1f} s")
+    return f"the VM's free page reporting was paused during the run (order {REPORTING_WAS}) " \
+           f"and {gib} GiB touched first, so that no run pays for host page faults"
+
+
+def release_guest_memory():
+    global REPORTING_WAS
+    if REPORTING_WAS is not None:
+        try:
+            PAGE_REPORTING_ORDER.write_text(REPORTING_WAS)
+        except OSError as e:
+            log(f"cannot restore {PAGE_REPORTING_ORDER}: {e}")
+        REPORTING_WAS = None
+
+
+REPORTING_WAS = None
 
 
 def cpu_busy_share(interval):
@@ -748,7 +793,7 @@ def machine():
     return f"{os.cpu_count()} x {cpu}, {mem} GiB, kernel {os.uname().release}"
 
 
-def render(results, iperf_res, profile):
+def render(results, iperf_res, profile, memory_note=None):
     lines = [f"# Ferry benchmark ({profile} profile)", "",
              f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              f"Loopback ceiling, one stream, `iperf3 -Z`: {fmt(iperf_res.get('mb_per_s'))} MB/s.",
@@ -775,7 +820,8 @@ def render(results, iperf_res, profile):
     lines += ["", "Settings: anonymous, same root, logging off (vsftpd, atftpd) or warn (Ferry), passive ports "
               f"{PASSIVE[0]}-{PASSIVE[1]}; vsftpd max_clients=0 max_per_ip=0 (unlimited), seccomp default; "
               "tftpd-hpa `in.tftpd -L -s` (no windowsize: it ignores the option, so lock-step); atftpd "
-              "--maxthread 5000. Every server restarted per scenario; all on 127.0.0.1.", ""]
+              "--maxthread 5000. Every server restarted per scenario; all on 127.0.0.1."
+              + (f" Host: {memory_note}." if memory_note else ""), ""]
     multi = [(sc["id"], name, r["rounds_mb_per_s"]) for sc, runs in results for name, r in runs.items()
              if r.get("rounds_mb_per_s")]
     if multi:
@@ -827,6 +873,7 @@ def main():
     prepare_files(p)
     results = []
     try:
+        memory_note = hold_guest_memory(2 * p["big"] // GiB + 2) if p["settle"] else None
         iperf_res = iperf(2 if profile == "smoke" else 5) if not servers or "iperf3" in servers else {}
         log(f"iperf3 -Z: {iperf_res}")
         for sc in scenarios(p):
@@ -847,7 +894,8 @@ def main():
             results.append((sc, {server: median_run(r) for server, r in rounds.items()}))
     finally:
         cleanup()
-    md = render(results, iperf_res, profile)
+        release_guest_memory()
+    md = render(results, iperf_res, profile, memory_note)
     out = Path(ARGS.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "latest" if profile == "full" else f"latest-{profile}"
@@ -864,3 +912,4 @@ if __name__ == "__main__":
         main()
     finally:
         cleanup()
+        release_guest_memory()
