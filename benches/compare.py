@@ -666,6 +666,8 @@ def metric(run, name):
         return L["sessions_per_s"] if L["ok"] else None
     if name == "p99":
         return L["latency_ms"]["p99"] if L["ok"] else None
+    if name == "attempt_p99":
+        return L["attempt_ms"]["p99"] if L.get("attempt_ms") and (L["ok"] or L["failed"]) else None
     if name == "cpu_per_gb":
         return run["server_cpu_s"] / (L["bytes"] / 1e9) if L["bytes"] else None
     if name == "sessions_per_cpu_s":
@@ -744,7 +746,11 @@ def rows_for(sc, runs, iperf_res):
         yield cmp("sessions/s", "sessions", "vsftpd", 10.0)
     elif i == "retr-mid":
         yield cmp("aggregate MB/s", "mbps", "vsftpd", 1.2)
-        yield cmp("p99 latency ms", "p99", "vsftpd", 1.0, higher=False)
+        # What a client waits for its file: connect to the end of the session. A server that
+        # admits few transfers at once (vsftpd's listen backlog is 32) keeps the others in its
+        # accept queue, which only this row sees; a failed session counts its time to failure.
+        yield cmp("p99 latency ms, whole session (failures count)", "attempt_p99", "vsftpd", 1.0, higher=False)
+        yield report(cmp("p99 latency ms, RETR to 226 only", "p99", "vsftpd", 1.0, higher=False))
     elif i == "stor-big":
         yield cmp("MB/s", "mbps", "vsftpd", 1.0)
     elif i == "idle":

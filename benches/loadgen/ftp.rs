@@ -396,9 +396,13 @@ pub async fn session_task(task: usize, cfg: Arc<FtpCfg>, budget: Arc<Budget>, di
             c.quit().await
         }
         .await;
+        let took = t0.elapsed().as_micros() as u64;
         match result {
-            Ok(()) => stats.session_us.push(t0.elapsed().as_micros() as u64),
-            Err(f) => stats.fail(&f),
+            Ok(()) => stats.session_us.push(took),
+            Err(f) => {
+                stats.failed_session_us.push(took);
+                stats.fail(&f);
+            }
         }
     }
     stats

@@ -69,6 +69,9 @@ pub struct Stats {
     pub latency_us: Vec<u64>,
     /// Per FTP session: connect to QUIT's reply.
     pub session_us: Vec<u64>,
+    /// Per failed FTP session: connect to the failure. A server that leaves clients waiting
+    /// in its accept queue shows there, not in `latency_us`.
+    pub failed_session_us: Vec<u64>,
     pub errors: BTreeMap<String, u64>,
     /// The first few failure messages, for diagnosis.
     pub samples: Vec<String>,
@@ -90,6 +93,7 @@ impl Stats {
         self.retransmits += o.retransmits;
         self.latency_us.extend(o.latency_us);
         self.session_us.extend(o.session_us);
+        self.failed_session_us.extend(o.failed_session_us);
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -195,6 +199,8 @@ impl Report {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let (p50, p99, max) = percentiles(&mut self.stats.latency_us);
         let (s50, s99, smax) = percentiles(&mut self.stats.session_us);
+        let mut attempts = [&self.stats.session_us[..], &self.stats.failed_session_us[..]].concat();
+        let (a50, a99, amax) = percentiles(&mut attempts);
         let s = &self.stats;
         let mut fields = vec![
             ("scenario".into(), Json::Str(self.scenario.clone())),
@@ -211,6 +217,8 @@ impl Report {
             ("mb_per_s".into(), Json::Num(s.bytes as f64 / 1e6 / secs)),
             ("latency_ms".into(), obj(&[("p50", p50), ("p99", p99), ("max", max)])),
             ("session_ms".into(), obj(&[("p50", s50), ("p99", s99), ("max", smax)])),
+            // Every session attempt, a failed one counted with its time to failure.
+            ("attempt_ms".into(), obj(&[("p50", a50), ("p99", a99), ("max", amax)])),
             (
                 "errors".into(),
                 Json::Obj(s.errors.iter().map(|(k, v)| (k.clone(), Json::Int(*v as i64))).collect()),
@@ -250,6 +258,25 @@ mod tests {
         let mut v: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
         assert_eq!(percentiles(&mut v), (50.0, 99.0, 100.0));
         assert_eq!(percentiles(&mut []), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn failed_sessions_count_in_attempts_only() {
+        let mut stats = Stats { session_us: vec![1_000; 98], ..Stats::default() };
+        stats.failed_session_us = vec![120_000_000; 2];
+        let mut r = Report {
+            scenario: "ftp-get".into(),
+            target: "t".into(),
+            concurrency: 1,
+            threads: 1,
+            elapsed: Duration::from_secs(1),
+            cpu: (0.0, 0.0),
+            stats,
+            extra: Vec::new(),
+        };
+        let text = r.json().to_string();
+        assert!(text.contains(r#""session_ms": {"p50": 1, "p99": 1, "max": 1}"#), "{text}");
+        assert!(text.contains(r#""attempt_ms": {"p50": 1, "p99": 120000, "max": 120000}"#), "{text}");
     }
 
     #[test]
