@@ -26,6 +26,9 @@ const MAX_QUEUED_LINES: usize = 32;
 /// How many STOU names are tried before giving up.
 const STOU_ATTEMPTS: u32 = 100;
 
+/// Largest file whose TYPE A size SIZE counts: the count reads the whole file on the worker.
+const ASCII_SIZE_MAX: u64 = 16 << 20;
+
 /// Login state (RFC 959 §5.4: USER -> 331 -> PASS -> 230).
 #[derive(Debug, Clone)]
 enum Auth {
@@ -50,7 +53,10 @@ enum Data {
 enum Op {
     Login(Account),
     Cwd(VirtualPath),
-    Size,
+    /// SIZE; in TYPE A `ascii` holds the path until the converted size is counted.
+    Size {
+        ascii: Option<VirtualPath>,
+    },
     Mdtm,
     Mlst(VirtualPath),
     Rnfr(VirtualPath),
@@ -325,9 +331,15 @@ impl Session {
             Err(e) => {
                 tracing::debug!(error = %e, "command refused");
                 self.rnfr = None;
+                self.rest = 0;
                 return self.push_reply(e.reply());
             }
         };
+        // RFC 3659 §5: REST applies to the transfer command right after it; clients set up
+        // the data connection and TYPE in between, anything else drops the offset.
+        if !cmd.keeps_restart_offset() {
+            self.rest = 0;
+        }
         // RFC 959 §4.1.3: RNTO must immediately follow RNFR.
         let rnfr = self.rnfr.take();
         if self.account().is_none() && !cmd.allowed_before_login() {
@@ -413,7 +425,9 @@ impl Session {
             }
             Command::Size(arg) => {
                 if let Some(path) = self.checked_path(&arg, Permission::Read, "SIZE") {
-                    self.start_op(Action::Stat { path }, Op::Size);
+                    // RFC 3659 §4: the size is what a transfer in the current TYPE would send.
+                    let ascii = (self.ttype == TransferType::Ascii).then(|| path.clone());
+                    self.start_op(Action::Stat { path }, Op::Size { ascii });
                 }
             }
             Command::Mdtm(arg) => {
@@ -709,10 +723,17 @@ impl Session {
                 self.reply(250, "Directory successfully changed.");
             }
             (Op::Cwd(_), OpResult::Stat(_)) => self.reply(550, "Failed to change directory."),
-            (Op::Size, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
+            (Op::Size { ascii: Some(path) }, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
+                if meta.size > ASCII_SIZE_MAX {
+                    // As ProFTPD: counting would read the whole file; binary size is exact.
+                    return self.reply(550, "SIZE not available in ASCII mode for this file; use TYPE I.");
+                }
+                self.start_op(Action::AsciiSize { path }, Op::Size { ascii: None });
+            }
+            (Op::Size { .. }, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
                 self.reply(213, meta.size.to_string())
             }
-            (Op::Size, OpResult::Stat(_)) => self.reply(550, "Could not get file size."),
+            (Op::Size { .. }, OpResult::Stat(_)) => self.reply(550, "Could not get file size."),
             (Op::Mdtm, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
                 self.reply(213, listing::time_val(meta.mtime))
             }
@@ -843,7 +864,18 @@ impl Session {
                         DataEndpoint::Active(addr) => Data::Active(*addr),
                     };
                 }
+                let mlsd = matches!(
+                    run.action,
+                    Action::Transfer {
+                        kind: TransferKind::List { format: ListFormat::Facts { .. }, .. },
+                        ..
+                    }
+                );
                 match err {
+                    // RFC 3659 §7.2: MLSD of something that is not a directory is a 501.
+                    TransferError::Fs(FsError::NotADirectory) if mlsd => {
+                        self.reply(501, "MLSD needs a directory; use MLST for a file.")
+                    }
                     TransferError::DataConnection => self.reply(425, "Failed to establish data connection."),
                     TransferError::Aborted => self.reply(426, "Connection closed; transfer aborted."),
                     TransferError::Local => self.reply(451, "Local error in processing."),
@@ -956,6 +988,7 @@ impl Session {
             FsError::NoSpace => self.reply(552, "Exceeded storage allocation."),
             FsError::InvalidName => self.reply(553, "File name not allowed."),
             FsError::Other => self.reply(451, "Local error in processing."),
+            FsError::BadRestart => self.reply(554, "Requested action not taken: invalid REST parameter."),
             FsError::NotFound => self.reply(550, "No such file or directory."),
             FsError::PermissionDenied => self.reply(550, "Permission denied."),
             FsError::Exists => self.reply(550, "File exists."),
