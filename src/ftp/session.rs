@@ -466,7 +466,13 @@ impl Session {
                 self.reply(200, text);
             }
             Command::Host(name) => self.cmd_host(name),
-            Command::Abor => self.reply(226, "No transfer to abort."),
+            Command::Abor => {
+                // RFC 959 §4.1.3 ABOR with nothing running: close the data connection, 226.
+                if std::mem::replace(&mut self.data, Data::None) == Data::Passive {
+                    self.event(Event::ClosePassive);
+                }
+                self.reply(226, "No transfer to abort.")
+            }
         }
     }
 

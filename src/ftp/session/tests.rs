@@ -1093,6 +1093,11 @@ fn abor_with_nothing_running() {
     let mut c = Client::new();
     c.login_anonymous();
     assert_eq!(replies(&c.send("ABOR\r\n")), "226 No transfer to abort.\r\n");
+    // RFC 959 §4.1.3: an open data connection is closed; the next transfer needs a new one.
+    c.passive();
+    let outs = c.send("ABOR\r\n");
+    assert_eq!((codes(&outs), events(&outs)), (vec![226], vec![Event::ClosePassive]));
+    assert_eq!(codes(&c.send("RETR f\r\n")), [425]);
 }
 
 #[test]
