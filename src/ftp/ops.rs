@@ -107,13 +107,6 @@ pub enum Action {
         /// Path to stat.
         path: VirtualPath,
     },
-    /// Stat a regular file and count the bytes a TYPE A download of it sends (each bare LF
-    /// becomes CRLF) -> `OpResult::Stat` with that count as the size. For SIZE in ASCII mode
-    /// (RFC 3659 §4); the session asks only for files it has seen are small.
-    AsciiSize {
-        /// File to count.
-        path: VirtualPath,
-    },
     /// Read a directory's entries (or the one entry of a file) -> `OpResult::Entries`.
     ReadDir {
         /// Directory to read.

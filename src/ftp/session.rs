@@ -26,9 +26,6 @@ const MAX_QUEUED_LINES: usize = 32;
 /// How many STOU names are tried before giving up.
 const STOU_ATTEMPTS: u32 = 100;
 
-/// Largest file whose TYPE A size SIZE counts: the count reads the whole file on the worker.
-const ASCII_SIZE_MAX: u64 = 16 << 20;
-
 /// Login state (RFC 959 §5.4: USER -> 331 -> PASS -> 230).
 #[derive(Debug, Clone)]
 enum Auth {
@@ -53,10 +50,7 @@ enum Data {
 enum Op {
     Login(Account),
     Cwd(VirtualPath),
-    /// SIZE; in TYPE A `ascii` holds the path until the converted size is counted.
-    Size {
-        ascii: Option<VirtualPath>,
-    },
+    Size,
     Mdtm,
     Mlst(VirtualPath),
     Rnfr(VirtualPath),
@@ -425,9 +419,11 @@ impl Session {
             }
             Command::Size(arg) => {
                 if let Some(path) = self.checked_path(&arg, Permission::Read, "SIZE") {
-                    // RFC 3659 §4: the size is what a transfer in the current TYPE would send.
-                    let ascii = (self.ttype == TransferType::Ascii).then(|| path.clone());
-                    self.start_op(Action::Stat { path }, Op::Size { ascii });
+                    // The file's length in either TYPE, as vsftpd and Pure-FTPd answer. RFC 3659
+                    // §4 asks for the TYPE A count, but clients ask in the default TYPE A and
+                    // use the answer as a byte count (Python ftplib's size() sends no TYPE I),
+                    // and counting would read the whole file on the worker.
+                    self.start_op(Action::Stat { path }, Op::Size);
                 }
             }
             Command::Mdtm(arg) => {
@@ -729,17 +725,10 @@ impl Session {
                 self.reply(250, "Directory successfully changed.");
             }
             (Op::Cwd(_), OpResult::Stat(_)) => self.reply(550, "Failed to change directory."),
-            (Op::Size { ascii: Some(path) }, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
-                if meta.size > ASCII_SIZE_MAX {
-                    // As ProFTPD: counting would read the whole file; binary size is exact.
-                    return self.reply(550, "SIZE not available in ASCII mode for this file; use TYPE I.");
-                }
-                self.start_op(Action::AsciiSize { path }, Op::Size { ascii: None });
-            }
-            (Op::Size { .. }, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
+            (Op::Size, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
                 self.reply(213, meta.size.to_string())
             }
-            (Op::Size { .. }, OpResult::Stat(_)) => self.reply(550, "Could not get file size."),
+            (Op::Size, OpResult::Stat(_)) => self.reply(550, "Could not get file size."),
             (Op::Mdtm, OpResult::Stat(Ok(meta))) if meta.kind == FileKind::File => {
                 self.reply(213, listing::time_val(meta.mtime))
             }

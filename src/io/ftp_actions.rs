@@ -98,28 +98,6 @@ pub fn read_dir(root: &Root, path: &VirtualPath, hidden: bool) -> Result<Vec<Fil
         .collect())
 }
 
-/// `path`'s metadata with the size a TYPE A download sends: one more byte per LF that no CR
-/// precedes, as the transfer's CRLF conversion counts them.
-fn ascii_size(root: &Root, path: &VirtualPath) -> io::Result<FileMeta> {
-    use std::io::Read;
-    let (fd, meta) = root.open_read(rel(path))?;
-    let mut file = std::fs::File::from(fd);
-    let (mut buf, mut size, mut prev_cr) = (vec![0u8; 64 * 1024], 0u64, false);
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        for &b in &buf[..n] {
-            size += if b == b'\n' && !prev_cr { 2 } else { 1 };
-            prev_cr = b == b'\r';
-        }
-    }
-    Ok(FileMeta { size, ..stat_meta(path, &meta) })
-}
-
 /// Carries out a metadata action; `None` for actions this module does not handle
 /// (passwords, passive listeners, transfers).
 pub fn run(root: &Root, action: &Action) -> Option<OpResult> {
@@ -128,7 +106,6 @@ pub fn run(root: &Root, action: &Action) -> Option<OpResult> {
         Action::Stat { path } => {
             Some(OpResult::Stat(root.stat(rel(path)).map(|m| stat_meta(path, &m)).map_err(|e| fs_error(&e))))
         }
-        Action::AsciiSize { path } => Some(OpResult::Stat(ascii_size(root, path).map_err(|e| fs_error(&e)))),
         Action::ReadDir { path } => {
             Some(OpResult::Entries { entries: read_dir(root, path, true), now_unix: now_unix() })
         }
@@ -147,7 +124,7 @@ pub fn run(root: &Root, action: &Action) -> Option<OpResult> {
 pub fn without_root(action: &Action) -> OpResult {
     let denied = FsError::PermissionDenied;
     match action {
-        Action::Stat { .. } | Action::AsciiSize { .. } => OpResult::Stat(Err(denied)),
+        Action::Stat { .. } => OpResult::Stat(Err(denied)),
         Action::ReadDir { .. } => OpResult::Entries { entries: Err(denied), now_unix: now_unix() },
         _ => OpResult::Done(Err(denied)),
     }
@@ -174,13 +151,6 @@ mod tests {
         let a = VirtualPath::root().join(b"a").unwrap();
         match run(&root, &Action::Stat { path: a }) {
             Some(OpResult::Stat(Ok(m))) => assert_eq!((m.name, m.size), (b"a".to_vec(), 5)),
-            other => panic!("{other:?}"),
-        }
-        // TYPE A size: bare LFs count twice, a CRLF already there once.
-        std::fs::write(dir.path().join("t"), b"a\nb\r\nc\n").unwrap();
-        let t = VirtualPath::root().join(b"t").unwrap();
-        match run(&root, &Action::AsciiSize { path: t }) {
-            Some(OpResult::Stat(Ok(m))) => assert_eq!(m.size, 9),
             other => panic!("{other:?}"),
         }
     }

@@ -585,22 +585,14 @@ fn size_mdtm_mfmt() {
 }
 
 #[test]
-fn size_in_ascii_mode_counts_the_crlf_bytes() {
-    // RFC 3659 §4: SIZE is what a transfer in the current TYPE sends; TYPE A turns LF into CRLF.
+fn size_is_the_file_length_in_either_type() {
+    // As vsftpd: clients ask in the default TYPE A and take the answer as a byte count.
     let mut c = Client::new();
     c.login("alice");
     let (t, a) = c.action("SIZE notes.txt\r\n");
     assert_eq!(a, Action::Stat { path: vp("/notes.txt") });
     let outs = c.complete(t, OpResult::Stat(Ok(file("notes.txt", FileKind::File, 100))));
-    assert_eq!(replies(&outs), "");
-    let (t, a) = one(actions(&outs));
-    assert_eq!(a, Action::AsciiSize { path: vp("/notes.txt") });
-    let counted = c.complete(t, OpResult::Stat(Ok(file("notes.txt", FileKind::File, 110))));
-    assert_eq!(replies(&counted), "213 110\r\n");
-    // Too big to count on the worker: 550 naming the way out, as ProFTPD does.
-    let (t, _) = c.action("SIZE big.iso\r\n");
-    let outs = c.complete(t, OpResult::Stat(Ok(file("big.iso", FileKind::File, ASCII_SIZE_MAX + 1))));
-    assert_eq!(replies(&outs), "550 SIZE not available in ASCII mode for this file; use TYPE I.\r\n");
+    assert_eq!(replies(&outs), "213 100\r\n");
     // Directories and missing files stay 550 without counting anything.
     let (t, _) = c.action("SIZE pub\r\n");
     assert_eq!(codes(&c.complete(t, OpResult::Stat(Ok(file("pub", FileKind::Dir, 4096))))), [550]);
