@@ -169,6 +169,26 @@ impl Command {
         matches!(self, Command::Abor | Command::Stat(None) | Command::Quit)
     }
 
+    /// Commands after which a REST offset still applies to the next transfer: the transfer
+    /// commands themselves, REST, and the data-connection and TYPE set-up clients put between.
+    pub fn keeps_restart_offset(&self) -> bool {
+        matches!(
+            self,
+            Command::Rest(_)
+                | Command::Retr(_)
+                | Command::Stor(_)
+                | Command::Appe(_)
+                | Command::Stou(_)
+                | Command::Port(_)
+                | Command::Eprt(_)
+                | Command::Pasv
+                | Command::Epsv(_)
+                | Command::Type(_)
+                | Command::Mode
+                | Command::Stru
+        )
+    }
+
     /// Commands allowed before login (RFC 959 §5.4 login sequence; RFC 7151 HOST).
     pub fn allowed_before_login(&self) -> bool {
         matches!(

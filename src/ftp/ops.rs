@@ -193,6 +193,9 @@ pub enum FsError {
     /// ENAMETOOLONG, EINVAL on a name.
     #[error("invalid file name")]
     InvalidName,
+    /// A REST offset past the end of the file (RFC 3659 §5: 554).
+    #[error("restart offset beyond the end of the file")]
+    BadRestart,
     /// Anything else (EIO, ...).
     #[error("local error")]
     Other,

@@ -325,9 +325,15 @@ impl Session {
             Err(e) => {
                 tracing::debug!(error = %e, "command refused");
                 self.rnfr = None;
+                self.rest = 0;
                 return self.push_reply(e.reply());
             }
         };
+        // RFC 3659 §5: REST applies to the transfer command right after it; clients set up
+        // the data connection and TYPE in between, anything else drops the offset.
+        if !cmd.keeps_restart_offset() {
+            self.rest = 0;
+        }
         // RFC 959 §4.1.3: RNTO must immediately follow RNFR.
         let rnfr = self.rnfr.take();
         if self.account().is_none() && !cmd.allowed_before_login() {
@@ -413,6 +419,10 @@ impl Session {
             }
             Command::Size(arg) => {
                 if let Some(path) = self.checked_path(&arg, Permission::Read, "SIZE") {
+                    // The file's length in either TYPE, as vsftpd and Pure-FTPd answer. RFC 3659
+                    // §4 asks for the TYPE A count, but clients ask in the default TYPE A and
+                    // use the answer as a byte count (Python ftplib's size() sends no TYPE I),
+                    // and counting would read the whole file on the worker.
                     self.start_op(Action::Stat { path }, Op::Size);
                 }
             }
@@ -452,7 +462,13 @@ impl Session {
                 self.reply(200, text);
             }
             Command::Host(name) => self.cmd_host(name),
-            Command::Abor => self.reply(226, "No transfer to abort."),
+            Command::Abor => {
+                // RFC 959 §4.1.3 ABOR with nothing running: close the data connection, 226.
+                if std::mem::replace(&mut self.data, Data::None) == Data::Passive {
+                    self.event(Event::ClosePassive);
+                }
+                self.reply(226, "No transfer to abort.")
+            }
         }
     }
 
@@ -843,7 +859,18 @@ impl Session {
                         DataEndpoint::Active(addr) => Data::Active(*addr),
                     };
                 }
+                let mlsd = matches!(
+                    run.action,
+                    Action::Transfer {
+                        kind: TransferKind::List { format: ListFormat::Facts { .. }, .. },
+                        ..
+                    }
+                );
                 match err {
+                    // RFC 3659 §7.2: MLSD of something that is not a directory is a 501.
+                    TransferError::Fs(FsError::NotADirectory) if mlsd => {
+                        self.reply(501, "MLSD needs a directory; use MLST for a file.")
+                    }
                     TransferError::DataConnection => self.reply(425, "Failed to establish data connection."),
                     TransferError::Aborted => self.reply(426, "Connection closed; transfer aborted."),
                     TransferError::Local => self.reply(451, "Local error in processing."),
@@ -956,6 +983,7 @@ impl Session {
             FsError::NoSpace => self.reply(552, "Exceeded storage allocation."),
             FsError::InvalidName => self.reply(553, "File name not allowed."),
             FsError::Other => self.reply(451, "Local error in processing."),
+            FsError::BadRestart => self.reply(554, "Requested action not taken: invalid REST parameter."),
             FsError::NotFound => self.reply(550, "No such file or directory."),
             FsError::PermissionDenied => self.reply(550, "Permission denied."),
             FsError::Exists => self.reply(550, "File exists."),

@@ -12,6 +12,7 @@ use super::worker::WorkerContext;
 use super::zerocopy::{self, DataConn, TransferLimits};
 use crate::fs::{Root, UploadTarget, WriteMode};
 use crate::ftp::FtpSettings;
+use crate::ftp::ListFormat;
 use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::{AccessMode, Direction, XferRecord};
@@ -73,7 +74,10 @@ pub fn prepare(
 ) -> Result<Source, FsError> {
     match kind {
         TransferKind::Retr { path, offset, ascii } => {
-            let (file, _) = root.open_read(rel(path)).map_err(|e| fs_error(&e))?;
+            let (file, meta) = root.open_read(rel(path)).map_err(|e| fs_error(&e))?;
+            if *offset > meta.len() {
+                return Err(FsError::BadRestart);
+            }
             Ok(Source::Retr { file: Rc::new(file), offset: *offset, ascii: *ascii })
         }
         TransferKind::Stor { path, mode, offset, ascii } => {
@@ -93,6 +97,12 @@ pub fn prepare(
             Ok(Source::Stor { target, offset, ascii: *ascii })
         }
         TransferKind::List { path, format, hidden } => {
+            // MLSD lists directories only; LIST and NLST also show a single file, as `ls`.
+            if matches!(format, ListFormat::Facts { .. })
+                && !root.stat(rel(path)).map_err(|e| fs_error(&e))?.is_dir()
+            {
+                return Err(FsError::NotADirectory);
+            }
             let entries = ftp_actions::read_dir(root, path, *hidden)?;
             Ok(Source::List(format.render_all(&entries, ftp_actions::now_unix())))
         }

@@ -27,6 +27,9 @@ assert open(os.path.join(up, name), "rb").read() == data
 facts = dict(f.mlsd())
 assert facts[name]["type"] == "file" and int(facts[name]["size"]) == len(data), facts[name]
 assert "modify" in facts[name] and "perm" in facts[name] and "unique" in facts[name], facts[name]
+# SIZE is the file's length in either TYPE (as vsftpd): mlsd() left TYPE A.
+assert f.size(name) == len(data)
+f.voidcmd("TYPE I")
 assert f.size(name) == len(data)
 assert f.sendcmd("MDTM " + name).startswith("213 ")
 r = f.sendcmd("MFMT 20200102030405 " + name)

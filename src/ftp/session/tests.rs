@@ -567,6 +567,7 @@ fn rename_needs_permission() {
 fn size_mdtm_mfmt() {
     let mut c = Client::new();
     c.login("alice");
+    assert_eq!(codes(&c.send("TYPE I\r\n")), [200]);
     let (t, a) = c.action("SIZE f.bin\r\n");
     assert_eq!(a, Action::Stat { path: vp("/f.bin") });
     assert_eq!(
@@ -581,6 +582,24 @@ fn size_mdtm_mfmt() {
     let (t, a) = c.action("MFMT 20240229123456 f.bin\r\n");
     assert_eq!(a, Action::SetMtime { path: vp("/f.bin"), mtime: 1_709_210_096 });
     assert_eq!(replies(&c.complete(t, OpResult::Done(Ok(())))), "213 Modify=20240229123456; /f.bin\r\n");
+}
+
+#[test]
+fn size_is_the_file_length_in_either_type() {
+    // As vsftpd: clients ask in the default TYPE A and take the answer as a byte count.
+    let mut c = Client::new();
+    c.login("alice");
+    let (t, a) = c.action("SIZE notes.txt\r\n");
+    assert_eq!(a, Action::Stat { path: vp("/notes.txt") });
+    let outs = c.complete(t, OpResult::Stat(Ok(file("notes.txt", FileKind::File, 100))));
+    assert_eq!(replies(&outs), "213 100\r\n");
+    // Directories and missing files stay 550 without counting anything.
+    let (t, _) = c.action("SIZE pub\r\n");
+    assert_eq!(codes(&c.complete(t, OpResult::Stat(Ok(file("pub", FileKind::Dir, 4096))))), [550]);
+    let (t, _) = c.action("MDTM nope\r\n");
+    assert_eq!(codes(&c.complete(t, OpResult::Stat(Err(FsError::NotFound)))), [550]);
+    let (t, _) = c.action("MDTM pub\r\n");
+    assert_eq!(codes(&c.complete(t, OpResult::Stat(Ok(file("pub", FileKind::Dir, 4096))))), [550]);
 }
 
 #[test]
@@ -800,6 +819,148 @@ fn retr_with_rest_then_offset_resets() {
 }
 
 #[test]
+fn rest_is_dropped_by_commands_other_than_transfer_setup() {
+    // RFC 3659 §5: REST must come right before the transfer; PASV/PORT/TYPE may sit between.
+    let mut c = Client::new();
+    c.login_anonymous();
+    let retr_offset = |c: &mut Client| {
+        c.passive();
+        let (t, a) = c.action("RETR f\r\n");
+        c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::DataConnection)));
+        match a {
+            Action::Transfer { kind: TransferKind::Retr { offset, .. }, .. } => offset,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(codes(&c.send("REST 100\r\nTYPE I\r\n")), [350, 200]);
+    assert_eq!(retr_offset(&mut c), 100, "PASV and TYPE keep the offset");
+    for between in ["NOOP", "PWD", "XYZZY", "SYST"] {
+        assert_eq!(codes(&c.send(&format!("REST 100\r\n{between}\r\n")))[0], 350);
+        assert_eq!(retr_offset(&mut c), 0, "{between} drops the offset");
+    }
+    // A listing does not consume it for a later RETR either.
+    c.send("REST 100\r\n");
+    c.passive();
+    let (t, _) = c.action("NLST\r\n");
+    c.complete(t, OpResult::Transfer(TransferEvent::Finished { bytes: 0 }));
+    assert_eq!(retr_offset(&mut c), 0);
+}
+
+#[test]
+fn rest_beyond_the_end_of_the_file_is_554() {
+    // RFC 3659 §5: the transfer command after an impossible REST answers 554.
+    let mut c = Client::new();
+    c.login_anonymous();
+    c.send("REST 999999\r\n");
+    c.passive();
+    let (t, _) = c.action("RETR small.txt\r\n");
+    let outs =
+        c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::BadRestart))));
+    assert_eq!(replies(&outs), "554 Requested action not taken: invalid REST parameter.\r\n");
+    // Nothing touched the data connection: the PASV still holds, and the offset is gone.
+    let (_, a) = c.action("RETR small.txt\r\n");
+    assert!(matches!(a, Action::Transfer { kind: TransferKind::Retr { offset: 0, .. }, .. }), "{a:?}");
+}
+
+#[test]
+fn mlsd_of_a_file_is_501_list_of_a_missing_path_550() {
+    // RFC 3659 §7.2: MLSD names a directory; LIST of a file lists it (RFC 959 §4.1.3).
+    let mut c = Client::new();
+    c.login_anonymous();
+    c.passive();
+    let (t, _) = c.action("MLSD hello.txt\r\n");
+    let failed = OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::NotADirectory)));
+    assert_eq!(codes(&c.complete(t, failed.clone())), [501]);
+    let (t, _) = c.action("LIST nope\r\n");
+    let missing = OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::NotFound)));
+    assert_eq!(codes(&c.complete(t, missing)), [550]);
+}
+
+#[test]
+fn malformed_arguments_get_501_unsupported_values_504() {
+    // RFC 959 §4.2: 501 syntax error in arguments, 504 parameter not implemented;
+    // RFC 2428 §2: 522 for a network protocol the server does not support.
+    let mut c = Client::new();
+    c.login_anonymous();
+    let cases = [
+        ("PORT 127,0,0,1,4", 501),
+        ("PORT 127,0,0,1,4,1,9", 501),
+        ("PORT 127,0,0,256,4,1", 501),
+        ("PORT 127,0,0,1,4,x", 501),
+        ("PORT", 501),
+        ("EPRT |3|1.2.3.4|5000|", 522),
+        ("EPRT |1|1.2.3.4|5000", 501),
+        ("EPRT |1|300.2.3.4|5000|", 501),
+        ("EPRT |1|1.2.3.4|70000|", 501),
+        ("EPRT", 501),
+        ("EPSV 9", 522),
+        ("EPSV x", 501),
+        ("MODE", 501),
+        ("MODE X", 501),
+        ("MODE C", 504),
+        ("STRU", 501),
+        ("STRU P", 504),
+        ("TYPE", 501),
+        ("TYPE E", 504),
+        ("TYPE L 7", 504),
+        ("TYPE I I", 501),
+        ("REST -1", 501),
+        ("REST x", 501),
+        ("RETR", 501),
+        ("CWD", 501),
+        ("MKD", 501),
+        ("RNFR", 501),
+        ("SIZE", 501),
+        ("OPTS", 501),
+        ("OPTS FOO BAR", 501),
+    ];
+    for (line, code) in cases {
+        assert_eq!(codes(&c.send(&format!("{line}\r\n"))), [code], "{line}");
+    }
+}
+
+#[test]
+fn line_quirks_lower_case_trailing_blanks_bare_lf_empty() {
+    let mut c = Client::new();
+    assert_eq!(codes(&c.send("user anonymous \r\n")), [331]);
+    assert_eq!(codes(&c.send("pass x\n")), [230]);
+    assert_eq!(replies(&c.send("type i  \r\n")), "200 Switching to Binary mode.\r\n");
+    assert_eq!(codes(&c.send("\r\n\n")), [500, 500]);
+    assert_eq!(codes(&c.send("NoOp\r\n")), [200]);
+    // A NUL in a path is an LF (RFC 959 Appendix II), never the end of the name.
+    let (_, a) = c.action("SIZE secret\0.txt\r\n");
+    assert_eq!(a, Action::Stat { path: vp("/secret\n.txt") });
+}
+
+#[test]
+fn pwd_doubles_quotes_in_directory_names() {
+    // RFC 959 Appendix II: an embedded `"` is doubled in the 257 reply.
+    let mut c = Client::new();
+    c.login_anonymous();
+    let (t, _) = c.action("CWD say \"hi\"\r\n");
+    assert_eq!(codes(&c.complete(t, OpResult::Stat(Ok(file("say \"hi\"", FileKind::Dir, 0))))), [250]);
+    assert_eq!(replies(&c.send("PWD\r\n")), "257 \"/say \"\"hi\"\"\" is the current directory\r\n");
+}
+
+#[test]
+fn anonymous_may_not_change_the_tree() {
+    let mut c = Client::new();
+    c.login_anonymous();
+    for line in [
+        "DELE hello.txt",
+        "RMD pub",
+        "MKD new",
+        "RNFR hello.txt",
+        "STOR x",
+        "APPE x",
+        "STOU",
+        "SITE CHMOD 777 x",
+    ] {
+        assert_eq!(codes(&c.send(&format!("{line}\r\n"))), [550], "{line}");
+    }
+}
+
+#[test]
 fn ascii_type_is_passed_on() {
     let mut c = Client::new();
     c.login("alice");
@@ -924,6 +1085,11 @@ fn abor_with_nothing_running() {
     let mut c = Client::new();
     c.login_anonymous();
     assert_eq!(replies(&c.send("ABOR\r\n")), "226 No transfer to abort.\r\n");
+    // RFC 959 §4.1.3: an open data connection is closed; the next transfer needs a new one.
+    c.passive();
+    let outs = c.send("ABOR\r\n");
+    assert_eq!((codes(&outs), events(&outs)), (vec![226], vec![Event::ClosePassive]));
+    assert_eq!(codes(&c.send("RETR f\r\n")), [425]);
 }
 
 #[test]
