@@ -3,7 +3,7 @@
 //! io layer's `openat2(RESOLVE_IN_ROOT)` is the real confinement, this is the logical check.
 
 use super::options::{Direction, RequestedOptions};
-use super::wire::{ErrorCode, Opcode, Repr, WireError};
+use super::wire::{ErrorCode, Opcode, Packet, Repr, WireError};
 use super::Refusal;
 use ipnet::IpNet;
 use std::ffi::OsStr;
@@ -76,20 +76,35 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Refusal> {
     let (direction, filename, mode, options) = match Repr::parse_bytes(bytes) {
         Ok(Repr::Rrq { filename, mode, options }) => (Direction::Read, filename, mode, options),
         Ok(Repr::Wrq { filename, mode, options }) => (Direction::Write, filename, mode, options),
-        // RFC 1350 §5: only RRQ and WRQ open a transfer.
+        // RFC 1350 §5: only RRQ and WRQ open a transfer, whatever the rest of the packet
+        // holds (a stray OACK with a broken option list is still ERROR 4, not ERROR 8).
         Ok(_) => return Err(refuse(ErrorCode::IllegalOperation, "expected RRQ or WRQ")),
-        // RFC 2347: a malformed option list ends the request with ERROR 8.
-        Err(WireError::BadOption) => {
-            return Err(refuse(ErrorCode::OptionNegotiation, "malformed option list"))
+        Err(_) if !is_request(bytes) => {
+            return Err(refuse(ErrorCode::IllegalOperation, "expected RRQ or WRQ"))
         }
-        Err(WireError::TooManyOptions) => {
-            return Err(refuse(ErrorCode::OptionNegotiation, "too many options"))
+        // RFC 2347: a malformed option list ends the request with ERROR 8, once the mode
+        // (checked first, as RFC 1350 servers do) is known to be good.
+        Err(e @ (WireError::BadOption | WireError::TooManyOptions)) => {
+            parse_mode(mode_of(bytes))?;
+            let message =
+                if e == WireError::BadOption { "malformed option list" } else { "too many options" };
+            return Err(refuse(ErrorCode::OptionNegotiation, message));
         }
         Err(_) => return Err(refuse(ErrorCode::IllegalOperation, "malformed request")),
     };
     let mode = parse_mode(mode)?;
     let path = normalize_path(filename)?;
     Ok(Request { direction, path, mode, options: RequestedOptions::from_list(&options) })
+}
+
+/// True when the opcode is RRQ or WRQ, however malformed the rest.
+fn is_request(bytes: &[u8]) -> bool {
+    matches!(Packet::new_unchecked(bytes).opcode(), Some(Opcode::Rrq | Opcode::Wrq))
+}
+
+/// The mode string of a request whose option list did not parse (empty when absent).
+fn mode_of(bytes: &[u8]) -> &[u8] {
+    bytes.get(2..).unwrap_or(&[]).split(|&b| b == 0).nth(1).unwrap_or(&[])
 }
 
 /// Mode names compare ignoring case (RFC 1350 §5).
@@ -229,6 +244,47 @@ mod tests {
         );
         assert_eq!(parse_request(b"\x00\x04\x00\x01").unwrap_err().code, ErrorCode::IllegalOperation);
         assert_eq!(parse_request(b"\x00\x01f").unwrap_err().code, ErrorCode::IllegalOperation);
+    }
+
+    #[test]
+    fn every_malformed_or_non_request_packet_is_error_4() {
+        let code = |b: &[u8]| parse_request(b).unwrap_err().code;
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\x00",
+            b"\x00\x01",
+            // No NUL after the file name, then none after the mode.
+            b"\x00\x01file",
+            b"\x00\x02file\x00octet",
+            // Unknown opcodes, DATA, ACK, OACK (even one with a broken option list).
+            b"\x00\x00f\x00octet\x00",
+            b"\x00\x07f\x00octet\x00",
+            b"\xff\xfff\x00octet\x00",
+            b"\x00\x03\x00\x01data",
+            b"\x00\x03",
+            b"\x00\x04\x00",
+            b"\x00\x06blksize\x00512\x00",
+            b"\x00\x06blksize\x00",
+            // A NUL inside the name makes the rest the mode: "le" is no mode.
+            b"\x00\x01fi\x00le\x00octet\x00",
+        ];
+        for bytes in cases {
+            assert_eq!(code(bytes), ErrorCode::IllegalOperation, "{bytes:?}");
+        }
+        // RFC 2347: a request is at most 512 octets.
+        let long = [b"\x00\x01".as_slice(), &[b'a'; 600], b"\x00octet\x00"].concat();
+        assert_eq!(code(&long), ErrorCode::IllegalOperation);
+        let name = "n".repeat(500);
+        assert!(parse_request(&rrq(name.as_bytes(), b"octet")).is_ok(), "509 octets are still a request");
+    }
+
+    #[test]
+    fn options_and_modes_in_any_case() {
+        let req = [b"\x00\x01f\x00OcTeT\x00BLKSIZE\x001024\x00TSize\x000\x00".as_slice()].concat();
+        let r = parse_request(&req).unwrap();
+        assert_eq!(r.mode, Mode::Octet);
+        let n = crate::tftp::negotiate(Direction::Read, &r.options, &Default::default(), Some(9)).unwrap();
+        assert_eq!((n.values.blksize, n.values.tsize), (1024, Some(9)));
     }
 
     #[test]
