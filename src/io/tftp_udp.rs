@@ -261,9 +261,12 @@ fn clear_nonblock(file: &OwnedFd) {
 /// The ERROR for a failed open (RFC 1350 §5 codes).
 fn open_refusal(e: &io::Error) -> Refusal {
     match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR | libc::EISDIR | libc::EINVAL) => {
-            Refusal::new(ErrorCode::FileNotFound, "file not found")
-        }
+        Some(libc::ENOENT | libc::ENOTDIR) => Refusal::new(ErrorCode::FileNotFound, "file not found"),
+        // Still ERROR 1 (there is no file to send), with a message that says why.
+        Some(libc::EISDIR) => Refusal::new(ErrorCode::FileNotFound, "is a directory"),
+        Some(libc::EINVAL) => Refusal::new(ErrorCode::FileNotFound, "not a regular file"),
+        // No name that long can exist; tftp-hpa answers ERROR 0 here, which says less.
+        Some(libc::ENAMETOOLONG) => Refusal::new(ErrorCode::FileNotFound, "file name too long"),
         Some(libc::EEXIST) => Refusal::new(ErrorCode::FileExists, "file already exists"),
         Some(libc::ENOSPC | libc::EDQUOT) => {
             Refusal::new(ErrorCode::DiskFull, "disk full or allocation exceeded")
