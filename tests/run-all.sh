@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Ferry's whole test suite on a fresh Debian machine: installs the real clients the
-# end-to-end tests drive (curl, lftp, tftp-hpa, atftp, Python), then runs every test.
+# end-to-end tests drive (curl, lftp, tftp-hpa, atftp, busybox, Python), then runs every test.
 # Run as root (privilege-drop, port-20 binder and network-namespace tests need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v lftp >/dev/null || need_pkgs+=(lftp)
 command -v tftp >/dev/null || need_pkgs+=(tftp-hpa)
 command -v atftp >/dev/null || need_pkgs+=(atftp)
+command -v busybox >/dev/null || need_pkgs+=(busybox)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v tc >/dev/null || need_pkgs+=(iproute2)
