@@ -144,6 +144,12 @@ impl TftpWorker {
             debug!(%peer, "ERROR packet on the request port ignored");
             return;
         }
+        // Every worker's member of the port got its own copy of a broadcast request: one
+        // worker, the same for a given client in all of them, answers it.
+        if r.broadcast && !self.answers_broadcast_from(peer) {
+            debug!(%peer, "broadcast request left to another worker");
+            return;
+        }
         // Replies leave from the address the request was sent to (multi-homed hosts).
         let local = r
             .local
@@ -166,6 +172,15 @@ impl TftpWorker {
                 }
             }
         }
+    }
+
+    /// True when this worker is the one that answers a broadcast request from `peer`.
+    fn answers_broadcast_from(&self, peer: SocketAddr) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        // A hasher with fixed keys, so every worker computes the same number.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(peer);
+        let workers = self.ctx.shared.config.effective_workers().max(1) as u64;
+        hash % workers == self.ctx.id as u64
     }
 
     /// Decides about one request; `Ok(None)` means ignore it silently.
