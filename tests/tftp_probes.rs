@@ -171,6 +171,16 @@ fn netascii_read_is_encoded_and_tsize_counts_the_encoding() {
     let c = Raw::new(v4(&server));
     c.send(&request(1, "menu.txt", "NetASCII", &[("tsize", "0")]));
     assert_eq!(oack_options(&c.recv().0), vec![("tsize".into(), "17".into())]);
+    // A bare CR whose CR NUL straddles blocks 1 and 2: the NUL opens block 2.
+    let mut text = vec![b'a'; 511];
+    text.extend_from_slice(b"\rb\n");
+    std::fs::write(dir.path().join("edge.txt"), &text).unwrap();
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "edge.txt", "netascii", &[]));
+    let (p, tid) = c.recv();
+    assert_eq!(&p[4..][510..], b"a\r");
+    c.send_to(&ack(1), tid);
+    assert_eq!(&c.recv().0[4..], b"\0b\r\n");
     // Over netascii_max_bytes: refused, not converted.
     drop(server);
     let server = start_tftp(dir.path(), &[("FERRY_TFTP__NETASCII_MAX_BYTES", "4")]);
