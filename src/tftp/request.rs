@@ -2,8 +2,8 @@
 //! Checks mode, filename shape and the client's address against the operator's lists; the
 //! io layer's `openat2(RESOLVE_IN_ROOT)` is the real confinement, this is the logical check.
 
-use super::options::{Direction, RequestedOptions};
-use super::wire::{ErrorCode, Opcode, Packet, Repr, WireError};
+use super::options::{is_known_option, Direction, RequestedOptions};
+use super::wire::{ErrorCode, Opcode, OptionList, Packet, Repr, WireError};
 use super::Refusal;
 use ipnet::IpNet;
 use std::ffi::OsStr;
@@ -82,19 +82,47 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Refusal> {
         Err(_) if !is_request(bytes) => {
             return Err(refuse(ErrorCode::IllegalOperation, "expected RRQ or WRQ"))
         }
-        // RFC 2347: a malformed option list ends the request with ERROR 8, once the mode
-        // (checked first, as RFC 1350 servers do) is known to be good.
-        Err(e @ (WireError::BadOption | WireError::TooManyOptions)) => {
+        // RFC 2347: unknown options are ignored however many or long they are; only a list
+        // that does not pair up ends the request with ERROR 8, once the mode (checked first,
+        // as RFC 1350 servers do) is known to be good.
+        Err(WireError::BadOption | WireError::TooManyOptions) => {
             parse_mode(mode_of(bytes))?;
-            let message =
-                if e == WireError::BadOption { "malformed option list" } else { "too many options" };
-            return Err(refuse(ErrorCode::OptionNegotiation, message));
+            known_options_only(bytes)
+                .ok_or_else(|| refuse(ErrorCode::OptionNegotiation, "malformed option list"))?
         }
         Err(_) => return Err(refuse(ErrorCode::IllegalOperation, "malformed request")),
     };
     let mode = parse_mode(mode)?;
     let path = normalize_path(filename)?;
     Ok(Request { direction, path, mode, options: RequestedOptions::from_list(&options) })
+}
+
+/// Re-reads a request whose option list exceeds the wire parser's bounds (more than
+/// `MAX_OPTIONS` pairs, or a string over `MAX_OPTION_LEN`), keeping only the options Ferry
+/// knows; `None` when the list does not pair up.
+fn known_options_only(bytes: &[u8]) -> Option<(Direction, &[u8], &[u8], OptionList<'_>)> {
+    let direction = match Packet::new_unchecked(bytes).opcode()? {
+        Opcode::Rrq => Direction::Read,
+        Opcode::Wrq => Direction::Write,
+        _ => return None,
+    };
+    // Every string ends with a NUL: without the last one, the pieces are the strings.
+    let mut parts = bytes.get(2..)?.strip_suffix(&[0])?.split(|&b| b == 0);
+    let (filename, mode) = (parts.next()?, parts.next()?);
+    let mut options = OptionList::new();
+    while let Some(name) = parts.next() {
+        if name.is_empty() {
+            // Trailing NUL padding (old clients) ends the list; nothing may follow it.
+            return parts.all(<[u8]>::is_empty).then_some((direction, filename, mode, options));
+        }
+        let value = parts.next()?;
+        if is_known_option(name) {
+            // A full list holds the first occurrences, the ones that count; an over-long
+            // value is no number and would be ignored anyway.
+            let _ = options.push(name, value);
+        }
+    }
+    Some((direction, filename, mode, options))
 }
 
 /// True when the opcode is RRQ or WRQ, however malformed the rest.
@@ -276,6 +304,26 @@ mod tests {
         assert_eq!(code(&long), ErrorCode::IllegalOperation);
         let name = "n".repeat(500);
         assert!(parse_request(&rrq(name.as_bytes(), b"octet")).is_ok(), "509 octets are still a request");
+    }
+
+    #[test]
+    fn unknown_options_are_ignored_however_many_or_long() {
+        let mut req = b"\x00\x01f\x00octet\x00".to_vec();
+        for i in 0..40 {
+            req.extend(format!("x{i}\x00y\x00").as_bytes());
+        }
+        req.extend(b"blksize\x001024\x00");
+        let r = parse_request(&req).unwrap();
+        let n = crate::tftp::negotiate(Direction::Read, &r.options, &Default::default(), Some(9)).unwrap();
+        assert_eq!(n.values.blksize, 1024, "a known option after 40 unknown ones still counts");
+        let long = [b"\x00\x01f\x00octet\x00x-vendor\x00".as_slice(), &[b'v'; 300], b"\x00tsize\x000\x00"];
+        let r = parse_request(&long.concat()).unwrap();
+        let n = crate::tftp::negotiate(Direction::Read, &r.options, &Default::default(), Some(9)).unwrap();
+        assert_eq!(n.values.tsize, Some(9));
+        // Padding after the list is fine; a name without its value is not.
+        assert!(parse_request(&[req.as_slice(), b"\x00\x00"].concat()).is_ok());
+        let dangling = [req.as_slice(), b"timeout\x00"].concat();
+        assert_eq!(parse_request(&dangling).unwrap_err().code, ErrorCode::OptionNegotiation);
     }
 
     #[test]
