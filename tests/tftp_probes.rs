@@ -309,6 +309,7 @@ fn malformed_and_refused_requests_get_one_error_with_the_rfc_code() {
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     let server = start_tftp(dir.path(), &[]);
     let long_request = [b"\x00\x01".as_slice(), &[b'a'; 600], b"\x00octet\x00"].concat();
+    let huge_request = [b"\x00\x01".as_slice(), &[b'a'; 3000], b"\x00octet\x00"].concat();
     let long_name = request(1, &"n".repeat(300), "octet", &[]);
     let cases: &[(&[u8], u16, &str)] = &[
         (b"\x00\x01f", 4, "no NUL after the file name"),
@@ -320,6 +321,7 @@ fn malformed_and_refused_requests_get_one_error_with_the_rfc_code() {
         (b"\x00\x06blksize\x00512\x00", 4, "OACK to the request port"),
         (b"\x00\x06blksize\x00", 4, "malformed OACK to the request port"),
         (&long_request, 4, "request over 512 octets"),
+        (&huge_request, 4, "request over the receive buffer"),
         (b"\x00\x01f\x00mail\x00", 4, "mail mode"),
         (b"\x00\x01f\x00binary\x00", 4, "unknown mode"),
         (b"\x00\x01fi\x00le\x00octet\x00", 4, "NUL inside the name"),

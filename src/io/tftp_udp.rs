@@ -201,7 +201,7 @@ impl TftpWorker {
             return Err(Refusal::busy());
         }
         if r.truncated {
-            return Err(Refusal::new(ErrorCode::IllegalOperation, "request too long"));
+            return Err(Refusal::new(ErrorCode::IllegalOperation, crate::tftp::request::REQUEST_TOO_LONG));
         }
         let rules = self.rules();
         let request = plan(peer.ip(), bytes, &rules.policy)?;

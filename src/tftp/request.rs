@@ -50,6 +50,9 @@ pub struct AccessPolicy {
     pub write_deny: Vec<IpNet>,
 }
 
+/// The message for a request over RFC 2347's 512 octets, however the io layer noticed.
+pub const REQUEST_TOO_LONG: &str = "request longer than 512 octets";
+
 fn refuse(code: ErrorCode, message: &'static str) -> Refusal {
     Refusal::new(code, message)
 }
@@ -90,6 +93,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Refusal> {
             known_options_only(bytes)
                 .ok_or_else(|| refuse(ErrorCode::OptionNegotiation, "malformed option list"))?
         }
+        Err(WireError::TooLong) => return Err(refuse(ErrorCode::IllegalOperation, REQUEST_TOO_LONG)),
         Err(_) => return Err(refuse(ErrorCode::IllegalOperation, "malformed request")),
     };
     let mode = parse_mode(mode)?;
