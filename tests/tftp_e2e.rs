@@ -1,5 +1,5 @@
-//! End-to-end TFTP downloads with real clients (tftp-hpa, atftp, curl) over IPv4 and IPv6
-//! loopback, byte-exact on random content, including block-number wrap-around.
+//! End-to-end TFTP transfers with real clients (tftp-hpa, atftp, curl, busybox) over IPv4
+//! and IPv6 loopback, byte-exact on random content, including block-number wrap-around.
 
 mod common;
 
@@ -111,4 +111,68 @@ fn raw_client_wraps_to_zero_at_window_one() {
     let (f, want) = Fixture::new(&[("wrap", 65_536 * 512 + 10)], &[]);
     let got = Raw::new(v4(&f.server)).get("wrap", "octet");
     assert!(got == want[0], "got {} bytes, expected {}", got.len(), want[0].len());
+}
+
+/// Runs `busybox tftp` with `args` then `127.0.0.1 PORT`.
+fn busybox_tftp(f: &Fixture, args: &[&str]) -> std::process::Output {
+    let mut args = [&["tftp"], args].concat();
+    args.extend(["127.0.0.1", &f.port]);
+    run_client(60, "busybox", &args)
+}
+
+#[test]
+fn busybox_gets_with_and_without_blksize() {
+    if !have("busybox") {
+        return;
+    }
+    // Not a block multiple, an exact multiple of 512 and of 1468, and an empty file.
+    let files = [("fw.bin", 1_000_001), ("x512", 512 * 40), ("x1468", 1468 * 30), ("empty", 0)];
+    let (f, want) = Fixture::new(&files, &[]);
+    for ((name, _), expected) in files.iter().zip(&want) {
+        for blksize in [None, Some("1468")] {
+            let out = f.out_path(&format!("{name}.{}", blksize.unwrap_or("512")));
+            let local = out.to_str().unwrap();
+            let mut args = vec!["-g", "-r", name, "-l", local];
+            if let Some(b) = blksize {
+                args.extend(["-b", b]);
+            }
+            let o = busybox_tftp(&f, &args);
+            assert_fetched(
+                &o,
+                &out,
+                expected,
+                &format!("busybox tftp {name} blksize {blksize:?}"),
+                &f.server,
+            );
+        }
+    }
+}
+
+#[test]
+fn busybox_puts_with_and_without_blksize() {
+    if !have("busybox") {
+        return;
+    }
+    let (f, _) = Fixture::new(&[], &[("FERRY_TFTP__WRITE__ENABLED", "true")]);
+    let up = upload_dir(f.dir.path(), "up");
+    let src = tempfile::tempdir().unwrap();
+    for (i, (len, blksize)) in
+        [(777_777, None), (1468 * 20, Some("1468")), (0, Some("1468"))].into_iter().enumerate()
+    {
+        let want = random_file(src.path(), &format!("in{i}"), len);
+        let local = src.path().join(format!("in{i}"));
+        let remote = format!("up/out{i}");
+        let mut args = vec!["-p", "-l", local.to_str().unwrap(), "-r", &remote];
+        if let Some(b) = blksize {
+            args.extend(["-b", b]);
+        }
+        let o = busybox_tftp(&f, &args);
+        assert_fetched(
+            &o,
+            &up.join(format!("out{i}")),
+            &want,
+            &format!("busybox put {len} blksize {blksize:?}"),
+            &f.server,
+        );
+    }
 }

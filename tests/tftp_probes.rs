@@ -1,6 +1,7 @@
 //! Protocol probes against a running Ferry with a raw UDP client: transfer IDs (RFC 1350 §4),
 //! the UEFI tsize probe, repeated requests, the amplification guard, busy and rate limits,
-//! path traversal, unknown options and netascii.
+//! path traversal, unknown options, netascii, malformed requests and their ERROR codes,
+//! client ERRORs, stray ACKs, oversized DATA, vanished clients and broadcast requests.
 
 mod common;
 
@@ -170,6 +171,16 @@ fn netascii_read_is_encoded_and_tsize_counts_the_encoding() {
     let c = Raw::new(v4(&server));
     c.send(&request(1, "menu.txt", "NetASCII", &[("tsize", "0")]));
     assert_eq!(oack_options(&c.recv().0), vec![("tsize".into(), "17".into())]);
+    // A bare CR whose CR NUL straddles blocks 1 and 2: the NUL opens block 2.
+    let mut text = vec![b'a'; 511];
+    text.extend_from_slice(b"\rb\n");
+    std::fs::write(dir.path().join("edge.txt"), &text).unwrap();
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "edge.txt", "netascii", &[]));
+    let (p, tid) = c.recv();
+    assert_eq!(&p[4..][510..], b"a\r");
+    c.send_to(&ack(1), tid);
+    assert_eq!(&c.recv().0[4..], b"\0b\r\n");
     // Over netascii_max_bytes: refused, not converted.
     drop(server);
     let server = start_tftp(dir.path(), &[("FERRY_TFTP__NETASCII_MAX_BYTES", "4")]);
@@ -283,4 +294,163 @@ fn a_boot_storm_of_simultaneous_requests_is_answered_without_retries() {
     }
     let missing = answered.iter().filter(|a| !**a).count();
     assert_eq!(missing, 0, "{missing} of 800 requests got no DATA 1 (dropped at the request port?)");
+}
+
+/// Asserts `p` is an ERROR `code` with a non-empty, NUL-terminated message (RFC 1350 §5).
+fn assert_error(p: &[u8], code: u16, what: &str) {
+    assert_eq!(error_of(p).map(|e| e.0), Some(code), "{what}: answered {p:?}");
+    assert!(p.len() > 5 && p.last() == Some(&0), "{what}: message missing or not NUL-terminated: {p:?}");
+}
+
+#[test]
+fn malformed_and_refused_requests_get_one_error_with_the_rfc_code() {
+    let dir = served_dir();
+    random_file(dir.path(), "f", 100);
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let server = start_tftp(dir.path(), &[]);
+    let long_request = [b"\x00\x01".as_slice(), &[b'a'; 600], b"\x00octet\x00"].concat();
+    let huge_request = [b"\x00\x01".as_slice(), &[b'a'; 3000], b"\x00octet\x00"].concat();
+    let long_name = request(1, &"n".repeat(300), "octet", &[]);
+    let cases: &[(&[u8], u16, &str)] = &[
+        (b"\x00\x01f", 4, "no NUL after the file name"),
+        (b"\x00\x01f\x00octet", 4, "no NUL after the mode"),
+        (b"\x00\x01", 4, "truncated request"),
+        (b"\x00", 4, "one byte"),
+        (b"\x00\x08f\x00octet\x00", 4, "unknown opcode"),
+        (b"\x00\x03\x00\x01data", 4, "DATA to the request port"),
+        (b"\x00\x06blksize\x00512\x00", 4, "OACK to the request port"),
+        (b"\x00\x06blksize\x00", 4, "malformed OACK to the request port"),
+        (&long_request, 4, "request over 512 octets"),
+        (&huge_request, 4, "request over the receive buffer"),
+        (b"\x00\x01f\x00mail\x00", 4, "mail mode"),
+        (b"\x00\x01f\x00binary\x00", 4, "unknown mode"),
+        (b"\x00\x01fi\x00le\x00octet\x00", 4, "NUL inside the name"),
+        (b"\x00\x01missing\x00octet\x00", 1, "missing file"),
+        (b"\x00\x01sub\x00octet\x00", 1, "directory"),
+        (&long_name, 1, "300-byte name"),
+        (b"\x00\x02f\x00octet\x00", 2, "WRQ with uploads disabled"),
+        (b"\x00\x01f\x00octet\x00blksize\x00", 8, "option without a value"),
+    ];
+    for (bytes, code, what) in cases {
+        let c = Raw::new(v4(&server));
+        c.send(bytes);
+        let (p, from) = c.recv();
+        assert_error(&p, *code, what);
+        assert_eq!(from, v4(&server), "{what}: a request refusal comes from the request port");
+        assert!(c.recv_within(Duration::from_millis(100)).is_none(), "{what}: more than one answer");
+    }
+    // Modes compare ignoring case.
+    for mode in ["OCTET", "NetAscii"] {
+        let c = Raw::new(v4(&server));
+        c.send(&request(1, "f", mode, &[]));
+        assert_eq!(opcode(&c.recv().0), 3, "mode {mode}");
+    }
+}
+
+#[test]
+fn a_client_error_at_any_point_frees_the_transfer_at_once() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 5000);
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    // Mid-transfer, and before the first ACK.
+    for acks in [2u16, 0] {
+        let c = Raw::new(v4(&server));
+        c.send(&request(1, "f", "octet", &[]));
+        let (mut p, tid) = c.recv();
+        for n in 1..=acks {
+            assert_eq!((opcode(&p), block(&p)), (3, n));
+            c.send_to(&ack(n), tid);
+            p = c.recv().0;
+        }
+        c.send_to(&error(0, "user cancelled"), tid);
+        assert!(c.recv_within(Duration::from_millis(200)).is_none(), "an ERROR is never answered");
+        let next = Raw::new(v4(&server));
+        assert_eq!(next.get("f", "octet"), want, "the only transfer slot was freed");
+    }
+}
+
+#[test]
+fn duplicate_and_future_acks_send_nothing() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 3000);
+    let server = start_tftp(dir.path(), &[]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "f", "octet", &[]));
+    let (p, tid) = c.recv();
+    let mut got = p[4..].to_vec();
+    c.send_to(&ack(1), tid);
+    let (p, _) = c.recv();
+    assert_eq!(block(&p), 2);
+    got.extend_from_slice(&p[4..]);
+    // Sorcerer's Apprentice (RFC 1123 §4.2.3.1): a repeated ACK 1 must not bring DATA 2 again;
+    // an ACK for a block never sent is ignored. The retransmit timer is 1 s, so 400 ms is quiet.
+    c.send_to(&ack(1), tid);
+    c.send_to(&ack(9), tid);
+    let extra = c.collect_for(Duration::from_millis(400));
+    assert!(extra.is_empty(), "answered a duplicate or future ACK: {extra:?}");
+    c.send_to(&ack(2), tid);
+    got.extend(c.receive_blocks(512, 3));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn wrq_data_larger_than_the_block_size_is_error_4() {
+    let dir = served_dir();
+    let up = upload_dir(dir.path(), "up");
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__WRITE__ENABLED", "true")]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(2, "up/x", "octet", &[("blksize", "1024")]));
+    let (p, tid) = c.recv();
+    assert_eq!(oack_options(&p), vec![("blksize".into(), "1024".into())]);
+    c.send_to(&data(1, &[1u8; 1025]), tid);
+    assert_error(&c.recv().0, 4, "1025 bytes at blksize 1024");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_dir(&up).unwrap().count(), 0, "the failed upload left a file");
+}
+
+#[test]
+fn a_vanished_client_is_freed_after_the_give_up_time() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 3000);
+    let env = [("FERRY_TFTP__MAX_TRANSFERS", "1"), ("FERRY_TFTP__MAX_RETRANSMIT_TIME_SECS", "2")];
+    let server = start_tftp(dir.path(), &env);
+    let gone = Raw::new(v4(&server));
+    gone.send(&request(1, "f", "octet", &[]));
+    let (_, tid) = gone.recv();
+    gone.send_to(&ack(1), tid);
+    drop(gone);
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "f", "octet", &[]));
+    assert_error(&c.recv().0, 0, "busy while the first transfer holds the only slot");
+    // Give-up time 2 s of silence (plus the doubling retransmit timer's last wait).
+    let started = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let c = Raw::new(v4(&server));
+        c.send(&request(1, "f", "octet", &[]));
+        let (p, tid) = c.recv();
+        if opcode(&p) == 3 {
+            assert_eq!(c.continue_get(&p, tid), want);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the vanished client's slot was never freed");
+    }
+}
+
+#[test]
+fn a_request_to_a_broadcast_address_gets_one_transfer_from_a_unicast_address() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 700);
+    let server = start_tftp(dir.path(), &[]);
+    let c = Raw::new(v4(&server));
+    c.sock.set_broadcast(true).unwrap();
+    // 127.255.255.255 is the broadcast address of lo's 127.0.0.0/8.
+    let broadcast = std::net::SocketAddr::from(([127, 255, 255, 255], server.tftp_port));
+    c.send_to(&request(1, "f", "octet", &[]), broadcast);
+    let (p, tid) = c.recv();
+    assert_eq!(tid.ip(), v4(&server).ip(), "answered from {tid}, not this host's own address");
+    // Every worker's socket gets a copy of a broadcast: still only one transfer may answer.
+    let others = c.collect_for(Duration::from_millis(300));
+    assert!(others.is_empty(), "a second transfer answered: {others:?}");
+    assert_eq!(c.continue_get(&p, tid), want);
 }

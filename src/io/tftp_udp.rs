@@ -144,6 +144,12 @@ impl TftpWorker {
             debug!(%peer, "ERROR packet on the request port ignored");
             return;
         }
+        // Every worker's member of the port got its own copy of a broadcast request: one
+        // worker, the same for a given client in all of them, answers it.
+        if r.broadcast && !self.answers_broadcast_from(peer) {
+            debug!(%peer, "broadcast request left to another worker");
+            return;
+        }
         // Replies leave from the address the request was sent to (multi-homed hosts).
         let local = r
             .local
@@ -168,6 +174,15 @@ impl TftpWorker {
         }
     }
 
+    /// True when this worker is the one that answers a broadcast request from `peer`.
+    fn answers_broadcast_from(&self, peer: SocketAddr) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        // A hasher with fixed keys, so every worker computes the same number.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(peer);
+        let workers = self.ctx.shared.config.effective_workers().max(1) as u64;
+        hash % workers == self.ctx.id as u64
+    }
+
     /// Decides about one request; `Ok(None)` means ignore it silently.
     fn admit(
         &self,
@@ -186,7 +201,7 @@ impl TftpWorker {
             return Err(Refusal::busy());
         }
         if r.truncated {
-            return Err(Refusal::new(ErrorCode::IllegalOperation, "request too long"));
+            return Err(Refusal::new(ErrorCode::IllegalOperation, crate::tftp::request::REQUEST_TOO_LONG));
         }
         let rules = self.rules();
         let request = plan(peer.ip(), bytes, &rules.policy)?;
@@ -261,9 +276,12 @@ fn clear_nonblock(file: &OwnedFd) {
 /// The ERROR for a failed open (RFC 1350 §5 codes).
 fn open_refusal(e: &io::Error) -> Refusal {
     match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR | libc::EISDIR | libc::EINVAL) => {
-            Refusal::new(ErrorCode::FileNotFound, "file not found")
-        }
+        Some(libc::ENOENT | libc::ENOTDIR) => Refusal::new(ErrorCode::FileNotFound, "file not found"),
+        // Still ERROR 1 (there is no file to send), with a message that says why.
+        Some(libc::EISDIR) => Refusal::new(ErrorCode::FileNotFound, "is a directory"),
+        Some(libc::EINVAL) => Refusal::new(ErrorCode::FileNotFound, "not a regular file"),
+        // No name that long can exist; tftp-hpa answers ERROR 0 here, which says less.
+        Some(libc::ENAMETOOLONG) => Refusal::new(ErrorCode::FileNotFound, "file name too long"),
         Some(libc::EEXIST) => Refusal::new(ErrorCode::FileExists, "file already exists"),
         Some(libc::ENOSPC | libc::EDQUOT) => {
             Refusal::new(ErrorCode::DiskFull, "disk full or allocation exceeded")

@@ -31,6 +31,9 @@ pub struct Received {
     pub local: Option<(IpAddr, u32)>,
     /// The datagram was longer than the buffer and was cut (MSG_TRUNC).
     pub truncated: bool,
+    /// Sent to a broadcast or multicast address: every socket on the port (each
+    /// `SO_REUSEPORT` member) received its own copy.
+    pub broadcast: bool,
 }
 
 /// Kernel-visible state of a recvmsg; boxed so its address is stable while the op runs.
@@ -92,9 +95,9 @@ impl RecvState {
             // SAFETY: the kernel wrote a valid address of msg_namelen bytes into `addr`.
             unsafe { socket2::SockAddr::new(self.addr, self.hdr.msg_namelen) }.as_socket()
         };
-        let local = parse_pktinfo(&self.hdr);
+        let (local, broadcast) = parse_pktinfo(&self.hdr);
         let truncated = self.hdr.msg_flags & libc::MSG_TRUNC != 0;
-        (Ok(Received { len, from, local, truncated }), buf)
+        (Ok(Received { len, from, local, truncated, broadcast }), buf)
     }
 }
 
@@ -128,9 +131,11 @@ pub fn recv_msg(sock: &SharedFd, mut buf: Vec<u8>) -> RecvOp {
     UnsubmittedOneshot::new(data, RecvTransform, sqe).submit()
 }
 
-/// Reads the destination address out of an IP_PKTINFO or IPV6_PKTINFO cmsg.
-fn parse_pktinfo(hdr: &libc::msghdr) -> Option<(IpAddr, u32)> {
+/// Reads the destination address out of an IP_PKTINFO or IPV6_PKTINFO cmsg, and whether
+/// the header destination was a broadcast or multicast address rather than this host's own.
+fn parse_pktinfo(hdr: &libc::msghdr) -> (Option<(IpAddr, u32)>, bool) {
     let (mut v4, mut v6) = (None, None);
+    let (mut v4_broadcast, mut v6_multicast) = (false, false);
     // SAFETY: hdr.msg_control/msg_controllen describe the buffer the kernel filled; the
     // CMSG_* macros stay inside it and each payload is read unaligned at its own size.
     unsafe {
@@ -142,6 +147,7 @@ fn parse_pktinfo(hdr: &libc::msghdr) -> Option<(IpAddr, u32)> {
                     let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
                     let ip = Ipv6Addr::from(info.ipi6_addr.s6_addr);
                     v6 = Some((IpAddr::V6(ip), info.ipi6_ifindex));
+                    v6_multicast = ip.is_multicast();
                 }
                 // `ipi_spec_dst`, not `ipi_addr`: for a request sent to a broadcast address
                 // (PXE clients do) the header destination is that broadcast address, while
@@ -150,6 +156,8 @@ fn parse_pktinfo(hdr: &libc::msghdr) -> Option<(IpAddr, u32)> {
                     let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
                     let ip = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
                     v4 = Some((IpAddr::V4(ip), info.ipi_ifindex as u32));
+                    // The two differ only for a broadcast or multicast destination.
+                    v4_broadcast = info.ipi_addr.s_addr != info.ipi_spec_dst.s_addr;
                 }
                 _ => {}
             }
@@ -158,7 +166,10 @@ fn parse_pktinfo(hdr: &libc::msghdr) -> Option<(IpAddr, u32)> {
     }
     // An IPv4 datagram on a dual-stack socket brings both; the IPv6 one then only holds
     // the mapped header destination (possibly a broadcast address), so IPv4 wins.
-    v4.or(v6)
+    match v4 {
+        Some(_) => (v4, v4_broadcast),
+        None => (v6, v6_multicast),
+    }
 }
 
 /// One sendmsg to prepare: the iovecs point into buffers the caller keeps alive.

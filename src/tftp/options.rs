@@ -31,6 +31,13 @@ enum Known {
 }
 
 impl Known {
+    /// The option named `name`, compared ignoring ASCII case (RFC 2347).
+    fn from_name(name: &[u8]) -> Option<Known> {
+        [Known::Blksize, Known::Timeout, Known::Tsize, Known::Windowsize]
+            .into_iter()
+            .find(|k| name.eq_ignore_ascii_case(k.name().as_bytes()))
+    }
+
     fn name(self) -> &'static str {
         match self {
             Known::Blksize => "blksize",
@@ -53,6 +60,11 @@ pub struct RequestedOptions {
     order: [Option<(Known, u64)>; 4],
 }
 
+/// True for an option Ferry negotiates (names compared ignoring case).
+pub fn is_known_option(name: &[u8]) -> bool {
+    Known::from_name(name).is_some()
+}
+
 /// Parses a decimal option value; saturates on overflow so huge values stay "too big".
 pub fn parse_decimal(value: &[u8]) -> Option<u64> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
@@ -68,10 +80,7 @@ impl RequestedOptions {
         let mut n = 0;
         let mut seen = [false; 4];
         for (name, value) in list.as_slice() {
-            let known = [Known::Blksize, Known::Timeout, Known::Tsize, Known::Windowsize]
-                .into_iter()
-                .find(|k| name.eq_ignore_ascii_case(k.name().as_bytes()));
-            let Some(known) = known else { continue };
+            let Some(known) = Known::from_name(name) else { continue };
             // First occurrence wins even when its value is unusable: later ones never count.
             match seen.get_mut(known as usize) {
                 Some(s) if !*s => *s = true,

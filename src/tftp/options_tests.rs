@@ -65,7 +65,9 @@ fn windowsize_edges_rfc_7440() {
     assert_eq!(read(&[("windowsize", "0")]).oack, None);
     assert_eq!(read(&[("windowsize", "1")]).values.windowsize, 1);
     assert_eq!(oack(&read(&[("windowsize", "65")])), vec![pair("windowsize", "64")]);
+    assert_eq!(read(&[("windowsize", "65535")]).values.windowsize, 64);
     assert_eq!(read(&[("windowsize", "65536")]).values.windowsize, 64);
+    assert_eq!(read(&[("windowsize", "x")]).oack, None);
 }
 
 #[test]
@@ -73,6 +75,8 @@ fn tsize_rrq_reports_size_wrq_checks_quota() {
     // RFC 2349: RRQ carries 0, the OACK carries the size.
     let n = read(&[("tsize", "0")]);
     assert_eq!((n.values.tsize, oack(&n)), (Some(4242), vec![pair("tsize", "4242")]));
+    // A client that sends a non-zero tsize on an RRQ still gets the real size.
+    assert_eq!(oack(&read(&[("TSIZE", "123456")])), vec![pair("tsize", "4242")]);
     let w = negotiate(Direction::Write, &req(&[("tsize", "1000")]), &caps(), None).unwrap();
     assert_eq!(oack(&w), vec![pair("tsize", "1000")]);
     let over = negotiate(Direction::Write, &req(&[("tsize", "1001")]), &caps(), None).unwrap_err();

@@ -2,8 +2,8 @@
 //! Checks mode, filename shape and the client's address against the operator's lists; the
 //! io layer's `openat2(RESOLVE_IN_ROOT)` is the real confinement, this is the logical check.
 
-use super::options::{Direction, RequestedOptions};
-use super::wire::{ErrorCode, Opcode, Repr, WireError};
+use super::options::{is_known_option, Direction, RequestedOptions};
+use super::wire::{ErrorCode, Opcode, OptionList, Packet, Repr, WireError};
 use super::Refusal;
 use ipnet::IpNet;
 use std::ffi::OsStr;
@@ -50,6 +50,9 @@ pub struct AccessPolicy {
     pub write_deny: Vec<IpNet>,
 }
 
+/// The message for a request over RFC 2347's 512 octets, however the io layer noticed.
+pub const REQUEST_TOO_LONG: &str = "request longer than 512 octets";
+
 fn refuse(code: ErrorCode, message: &'static str) -> Refusal {
     Refusal::new(code, message)
 }
@@ -76,20 +79,64 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Refusal> {
     let (direction, filename, mode, options) = match Repr::parse_bytes(bytes) {
         Ok(Repr::Rrq { filename, mode, options }) => (Direction::Read, filename, mode, options),
         Ok(Repr::Wrq { filename, mode, options }) => (Direction::Write, filename, mode, options),
-        // RFC 1350 §5: only RRQ and WRQ open a transfer.
+        // RFC 1350 §5: only RRQ and WRQ open a transfer, whatever the rest of the packet
+        // holds (a stray OACK with a broken option list is still ERROR 4, not ERROR 8).
         Ok(_) => return Err(refuse(ErrorCode::IllegalOperation, "expected RRQ or WRQ")),
-        // RFC 2347: a malformed option list ends the request with ERROR 8.
-        Err(WireError::BadOption) => {
-            return Err(refuse(ErrorCode::OptionNegotiation, "malformed option list"))
+        Err(_) if !is_request(bytes) => {
+            return Err(refuse(ErrorCode::IllegalOperation, "expected RRQ or WRQ"))
         }
-        Err(WireError::TooManyOptions) => {
-            return Err(refuse(ErrorCode::OptionNegotiation, "too many options"))
+        // RFC 2347: unknown options are ignored however many or long they are; only a list
+        // that does not pair up ends the request with ERROR 8, once the mode (checked first,
+        // as RFC 1350 servers do) is known to be good.
+        Err(WireError::BadOption | WireError::TooManyOptions) => {
+            parse_mode(mode_of(bytes))?;
+            known_options_only(bytes)
+                .ok_or_else(|| refuse(ErrorCode::OptionNegotiation, "malformed option list"))?
         }
+        Err(WireError::TooLong) => return Err(refuse(ErrorCode::IllegalOperation, REQUEST_TOO_LONG)),
         Err(_) => return Err(refuse(ErrorCode::IllegalOperation, "malformed request")),
     };
     let mode = parse_mode(mode)?;
     let path = normalize_path(filename)?;
     Ok(Request { direction, path, mode, options: RequestedOptions::from_list(&options) })
+}
+
+/// Re-reads a request whose option list exceeds the wire parser's bounds (more than
+/// `MAX_OPTIONS` pairs, or a string over `MAX_OPTION_LEN`), keeping only the options Ferry
+/// knows; `None` when the list does not pair up.
+fn known_options_only(bytes: &[u8]) -> Option<(Direction, &[u8], &[u8], OptionList<'_>)> {
+    let direction = match Packet::new_unchecked(bytes).opcode()? {
+        Opcode::Rrq => Direction::Read,
+        Opcode::Wrq => Direction::Write,
+        _ => return None,
+    };
+    // Every string ends with a NUL: without the last one, the pieces are the strings.
+    let mut parts = bytes.get(2..)?.strip_suffix(&[0])?.split(|&b| b == 0);
+    let (filename, mode) = (parts.next()?, parts.next()?);
+    let mut options = OptionList::new();
+    while let Some(name) = parts.next() {
+        if name.is_empty() {
+            // Trailing NUL padding (old clients) ends the list; nothing may follow it.
+            return parts.all(<[u8]>::is_empty).then_some((direction, filename, mode, options));
+        }
+        let value = parts.next()?;
+        if is_known_option(name) {
+            // A full list holds the first occurrences, the ones that count; an over-long
+            // value is no number and would be ignored anyway.
+            let _ = options.push(name, value);
+        }
+    }
+    Some((direction, filename, mode, options))
+}
+
+/// True when the opcode is RRQ or WRQ, however malformed the rest.
+fn is_request(bytes: &[u8]) -> bool {
+    matches!(Packet::new_unchecked(bytes).opcode(), Some(Opcode::Rrq | Opcode::Wrq))
+}
+
+/// The mode string of a request whose option list did not parse (empty when absent).
+fn mode_of(bytes: &[u8]) -> &[u8] {
+    bytes.get(2..).unwrap_or(&[]).split(|&b| b == 0).nth(1).unwrap_or(&[])
 }
 
 /// Mode names compare ignoring case (RFC 1350 §5).
@@ -229,6 +276,67 @@ mod tests {
         );
         assert_eq!(parse_request(b"\x00\x04\x00\x01").unwrap_err().code, ErrorCode::IllegalOperation);
         assert_eq!(parse_request(b"\x00\x01f").unwrap_err().code, ErrorCode::IllegalOperation);
+    }
+
+    #[test]
+    fn every_malformed_or_non_request_packet_is_error_4() {
+        let code = |b: &[u8]| parse_request(b).unwrap_err().code;
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\x00",
+            b"\x00\x01",
+            // No NUL after the file name, then none after the mode.
+            b"\x00\x01file",
+            b"\x00\x02file\x00octet",
+            // Unknown opcodes, DATA, ACK, OACK (even one with a broken option list).
+            b"\x00\x00f\x00octet\x00",
+            b"\x00\x07f\x00octet\x00",
+            b"\xff\xfff\x00octet\x00",
+            b"\x00\x03\x00\x01data",
+            b"\x00\x03",
+            b"\x00\x04\x00",
+            b"\x00\x06blksize\x00512\x00",
+            b"\x00\x06blksize\x00",
+            // A NUL inside the name makes the rest the mode: "le" is no mode.
+            b"\x00\x01fi\x00le\x00octet\x00",
+        ];
+        for bytes in cases {
+            assert_eq!(code(bytes), ErrorCode::IllegalOperation, "{bytes:?}");
+        }
+        // RFC 2347: a request is at most 512 octets.
+        let long = [b"\x00\x01".as_slice(), &[b'a'; 600], b"\x00octet\x00"].concat();
+        assert_eq!(code(&long), ErrorCode::IllegalOperation);
+        let name = "n".repeat(500);
+        assert!(parse_request(&rrq(name.as_bytes(), b"octet")).is_ok(), "509 octets are still a request");
+    }
+
+    #[test]
+    fn unknown_options_are_ignored_however_many_or_long() {
+        let mut req = b"\x00\x01f\x00octet\x00".to_vec();
+        for i in 0..40 {
+            req.extend(format!("x{i}\x00y\x00").as_bytes());
+        }
+        req.extend(b"blksize\x001024\x00");
+        let r = parse_request(&req).unwrap();
+        let n = crate::tftp::negotiate(Direction::Read, &r.options, &Default::default(), Some(9)).unwrap();
+        assert_eq!(n.values.blksize, 1024, "a known option after 40 unknown ones still counts");
+        let long = [b"\x00\x01f\x00octet\x00x-vendor\x00".as_slice(), &[b'v'; 300], b"\x00tsize\x000\x00"];
+        let r = parse_request(&long.concat()).unwrap();
+        let n = crate::tftp::negotiate(Direction::Read, &r.options, &Default::default(), Some(9)).unwrap();
+        assert_eq!(n.values.tsize, Some(9));
+        // Padding after the list is fine; a name without its value is not.
+        assert!(parse_request(&[req.as_slice(), b"\x00\x00"].concat()).is_ok());
+        let dangling = [req.as_slice(), b"timeout\x00"].concat();
+        assert_eq!(parse_request(&dangling).unwrap_err().code, ErrorCode::OptionNegotiation);
+    }
+
+    #[test]
+    fn options_and_modes_in_any_case() {
+        let req = [b"\x00\x01f\x00OcTeT\x00BLKSIZE\x001024\x00TSize\x000\x00".as_slice()].concat();
+        let r = parse_request(&req).unwrap();
+        assert_eq!(r.mode, Mode::Octet);
+        let n = crate::tftp::negotiate(Direction::Read, &r.options, &Default::default(), Some(9)).unwrap();
+        assert_eq!((n.values.blksize, n.values.tsize), (1024, Some(9)));
     }
 
     #[test]

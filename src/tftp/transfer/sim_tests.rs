@@ -1058,3 +1058,71 @@ fn spoofed_request_with_long_timeout_is_still_bounded() {
     assert!((2..=11).contains(&sent), "{sent}");
     assert_eq!(r.outcome(), Some(Outcome::Failed { reason: FailReason::Unproven }));
 }
+
+#[test]
+fn acks_for_blocks_not_yet_sent_are_ignored() {
+    // RFC 1350 window 1: only DATA 1 is out; ACK 2 (or any later block) asks for nothing.
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let mut r = ReadTransfer::new(peer, &negotiation(&[]), 10_000, &TransferSettings::default(), now);
+    let _ = drain(&mut r);
+    for block in [2, 9, 65535] {
+        r.handle_datagram(peer, &emit(&Repr::Ack { block }), now);
+        assert!(drain(&mut r).is_empty() && r.outcome().is_none(), "ACK {block} before ACK 1");
+    }
+    r.handle_datagram(peer, &emit(&Repr::Ack { block: 1 }), now);
+    r.handle_datagram(peer, &emit(&Repr::Ack { block: 3 }), now);
+    let out = drain(&mut r);
+    assert!(matches!(out[..], [Transmit::Data { block: 2, .. }]), "{out:?}");
+    // With an OACK, only ACK 0 opens the transfer.
+    let mut r =
+        ReadTransfer::new(peer, &negotiation(&[("blksize", "1024")]), 10_000, &Default::default(), now);
+    let _ = drain(&mut r);
+    r.handle_datagram(peer, &emit(&Repr::Ack { block: 1 }), now);
+    assert!(drain(&mut r).is_empty());
+    r.handle_datagram(peer, &emit(&Repr::Ack { block: 0 }), now);
+    assert!(matches!(drain(&mut r)[..], [Transmit::Data { block: 1, len: 1024, .. }]));
+}
+
+fn write_transfer(opts: &[(&str, &str)], now: Instant) -> WriteTransfer {
+    let bytes = request(true, "f", "octet", opts);
+    let req = crate::tftp::request::parse_request(&bytes).unwrap();
+    let n = negotiate(Direction::Write, &req.options, &ServerCaps::default(), None).unwrap();
+    let mut w = WriteTransfer::new(addr(CLIENT), &n, &TransferSettings::default(), now);
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 1, "one OACK or ACK 0");
+    w
+}
+
+#[test]
+fn wrq_data_over_the_negotiated_block_size_is_error_4() {
+    let now = Instant::now();
+    for (opts, len) in [(&[][..], 513), (&[("blksize", "1024")][..], 1025)] {
+        let mut w = write_transfer(opts, now);
+        let pkt = emit(&Repr::Data { block: 1, data: &vec![7u8; len] });
+        assert_eq!(w.handle_datagram(addr(CLIENT), &pkt, now), None);
+        let out: Vec<_> = std::iter::from_fn(|| w.poll_transmit()).collect();
+        let [Transmit::Datagram { packet, .. }] = out[..] else { panic!("{out:?}") };
+        assert!(matches!(Repr::parse_bytes(packet.as_bytes()), Ok(Repr::Error { code: 4, .. })));
+        assert!(matches!(w.outcome(), Some(Outcome::Failed { .. })));
+    }
+}
+
+#[test]
+fn wrq_repeated_data_is_acked_once_and_never_stored_twice() {
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let mut w = write_transfer(&[], now);
+    let block1 = emit(&Repr::Data { block: 1, data: &[1u8; 512] });
+    assert!(w.handle_datagram(peer, &block1, now).is_some());
+    let acks = |w: &mut WriteTransfer| std::iter::from_fn(|| w.poll_transmit()).count();
+    assert_eq!(acks(&mut w), 1);
+    // The client missed ACK 1 and repeats DATA 1 three times: one re-ACK, nothing stored.
+    for _ in 0..3 {
+        assert_eq!(w.handle_datagram(peer, &block1, now), None);
+    }
+    assert_eq!(acks(&mut w), 1);
+    // A DATA from the future is not stored either.
+    assert_eq!(w.handle_datagram(peer, &emit(&Repr::Data { block: 5, data: b"x" }), now), None);
+    let chunk = w.handle_datagram(peer, &emit(&Repr::Data { block: 2, data: b"end" }), now).unwrap();
+    assert_eq!((chunk.offset, chunk.last), (512, true));
+}
