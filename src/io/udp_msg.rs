@@ -156,8 +156,11 @@ fn parse_pktinfo(hdr: &libc::msghdr) -> (Option<(IpAddr, u32)>, bool) {
                     let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
                     let ip = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
                     v4 = Some((IpAddr::V4(ip), info.ipi_ifindex as u32));
-                    // The two differ only for a broadcast or multicast destination.
-                    v4_broadcast = info.ipi_addr.s_addr != info.ipi_spec_dst.s_addr;
+                    // The two differ only for a broadcast or multicast destination. A zero
+                    // `ipi_spec_dst` (no route on the packet) says nothing: then every copy
+                    // is answered rather than risk leaving a unicast request unanswered.
+                    v4_broadcast =
+                        info.ipi_spec_dst.s_addr != 0 && info.ipi_addr.s_addr != info.ipi_spec_dst.s_addr;
                 }
                 _ => {}
             }
