@@ -276,7 +276,11 @@ async fn sendfile_file(
     len: Option<u64>,
 ) -> io::Result<u64> {
     let DataConn { sock, limits, abort, .. } = *conn;
-    const CHUNK: usize = 4 << 20;
+    // Most a call may send before the task yields to the worker's other sessions. The call
+    // stops anyway when the socket buffer is full; only a client that drains as fast as the
+    // kernel sends (loopback) keeps it going: 16 MiB is then about 3 ms at 5 GB/s, and
+    // measured 2-3% faster than 4 MiB (fewer calls, each ending in a push).
+    const CHUNK: usize = 16 << 20;
     let mut pacer = Pacer::new(limits.rate_bps);
     let mut pos = offset as i64;
     let end = len.map(|l| offset + l);
