@@ -1,6 +1,6 @@
 //! Protocol probes against a running Ferry with a raw UDP client: transfer IDs (RFC 1350 §4),
 //! the UEFI tsize probe, repeated requests, the amplification guard, busy and rate limits,
-//! path traversal, unknown options, netascii, malformed requests and their ERROR codes,
+//! path traversal, unknown and out-of-range options, netascii, malformed requests and their ERROR codes,
 //! client ERRORs, stray ACKs, oversized DATA, vanished clients and broadcast requests.
 
 mod common;
@@ -159,6 +159,27 @@ fn unknown_options_are_ignored() {
     c.send(&request(1, "f", "octet", &[("foo", "bar")]));
     let (p, _) = c.recv();
     assert_eq!((opcode(&p), block(&p)), (3, 1));
+}
+
+#[test]
+fn out_of_range_option_values_are_left_out_of_the_oack() {
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 3000);
+    let server = start_tftp(dir.path(), &[]);
+    // RFC 2348 blksize 8..=65464, RFC 2349 timeout 1..=255, RFC 7440 windowsize 1..=65535:
+    // values outside are invalid and ignored, so only tsize is acknowledged.
+    let c = Raw::new(v4(&server));
+    let bad = [("blksize", "65465"), ("timeout", "256"), ("windowsize", "65536"), ("tsize", "0")];
+    c.send(&request(1, "f", "octet", &bad));
+    let (p, tid) = c.recv();
+    assert_eq!(oack_options(&p), vec![("tsize".into(), "3000".into())]);
+    c.send_to(&ack(0), tid);
+    assert_eq!(c.receive_blocks(512, 1), want);
+    // In range but above the server's cap: answered with the cap.
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "f", "octet", &[("blksize", "65464"), ("windowsize", "65535")]));
+    let opts = oack_options(&c.recv().0);
+    assert_eq!(opts, vec![("blksize".into(), "1468".into()), ("windowsize".into(), "64".into())]);
 }
 
 #[test]

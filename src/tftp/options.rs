@@ -162,8 +162,9 @@ pub fn negotiate(
     let mut accepted: [Option<(Known, u64)>; 4] = [None; 4];
     for (i, (known, v)) in requested.order.iter().flatten().enumerate() {
         let granted = match known {
-            // RFC 2348: 8..=65464; above our cap we answer with the cap, below 8 we ignore.
-            Known::Blksize if *v >= u64::from(MIN_BLKSIZE) => {
+            // RFC 2348: 8..=65464, answered with our cap when above it; a value outside the
+            // RFC's range is invalid and left out of the OACK, like any unusable option.
+            Known::Blksize if (u64::from(MIN_BLKSIZE)..=u64::from(MAX_BLKSIZE)).contains(v) => {
                 let b = (*v).min(u64::from(caps.max_blksize.min(MAX_BLKSIZE)));
                 values.blksize = u16::try_from(b).unwrap_or(DEFAULT_BLKSIZE);
                 Some(b)
@@ -181,8 +182,8 @@ pub fn negotiate(
                 }
                 Direction::Write => Some(*v),
             },
-            // RFC 7440: 1..=65535; clamp to our cap, 0 is ignored.
-            Known::Windowsize if *v >= 1 => {
+            // RFC 7440: 1..=65535, clamped to our cap; outside that range it is ignored.
+            Known::Windowsize if (1..=u64::from(u16::MAX)).contains(v) => {
                 let w = (*v).min(u64::from(caps.max_windowsize.max(1)));
                 values.windowsize = u16::try_from(w).unwrap_or(1);
                 Some(w)

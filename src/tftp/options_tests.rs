@@ -1,3 +1,6 @@
+//! Tests of option negotiation (RFC 2347-2349, 7440): accepted, capped and refused values,
+//! and what goes into the OACK.
+
 use super::*;
 use crate::tftp::wire::OptionList;
 
@@ -38,14 +41,18 @@ fn blksize_edges_rfc_2348() {
     assert_eq!(read(&[("blksize", "7")]).oack, None);
     assert_eq!(read(&[("blksize", "8")]).values.blksize, 8);
     assert_eq!(oack(&read(&[("blksize", "8")])), vec![pair("blksize", "8")]);
-    // Above the cap (and above 65464) the cap is the answer.
+    // Above the cap but in the RFC's range, the cap is the answer.
     assert_eq!(read(&[("blksize", "1469")]).values.blksize, 1468);
     assert_eq!(read(&[("blksize", "65464")]).values.blksize, 1468);
-    assert_eq!(read(&[("blksize", "65465")]).values.blksize, 1468);
-    assert_eq!(read(&[("blksize", "99999999999999999999999")]).values.blksize, 1468);
+    // Above 65464 the value is invalid: left out of the OACK, 512-byte blocks.
+    assert_eq!(read(&[("blksize", "65465")]).values.blksize, 512);
+    assert_eq!(read(&[("blksize", "65465")]).oack, None);
+    assert_eq!(read(&[("blksize", "99999999999999999999999")]).oack, None);
     let big = ServerCaps { max_blksize: 65464, ..caps() };
-    let n = negotiate(Direction::Read, &req(&[("blksize", "65465")]), &big, None).unwrap();
+    let n = negotiate(Direction::Read, &req(&[("blksize", "65464")]), &big, None).unwrap();
     assert_eq!(n.values.blksize, 65464);
+    let n = negotiate(Direction::Read, &req(&[("blksize", "65465")]), &big, None).unwrap();
+    assert_eq!((n.values.blksize, n.oack), (512, None));
     assert_eq!(read(&[("blksize", "abc")]).oack, None);
     assert_eq!(read(&[("blksize", "")]).oack, None);
     assert_eq!(read(&[("blksize", "-1")]).oack, None);
@@ -66,7 +73,8 @@ fn windowsize_edges_rfc_7440() {
     assert_eq!(read(&[("windowsize", "1")]).values.windowsize, 1);
     assert_eq!(oack(&read(&[("windowsize", "65")])), vec![pair("windowsize", "64")]);
     assert_eq!(read(&[("windowsize", "65535")]).values.windowsize, 64);
-    assert_eq!(read(&[("windowsize", "65536")]).values.windowsize, 64);
+    assert_eq!(read(&[("windowsize", "65536")]).values.windowsize, 1);
+    assert_eq!(read(&[("windowsize", "65536")]).oack, None);
     assert_eq!(read(&[("windowsize", "x")]).oack, None);
 }
 

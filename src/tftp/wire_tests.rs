@@ -1,3 +1,6 @@
+//! Tests of the TFTP wire format: parsing and encoding of every packet type, option lists,
+//! malformed packets, and property tests that no datagram panics the parser.
+
 use super::*;
 use proptest::prelude::*;
 

@@ -1,3 +1,6 @@
+//! Tests of the command parser: every verb and argument form, the reply to each malformed
+//! one, and property tests that no input line panics it.
+
 use super::*;
 use proptest::prelude::*;
 

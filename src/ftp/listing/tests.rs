@@ -1,3 +1,6 @@
+//! Tests of the listing formats: calendar conversion, `ls -l` lines, NLST names and MLSD/MLST
+//! facts, at a fixed clock so the time-or-year column is checked exactly.
+
 use super::*;
 
 /// 2023-11-24 01:19:00 UTC.

@@ -1,3 +1,6 @@
+//! Tests of the zero-copy paths over real sockets and pipes: sendfile and splice downloads
+//! with offsets and lengths, stalls, aborts, rate limits, uploads and the pipe pool's budget.
+
 use super::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -840,7 +840,7 @@ fn option_edges_over_the_link() {
         (&[("blksize", "7")], false, 512, 1),
         (&[("blksize", "8")], true, 8, 1),
         (&[("blksize", "65464")], true, 1468, 1),
-        (&[("blksize", "65465")], true, 1468, 1),
+        (&[("blksize", "65465")], false, 512, 1),
         (&[("timeout", "0"), ("blksize", "600")], true, 600, 1),
         (&[("timeout", "1")], true, 512, 1),
         (&[("timeout", "255"), ("windowsize", "0")], true, 512, 1),
