@@ -141,6 +141,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             return EXIT_STARTUP;
         }
     }
+    let tftp_rate = crate::io::tftp_limits::RateLimiter::new(config.tftp.requests_per_second_per_ip);
     let config = Arc::new(config);
     let live = LiveConfig::new(Arc::clone(&config));
     let shared = Arc::new(Shared {
@@ -152,6 +153,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
         ftp,
         tftp_root,
         tftp_transfers: Default::default(),
+        tftp_rate: std::sync::Mutex::new(tftp_rate),
     });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();

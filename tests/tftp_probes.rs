@@ -109,10 +109,26 @@ fn per_ip_request_rate_is_limited() {
         c.send(&request(1, "missing", "octet", &[]));
         codes.push(error_of(&c.recv().0).map(|e| e.0));
     }
-    // Each worker keeps its own bucket (burst 2): at most 4 of 8 pass with 2 workers.
+    // One bucket per IP for all workers (burst 2).
     let busy = codes.iter().filter(|c| **c == Some(0)).count();
     let passed = codes.iter().filter(|c| **c == Some(1)).count();
     assert!(busy >= 4 && passed >= 2 && busy + passed == 8, "codes {codes:?}");
+}
+
+#[test]
+fn the_rate_limit_holds_across_workers_for_many_source_ports() {
+    // SO_REUSEPORT spreads the source ports over both workers; the bucket must still be one.
+    let dir = served_dir();
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__REQUESTS_PER_SECOND_PER_IP", "5")]);
+    let clients: Vec<_> = (0..40).map(|_| Raw::new(v4(&server))).collect();
+    for c in &clients {
+        c.send(&request(1, "missing", "octet", &[]));
+    }
+    let codes: Vec<_> = clients.iter().map(|c| error_of(&c.recv().0).map(|e| e.0)).collect();
+    let passed = codes.iter().filter(|c| **c == Some(1)).count();
+    let busy = codes.iter().filter(|c| **c == Some(0)).count();
+    // Burst 5, plus at most one refill token while the 40 requests arrive.
+    assert!((5..=6).contains(&passed) && busy + passed == 40, "codes {codes:?}");
 }
 
 #[test]

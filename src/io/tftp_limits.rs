@@ -1,7 +1,8 @@
 //! Admission of TFTP requests: the global `max_transfers` count (an atomic shared by all
-//! workers), a per-IP request rate (token bucket per worker: SO_REUSEPORT hashes a client's
-//! 4-tuple to one worker, so a client's requests from one port always meet the same bucket),
-//! and the per-worker table of live transfers used to ignore a repeated RRQ/WRQ.
+//! workers), a per-IP request rate (one token bucket per IP shared by all workers: SO_REUSEPORT
+//! spreads a client's source ports over every worker, so per-worker buckets would multiply
+//! the rate by the worker count), and the per-worker table of live transfers used to ignore
+//! a repeated RRQ/WRQ.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -56,6 +57,14 @@ impl RateLimiter {
     /// A limiter for `per_second` requests per IP; 0 disables it.
     pub fn new(per_second: u32) -> RateLimiter {
         RateLimiter { rate: f64::from(per_second), buckets: HashMap::new() }
+    }
+
+    /// Applies a reloaded rate; buckets restart full only when it changed (every worker
+    /// calls this once per reload).
+    pub fn set_rate(&mut self, per_second: u32) {
+        if self.rate != f64::from(per_second) {
+            *self = RateLimiter::new(per_second);
+        }
     }
 
     /// Takes one token for `ip`; false when its bucket is empty.
@@ -149,6 +158,18 @@ mod tests {
         assert!(r.allow("10.0.0.2".parse().unwrap(), t), "other IPs have their own bucket");
         assert!(r.allow(ip, t + Duration::from_millis(400)));
         assert!(RateLimiter::new(0).allow(ip, t));
+    }
+
+    #[test]
+    fn set_rate_keeps_buckets_unless_the_rate_changes() {
+        let mut r = RateLimiter::new(1);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t = Instant::now();
+        assert!(r.allow(ip, t));
+        r.set_rate(1);
+        assert!(!r.allow(ip, t), "a reload by each worker must not refill the buckets");
+        r.set_rate(2);
+        assert!(r.allow(ip, t), "a new rate starts with full buckets");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::buf_pool::BufPool;
 use super::ops::SharedFd;
-use super::tftp_limits::{LiveTransfers, RateLimiter, TransferSlot};
+use super::tftp_limits::{LiveTransfers, TransferSlot};
 use super::tftp_transfer::{self, Opened, Start};
 use super::udp_msg::{self, Received};
 use super::worker::WorkerContext;
@@ -32,7 +32,6 @@ struct TftpWorker {
     rules: RefCell<Rc<Rules>>,
     pool: Rc<BufPool>,
     live: Rc<LiveTransfers>,
-    rate: RefCell<RateLimiter>,
 }
 
 /// What requests are judged by, built from one configuration.
@@ -68,7 +67,6 @@ pub async fn serve(ctx: Rc<WorkerContext>, sockets: Vec<UdpSocket>) {
         rules: RefCell::new(Rc::new(Rules::new(Arc::clone(&config)))),
         pool: Rc::new(BufPool::new(buf_len, idle.max(64))),
         live: Rc::new(LiveTransfers::default()),
-        rate: RefCell::new(RateLimiter::new(cfg.requests_per_second_per_ip)),
         ctx: Rc::clone(&ctx),
     });
     let loops: Vec<_> =
@@ -128,12 +126,16 @@ impl TftpWorker {
         let config = self.ctx.config();
         let mut current = self.rules.borrow_mut();
         if !Arc::ptr_eq(&current.config, &config) {
-            if current.config.tftp.requests_per_second_per_ip != config.tftp.requests_per_second_per_ip {
-                *self.rate.borrow_mut() = RateLimiter::new(config.tftp.requests_per_second_per_ip);
-            }
+            self.rate().set_rate(config.tftp.requests_per_second_per_ip);
             *current = Rc::new(Rules::new(config));
         }
         Rc::clone(&current)
+    }
+
+    /// The shared per-IP rate limiter; a poisoned lock (a panic elsewhere while holding it)
+    /// still holds consistent buckets, so it is used as is.
+    fn rate(&self) -> std::sync::MutexGuard<'_, super::tftp_limits::RateLimiter> {
+        self.ctx.shared.tftp_rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn on_request(&self, sock: &SharedFd, bound: Option<SocketAddr>, r: Received, bytes: &[u8]) {
@@ -197,7 +199,7 @@ impl TftpWorker {
             debug!(%peer, "repeated request for a running transfer ignored");
             return Ok(None);
         }
-        if !self.rate.borrow_mut().allow(peer.ip(), Instant::now()) {
+        if !self.rate().allow(peer.ip(), Instant::now()) {
             return Err(Refusal::busy());
         }
         if r.truncated {

@@ -1,6 +1,7 @@
 //! A worker: an OS thread pinned to one CPU running its own tokio-uring runtime, owning one
 //! SO_REUSEPORT member of every listener. Nothing here is shared with other workers except
-//! the read-only configuration, the shutdown signal and two atomic counters.
+//! the read-only configuration, the shutdown signal, two atomic counters and the TFTP
+//! per-IP rate limiter (a mutex taken once per request).
 
 use crate::binder::client::BinderClient;
 use crate::config::Config;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-/// State every worker reads; written only at start-up (and by atomics).
+/// State every worker reads; written only at start-up (and by atomics and the rate mutex).
 #[derive(Debug)]
 pub struct Shared {
     /// The effective configuration.
@@ -34,6 +35,9 @@ pub struct Shared {
     pub tftp_root: Arc<Root>,
     /// TFTP transfers running in all workers, checked against `tftp.max_transfers`.
     pub tftp_transfers: Arc<AtomicUsize>,
+    /// TFTP request rate per client IP, for all workers: locked once per RRQ/WRQ (never per
+    /// DATA or ACK), so the lock is short and rare next to the transfers it admits.
+    pub tftp_rate: std::sync::Mutex<super::tftp_limits::RateLimiter>,
 }
 
 /// What a worker is started with.
