@@ -154,6 +154,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
         tftp_root,
         tftp_transfers: Default::default(),
         tftp_rate: std::sync::Mutex::new(tftp_rate),
+        netascii_bytes: Default::default(),
     });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();

@@ -283,3 +283,30 @@ fn random_bytes_on_both_ports_do_not_stop_the_server() {
     assert!(Raw::new(v4(&server)).get("hello.txt", "octet").starts_with(b"hello from ferry"));
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
+
+#[test]
+fn netascii_reads_share_a_memory_budget() {
+    // Each netascii read holds its encoded file in memory: 20 requests a second for a 16 MiB
+    // file used to take gigabytes. One 1 MB file (charged 2 MB) fits in a 3 MB budget.
+    let dir = served_dir();
+    random_file(dir.path(), "f", 1_000_000);
+    let env =
+        [("FERRY_TFTP__NETASCII_MEMORY_BYTES", "3000000"), ("FERRY_TFTP__REQUESTS_PER_SECOND_PER_IP", "0")];
+    let server = start_tftp(dir.path(), &env);
+    let first = Raw::new(v4(&server));
+    first.send(&request(1, "f", "netascii", &[]));
+    let (p, tid) = first.recv();
+    assert_eq!(opcode(&p), 3, "the first netascii read fits");
+    let second = Raw::new(v4(&server));
+    second.send(&request(1, "f", "netascii", &[]));
+    assert_eq!(error_of(&second.recv().0), Some((0, "server busy".into())));
+    let octet = Raw::new(v4(&server));
+    octet.send(&request(1, "f", "octet", &[]));
+    assert_eq!(opcode(&octet.recv().0), 3, "octet reads need no budget");
+    // The first transfer ends: its share of the budget is returned.
+    first.send_to(&error(0, "bye"), tid);
+    std::thread::sleep(Duration::from_millis(200));
+    let third = Raw::new(v4(&server));
+    third.send(&request(1, "f", "netascii", &[]));
+    assert_eq!(opcode(&third.recv().0), 3, "the budget was not returned");
+}

@@ -42,6 +42,9 @@ pub struct TftpConfig {
     pub requests_per_second_per_ip: u32,
     /// Largest file served in netascii mode (it is converted in memory).
     pub netascii_max_bytes: u64,
+    /// Memory all netascii reads together may hold (each counts twice its file size, the
+    /// worst case of the encoding); a request beyond it gets ERROR 0 "server busy".
+    pub netascii_memory_bytes: u64,
     /// Who may read.
     pub read: TftpReadConfig,
     /// Uploads.
@@ -64,6 +67,7 @@ impl Default for TftpConfig {
             max_transfers: 1000,
             requests_per_second_per_ip: 20,
             netascii_max_bytes: 16 << 20,
+            netascii_memory_bytes: 128 << 20,
             read: TftpReadConfig::default(),
             write: TftpWriteConfig::default(),
         }
@@ -162,6 +166,9 @@ impl TftpConfig {
         if self.netascii_max_bytes == 0 {
             return bad("netascii_max_bytes", "must be at least 1".into());
         }
+        if self.netascii_memory_bytes == 0 {
+            return bad("netascii_memory_bytes", "must be at least 1".into());
+        }
         if self.write.enabled && self.write.quota_bytes == 0 {
             return bad("write.quota_bytes", "must be at least 1 when uploads are enabled".into());
         }
@@ -200,6 +207,7 @@ mod tests {
             ("tftp.transfer_ports", Box::new(|c| c.transfer_ports = Some("9-3".parse().unwrap()))),
             ("tftp.max_transfers", Box::new(|c| c.max_transfers = 0)),
             ("tftp.netascii_max_bytes", Box::new(|c| c.netascii_max_bytes = 0)),
+            ("tftp.netascii_memory_bytes", Box::new(|c| c.netascii_memory_bytes = 0)),
             (
                 "tftp.write.quota_bytes",
                 Box::new(|c| {

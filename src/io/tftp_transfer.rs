@@ -4,6 +4,7 @@
 
 use super::buf_pool::BufPool;
 use super::ops::{self, SharedFd};
+use super::tftp_limits::MemoryCharge;
 use super::tftp_send::{Link, ReadFailed, Source};
 use super::udp_msg::{self, Received, RecvOp};
 use super::worker::Shared;
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
@@ -53,6 +55,8 @@ pub struct Start {
     pub settings: TransferSettings,
     /// Largest file served in netascii mode.
     pub netascii_max: u64,
+    /// Memory all netascii transfers together may hold.
+    pub netascii_memory: u64,
     /// The worker's datagram buffers.
     pub pool: Rc<BufPool>,
     /// Server-wide state: metrics and the xferlog.
@@ -66,12 +70,21 @@ struct Limits {
     caps: ServerCaps,
     settings: TransferSettings,
     netascii_max: u64,
+    netascii_memory: u64,
 }
 
 /// The running state machine with its file side.
 enum Job {
-    Read { t: ReadTransfer, source: Source },
-    Write { t: WriteTransfer, sink: Sink },
+    /// `_charge` holds a netascii file's share of the memory budget while the transfer runs.
+    Read {
+        t: ReadTransfer,
+        source: Source,
+        _charge: Option<MemoryCharge>,
+    },
+    Write {
+        t: WriteTransfer,
+        sink: Sink,
+    },
 }
 
 /// Calls the same method on either state machine.
@@ -87,13 +100,25 @@ macro_rules! both {
 /// Runs a transfer to its end and logs the result.
 pub async fn run(start: Start) {
     let began = Instant::now();
-    let Start { peer, request, opened, sock, caps, settings, netascii_max, pool, shared, worker } = start;
+    let Start {
+        peer,
+        request,
+        opened,
+        sock,
+        caps,
+        settings,
+        netascii_max,
+        netascii_memory,
+        pool,
+        shared,
+        worker,
+    } = start;
     let metrics = shared.metrics.worker(worker);
     let running = metrics.track(Metric::TftpTransfersActive);
     let mut link = Link::new(Rc::new(sock), pool);
-    let limits = Limits { caps, settings, netascii_max };
+    let limits = Limits { caps, settings, netascii_max, netascii_memory };
     let mut complete = false;
-    let (bytes, outcome) = match prepare(peer, &request, opened, &limits).await {
+    let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &shared.netascii_bytes).await {
         Ok(mut job) => {
             let outcome = drive(&mut job, &mut link, metrics).await;
             complete = matches!(outcome, Outcome::Complete { .. });
@@ -164,27 +189,33 @@ async fn prepare(
     request: &Request,
     opened: Opened,
     limits: &Limits,
+    netascii_held: &Arc<AtomicU64>,
 ) -> Result<Job, Refusal> {
-    let Limits { caps, settings, netascii_max } = limits;
+    let Limits { caps, settings, netascii_max, netascii_memory } = limits;
     let now = Instant::now();
     match opened {
         Opened::Read { file, len } => {
             let file = Rc::new(file);
-            let (source, len) = match request.mode {
-                Mode::Octet => (Source::File(file), len),
+            let (source, len, charge) = match request.mode {
+                Mode::Octet => (Source::File(file), len, None),
                 Mode::Netascii => {
                     if len > *netascii_max {
                         return Err(Refusal::new(ErrorCode::NotDefined, "file too large for netascii mode"));
                     }
+                    // Each transfer holds its own encoded copy: without a budget, requests
+                    // for a large file would take memory without bound.
+                    let charge =
+                        MemoryCharge::acquire(netascii_held, len.saturating_mul(2), *netascii_memory)
+                            .ok_or(Refusal::busy())?;
                     let encoded = load_netascii(&file, len)
                         .await
                         .map_err(|_| Refusal::new(ErrorCode::NotDefined, "cannot read file"))?;
                     let n = encoded.len() as u64;
-                    (Source::Memory(Rc::new(encoded)), n)
+                    (Source::Memory(Rc::new(encoded)), n, Some(charge))
                 }
             };
             let neg = negotiate(Direction::Read, &request.options, caps, Some(len))?;
-            Ok(Job::Read { t: ReadTransfer::new(peer, &neg, len, settings, now), source })
+            Ok(Job::Read { t: ReadTransfer::new(peer, &neg, len, settings, now), source, _charge: charge })
         }
         Opened::Write { target } => {
             let neg = negotiate(Direction::Write, &request.options, caps, None)?;

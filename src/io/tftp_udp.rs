@@ -235,6 +235,7 @@ impl TftpWorker {
             shared: Arc::clone(&self.ctx.shared),
             worker: self.ctx.id,
             netascii_max: cfg.netascii_max_bytes,
+            netascii_memory: cfg.netascii_memory_bytes,
             pool: Rc::clone(&self.pool),
         };
         Ok(Some(async move {

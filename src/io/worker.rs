@@ -38,6 +38,9 @@ pub struct Shared {
     /// TFTP request rate per client IP, for all workers: locked once per RRQ/WRQ (never per
     /// DATA or ACK), so the lock is short and rare next to the transfers it admits.
     pub tftp_rate: std::sync::Mutex<super::tftp_limits::RateLimiter>,
+    /// Bytes of netascii-encoded files held by TFTP transfers in all workers, checked
+    /// against `tftp.netascii_memory_bytes`.
+    pub netascii_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a worker is started with.
