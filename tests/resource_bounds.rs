@@ -1,6 +1,6 @@
 //! Resource bounds under hostile peers, measured on the running server's /proc entry: idle,
 //! slowloris and non-reading control clients, repeated PASV, stalled data connections, huge
-//! listings, TFTP request floods and random bytes on both ports.
+//! listings, TFTP request floods and netascii memory, descriptor exhaustion, random bytes.
 
 mod common;
 
@@ -151,6 +151,15 @@ fn repeated_pasv_and_epsv_hold_one_listener() {
     }
     // The control connection and the one current listener.
     assert!(fds(pid) <= base + 3, "{} descriptors after 2000 PASV, baseline {base}", fds(pid));
+    // Connections to it wait in the kernel's small backlog until a transfer command: none
+    // is accepted into a descriptor before that.
+    let port = ftp_command(&mut c.0, &mut c.1, "PASV");
+    let n: Vec<u16> = port.split(['(', ')']).nth(1).unwrap().split(',').map(|x| x.parse().unwrap()).collect();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], n[4] * 256 + n[5]));
+    let waiting: Vec<_> =
+        (0..20).filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()).collect();
+    assert!(!waiting.is_empty());
+    assert!(fds(pid) <= base + 3, "{} descriptors with connections waiting, baseline {base}", fds(pid));
     drop(c);
     assert_fds_back(pid, base, Duration::from_secs(2), "PASV session closed");
 }
@@ -309,4 +318,33 @@ fn netascii_reads_share_a_memory_budget() {
     let third = Raw::new(v4(&server));
     third.send(&request(1, "f", "netascii", &[]));
     assert_eq!(opcode(&third.recv().0), 3, "the budget was not returned");
+}
+
+/// User plus system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_stops_accepting_later() {
+    let dir = served_dir();
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.args(["--nofile=80:80", ferry_bin()]);
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let pid = server.pid();
+    let base = baseline(pid);
+    let held: Vec<_> = (0..120).filter_map(|_| TcpStream::connect(server.ftp_addr()).ok()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fds(pid) >= 78, "the limit was not reached: {} descriptors", fds(pid));
+    // accept(2) fails with EMFILE while the backlog is full: that must not become a busy loop.
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    assert!(spent < 50, "{spent} ticks of CPU in 2 s with every descriptor in use");
+    drop(held);
+    assert_fds_back(pid, base, Duration::from_secs(3), "after the flood");
+    let (_, _, greeting) = ftp_connect(server.ftp_addr());
+    assert!(greeting.starts_with("220"), "{greeting}");
 }
