@@ -127,8 +127,9 @@ fn the_rate_limit_holds_across_workers_for_many_source_ports() {
     let codes: Vec<_> = clients.iter().map(|c| error_of(&c.recv().0).map(|e| e.0)).collect();
     let passed = codes.iter().filter(|c| **c == Some(1)).count();
     let busy = codes.iter().filter(|c| **c == Some(0)).count();
-    // Burst 5, plus at most one refill token while the 40 requests arrive.
-    assert!((5..=6).contains(&passed) && busy + passed == 40, "codes {codes:?}");
+    // Burst 5, plus a refill token or two while a slow (debug, loaded) server takes the 40;
+    // per-worker buckets let 10 through.
+    assert!((5..=7).contains(&passed) && busy + passed == 40, "codes {codes:?}");
 }
 
 #[test]
