@@ -63,7 +63,7 @@ impl Drop for MemoryCharge {
     }
 }
 
-/// Most client IPs a worker tracks; beyond it idle buckets are pruned, and if none is idle
+/// Most client IPs the limiter tracks; beyond it idle buckets are pruned, and if none is idle
 /// a new IP is admitted without a bucket (memory stays bounded under a spoofed flood).
 const MAX_TRACKED_IPS: usize = 8192;
 
