@@ -293,6 +293,24 @@ fn open_refusal(e: &io::Error) -> Refusal {
         Some(libc::EACCES | libc::EPERM | libc::EXDEV | libc::ELOOP | libc::EROFS) => {
             Refusal::new(ErrorCode::AccessViolation, "access violation")
         }
+        // Out of descriptors or memory: the file may well exist; the client should retry.
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Refusal::busy(),
         _ => Refusal::new(ErrorCode::NotDefined, "cannot open file"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_errors_map_to_rfc_1350_codes() {
+        let refusal = |errno| open_refusal(&io::Error::from_raw_os_error(errno));
+        assert_eq!(refusal(libc::ENOENT), Refusal::new(ErrorCode::FileNotFound, "file not found"));
+        assert_eq!(refusal(libc::EXDEV), Refusal::new(ErrorCode::AccessViolation, "access violation"));
+        assert_eq!(refusal(libc::EEXIST), Refusal::new(ErrorCode::FileExists, "file already exists"));
+        assert_eq!(refusal(libc::EMFILE), Refusal::busy());
+        assert_eq!(refusal(libc::ENFILE), Refusal::busy());
+        assert_eq!(refusal(libc::EIO), Refusal::new(ErrorCode::NotDefined, "cannot open file"));
     }
 }
