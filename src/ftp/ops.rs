@@ -196,6 +196,9 @@ pub enum FsError {
     /// A REST offset past the end of the file (RFC 3659 §5: 554).
     #[error("restart offset beyond the end of the file")]
     BadRestart,
+    /// The server holds too much for others already (a memory budget); retry later.
+    #[error("server busy")]
+    Busy,
     /// Anything else (EIO, ...).
     #[error("local error")]
     Other,

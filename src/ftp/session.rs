@@ -983,6 +983,7 @@ impl Session {
             FsError::NoSpace => self.reply(552, "Exceeded storage allocation."),
             FsError::InvalidName => self.reply(553, "File name not allowed."),
             FsError::Other => self.reply(451, "Local error in processing."),
+            FsError::Busy => self.reply(451, "Server busy; try again later."),
             FsError::BadRestart => self.reply(554, "Requested action not taken: invalid REST parameter."),
             FsError::NotFound => self.reply(550, "No such file or directory."),
             FsError::PermissionDenied => self.reply(550, "Permission denied."),

@@ -370,7 +370,9 @@ impl Driver {
         };
         let uploads = &self.settings.config.uploads;
         // The file first: if it cannot be opened the passive listener stays for a retry.
-        let source = match ftp_transfer::prepare(root, &kind, uploads.atomic, uploads.keep_partial) {
+        let listings = &self.ftp.shared.listing_bytes;
+        let source = match ftp_transfer::prepare(root, &kind, uploads.atomic, uploads.keep_partial, listings)
+        {
             Ok(s) => s,
             Err(e) => return self.ready.push_back((token, failed(TransferError::Fs(e)))),
         };

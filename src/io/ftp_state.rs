@@ -1,5 +1,5 @@
 //! FTP state outside the sessions: [`FtpShared`] (settings, every account root opened before
-//! the privilege drop, session counters) is read by all workers; [`FtpWorker`] (pipe pool,
+//! the privilege drop, session counters, the listing memory budget) is read by all workers; [`FtpWorker`] (pipe pool,
 //! password verifier, transfer count) belongs to one worker thread.
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,7 @@ use crate::ftp::FtpSettings;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub struct FtpShared {
     pub limits: Arc<SessionLimits>,
     /// Worker count, for splitting the global rate cap.
     pub workers: usize,
+    /// Bytes of rendered listings held by all sessions (see `LISTING_MEMORY_BYTES`).
+    pub listing_bytes: Arc<AtomicU64>,
     roots: HashMap<PathBuf, Arc<Root>>,
 }
 
@@ -61,6 +64,7 @@ impl FtpShared {
             limits: Arc::new(SessionLimits::new(limits.max_sessions, limits.max_sessions_per_ip)),
             settings: Arc::new(settings),
             workers,
+            listing_bytes: Arc::new(AtomicU64::new(0)),
             roots,
         })
     }

@@ -7,6 +7,7 @@ use super::ftp_actions::{self, fs_error, rel};
 use super::ftp_control::Msg;
 use super::ftp_data::{self, Cancel, Pace};
 use super::ftp_state::FtpWorker;
+use super::memory_budget::MemoryCharge;
 use super::ops::{self, SharedFd};
 use super::worker::WorkerContext;
 use super::zerocopy::{self, DataConn, TransferLimits};
@@ -20,6 +21,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
@@ -48,9 +50,16 @@ pub enum Source {
         /// TYPE A: CRLF -> LF.
         ascii: bool,
     },
-    /// LIST/NLST/MLSD: the rendered listing (already CRLF-terminated lines).
-    List(Vec<u8>),
+    /// LIST/NLST/MLSD: the rendered listing (already CRLF-terminated lines), and its share
+    /// of the listing memory budget until it is sent.
+    List(Vec<u8>, MemoryCharge),
 }
+
+/// Most memory all rendered listings may hold together. A listing is built whole before
+/// the data connection drains it (about 120 bytes per entry), so clients that ask for big
+/// directories and never read would otherwise hold memory without a bound; past this,
+/// LIST/NLST/MLSD get 451 until others finish.
+pub const LISTING_MEMORY_BYTES: u64 = 256 << 20;
 
 /// Where the data connection comes from.
 pub enum Endpoint {
@@ -65,12 +74,13 @@ pub enum Endpoint {
     Active(SocketAddr),
 }
 
-/// Opens what `kind` reads or writes under `root`.
+/// Opens what `kind` reads or writes under `root`; a listing is charged to `listing_bytes`.
 pub fn prepare(
     root: &Root,
     kind: &TransferKind,
     atomic: bool,
     keep_partial: bool,
+    listing_bytes: &Arc<AtomicU64>,
 ) -> Result<Source, FsError> {
     match kind {
         TransferKind::Retr { path, offset, ascii } => {
@@ -104,7 +114,10 @@ pub fn prepare(
                 return Err(FsError::NotADirectory);
             }
             let entries = ftp_actions::read_dir(root, path, *hidden)?;
-            Ok(Source::List(format.render_all(&entries, ftp_actions::now_unix())))
+            let text = format.render_all(&entries, ftp_actions::now_unix());
+            let charge = MemoryCharge::acquire(listing_bytes, text.len() as u64, LISTING_MEMORY_BYTES)
+                .ok_or(FsError::Busy)?;
+            Ok(Source::List(text, charge))
         }
     }
 }
@@ -313,7 +326,7 @@ async fn move_data(
             zerocopy::send_file(&conn, mode, &file, offset, None).await
         }
         Source::Retr { file, offset, ascii: true } => send_ascii(&conn, &file, offset).await,
-        Source::List(bytes) => {
+        Source::List(bytes, _charge) => {
             let n = bytes.len() as u64;
             ftp_data::send_all(sock, bytes, limits.stall_timeout).await.map(|_| n)
         }
@@ -472,5 +485,23 @@ mod tests {
         assert_eq!(up(&[b"a\r", b"\nb\r\n"]), b"a\nb\n");
         assert_eq!(up(&[b"a\rb\r"]), b"a\rb\r", "bare CRs are kept");
         assert_eq!(up(&[b"x\r", b"\r\n"]), b"x\r\n");
+    }
+
+    #[test]
+    fn listings_are_charged_to_the_budget_and_refused_past_it() {
+        use crate::ftp::{ListFormat, VirtualPath};
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"x").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let kind = TransferKind::List { path: VirtualPath::root(), format: ListFormat::Names, hidden: false };
+        let held = Arc::new(AtomicU64::new(0));
+        let source = prepare(&root, &kind, true, true, &held).unwrap();
+        assert!(matches!(&source, Source::List(text, _) if text == b"a\r\n"));
+        assert_eq!(held.load(Ordering::Acquire), 3, "the listing holds its bytes");
+        drop(source);
+        assert_eq!(held.load(Ordering::Acquire), 0, "and returns them when done");
+        held.store(LISTING_MEMORY_BYTES, Ordering::Release);
+        assert!(matches!(prepare(&root, &kind, true, true, &held), Err(FsError::Busy)));
     }
 }

@@ -9,6 +9,7 @@ pub mod ftp_data;
 pub mod ftp_limits;
 pub mod ftp_state;
 pub mod ftp_transfer;
+pub mod memory_budget;
 pub mod ops;
 pub mod tftp_limits;
 pub mod tftp_send;

@@ -1,15 +1,14 @@
 //! Admission of TFTP requests: the global `max_transfers` count (an atomic shared by all
 //! workers), a per-IP request rate (one token bucket per IP shared by all workers: SO_REUSEPORT
 //! spreads a client's source ports over every worker, so per-worker buckets would multiply
-//! the rate by the worker count), the memory budget of netascii transfers (their files are
-//! encoded in memory), and the per-worker table of live transfers used to ignore a repeated
-//! RRQ/WRQ.
+//! the rate by the worker count), and the per-worker table of live transfers used to ignore
+//! a repeated RRQ/WRQ.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,32 +33,6 @@ impl TransferSlot {
 impl Drop for TransferSlot {
     fn drop(&mut self) {
         self.count.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Memory reserved for one netascii transfer's encoded file against the server-wide
-/// budget; returned on drop.
-#[derive(Debug)]
-pub struct MemoryCharge {
-    held: Arc<AtomicU64>,
-    bytes: u64,
-}
-
-impl MemoryCharge {
-    /// Reserves `bytes` unless that would take `held` past `max`.
-    pub fn acquire(held: &Arc<AtomicU64>, bytes: u64, max: u64) -> Option<MemoryCharge> {
-        let before = held.fetch_add(bytes, Ordering::AcqRel);
-        if before.saturating_add(bytes) > max {
-            held.fetch_sub(bytes, Ordering::AcqRel);
-            return None;
-        }
-        Some(MemoryCharge { held: Arc::clone(held), bytes })
-    }
-}
-
-impl Drop for MemoryCharge {
-    fn drop(&mut self) {
-        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
@@ -173,16 +146,6 @@ mod tests {
         assert!(TransferSlot::acquire(&count, 2).is_none());
         drop(a);
         assert!(TransferSlot::acquire(&count, 2).is_some());
-    }
-
-    #[test]
-    fn memory_charges_stay_within_the_budget_and_are_returned() {
-        let held = Arc::new(AtomicU64::new(0));
-        let a = MemoryCharge::acquire(&held, 60, 100).unwrap();
-        assert!(MemoryCharge::acquire(&held, 60, 100).is_none());
-        assert_eq!(held.load(Ordering::Acquire), 60, "a refused charge takes nothing");
-        drop(a);
-        assert!(MemoryCharge::acquire(&held, 100, 100).is_some());
     }
 
     #[test]

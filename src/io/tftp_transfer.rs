@@ -3,8 +3,8 @@
 //! (send a window, store a chunk, commit an upload), and logs one line when it ends.
 
 use super::buf_pool::BufPool;
+use super::memory_budget::MemoryCharge;
 use super::ops::{self, SharedFd};
-use super::tftp_limits::MemoryCharge;
 use super::tftp_send::{Link, ReadFailed, Source};
 use super::udp_msg::{self, Received, RecvOp};
 use super::worker::Shared;

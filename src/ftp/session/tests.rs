@@ -1043,6 +1043,7 @@ fn transfer_failures_map_to_codes() {
         (TransferError::Fs(FsError::PermissionDenied), 550),
         (TransferError::Fs(FsError::IsADirectory), 550),
         (TransferError::Fs(FsError::NoSpace), 552),
+        (TransferError::Fs(FsError::Busy), 451),
     ];
     for (err, code) in cases {
         let mut c = Client::new();
