@@ -4,7 +4,7 @@
 # generator in release mode, then runs benches/compare.py, which starts each server per
 # scenario, drives it with ferry-loadgen and writes benches/results/latest{,-PROFILE}.{md,json}.
 #
-#   benches/compare.sh                   full profile (the sizes; ~15-25 min)
+#   benches/compare.sh                   full profile (the sizes; ~8-25 min)
 #   benches/compare.sh --profile quick   reduced sizes, every scenario (~3-5 min)
 #   benches/compare.sh --smoke           tiny, Ferry + whatever is installed, no installs
 #   extra flags go to compare.py: --only sessions,idle  --servers ferry,vsftpd  --workers N
