@@ -188,12 +188,7 @@ pub fn read_into_slots_op(
     lens: &[usize],
     offset: u64,
 ) -> SlotsRead {
-    let mut iov = Vec::with_capacity(lens.len());
-    for (buf, &len) in bufs.iter_mut().zip(lens) {
-        let room = if buf.len() == at { buf.capacity().saturating_sub(at).min(len) } else { 0 };
-        let slot = buf.spare_capacity_mut();
-        iov.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: room });
-    }
+    let mut iov = slot_iovecs(&mut bufs, at, lens);
     // A slot the kernel was not given must not count bytes: read no further than the first.
     let usable = iov.iter().zip(lens).take_while(|(v, &l)| v.iov_len == l).count();
     iov.truncate(usable.max(1).min(iov.len()));
@@ -203,6 +198,18 @@ pub fn read_into_slots_op(
     // SAFETY: the iovecs point into the Vecs' spare heap capacity and the iovec array is
     // boxed; all are owned by the op's data and not touched until completion.
     UnsubmittedOneshot::new((Rc::clone(file), bufs, iov), SlotsTransform { at, lens }, sqe).submit()
+}
+
+/// One iovec per buffer over its spare capacity after `at`, at most `lens[i]` long (shorter
+/// when the capacity is; empty when the buffer's length is not `at`).
+fn slot_iovecs(bufs: &mut [Vec<u8>], at: usize, lens: &[usize]) -> Vec<libc::iovec> {
+    bufs.iter_mut()
+        .zip(lens)
+        .map(|(buf, &len)| {
+            let room = if buf.len() == at { buf.capacity().saturating_sub(at).min(len) } else { 0 };
+            libc::iovec { iov_base: buf.spare_capacity_mut().as_mut_ptr().cast(), iov_len: room }
+        })
+        .collect()
 }
 
 /// As [`read_into_slots_op`], but made on the spot with `preadv2(RWF_NOWAIT)`, which reads
@@ -216,13 +223,9 @@ pub fn try_read_cached_into_slots(
     lens: &[usize],
     offset: u64,
 ) -> bool {
-    let mut iov = Vec::with_capacity(lens.len());
-    for (buf, &len) in bufs.iter_mut().zip(lens) {
-        if buf.len() != at || buf.capacity() < at + len {
-            return false;
-        }
-        let slot = buf.spare_capacity_mut();
-        iov.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: len });
+    let iov = slot_iovecs(bufs, at, lens);
+    if iov.len() != lens.len() || iov.iter().zip(lens).any(|(v, &len)| v.iov_len != len) {
+        return false;
     }
     let total: usize = lens.iter().sum();
     let Ok(off) = libc::off_t::try_from(offset) else { return false };
