@@ -332,11 +332,17 @@ fn running_out_of_descriptors_neither_spins_nor_stops_accepting_later() {
     let dir = served_dir();
     let mut cmd = std::process::Command::new("prlimit");
     cmd.args(["--nofile=80:80", ferry_bin()]);
+    // Every connection comes from 127.0.0.1: past the per-IP limit (50) the server would
+    // answer 421 and close, and the descriptor count would never settle at the limit.
+    cmd.env("FERRY_FTP__LIMITS__MAX_SESSIONS_PER_IP", "500");
     let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
     let pid = server.pid();
     let base = baseline(pid);
     let held: Vec<_> = (0..120).filter_map(|_| TcpStream::connect(server.ftp_addr()).ok()).collect();
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fds(pid) < 78 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(fds(pid) >= 78, "the limit was not reached: {} descriptors", fds(pid));
     // accept(2) fails with EMFILE while the backlog is full: that must not become a busy loop.
     let before = cpu_ticks(pid);
