@@ -314,10 +314,12 @@ fn netascii_reads_share_a_memory_budget() {
     assert_eq!(opcode(&octet.recv().0), 3, "octet reads need no budget");
     // The first transfer ends: its share of the budget is returned.
     first.send_to(&error(0, "bye"), tid);
-    std::thread::sleep(Duration::from_millis(200));
-    let third = Raw::new(v4(&server));
-    third.send(&request(1, "f", "netascii", &[]));
-    assert_eq!(opcode(&third.recv().0), 3, "the budget was not returned");
+    let admitted = || {
+        let third = Raw::new(v4(&server));
+        third.send(&request(1, "f", "netascii", &[]));
+        opcode(&third.recv().0) == 3
+    };
+    assert!(eventually(Duration::from_secs(2), admitted), "the budget was not returned");
 }
 
 /// User plus system CPU time of `pid`, in clock ticks.

@@ -135,8 +135,7 @@ fn quota_refuses_announced_and_actual_oversize() {
     assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(3));
     let c = Raw::new(v4(&server));
     assert_eq!(raw_put(&c, "up/big", &[1u8; 1500]).unwrap_err().0, 3);
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(names(&up).is_empty(), "left behind: {:?}", names(&up));
+    assert!(eventually(Duration::from_secs(2), || names(&up).is_empty()), "left behind: {:?}", names(&up));
 }
 
 #[test]

@@ -142,6 +142,21 @@ impl Drop for Server {
     }
 }
 
+/// Polls `done` every 20 ms until it holds or `within` has passed; whether it held. For
+/// effects that follow a reply (a temporary file removed, a budget returned) on a busy machine.
+pub fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits for `child` to exit, up to `timeout`; returns its exit code.
 pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
     let deadline = Instant::now() + timeout;
