@@ -7,13 +7,15 @@ mod common;
 use common::ftp::*;
 
 #[test]
-fn curl_downloads_with_epsv_pasv_and_ipv6() {
+fn curl_downloads_with_epsv_pasv_and_ipv6_passive_and_active() {
     let srv = FtpServer::start(Opts::default());
     let data = random_bytes(6 << 20);
     put(&srv.root().join("pub/big.bin"), &data);
     let tmp = scratch();
     let out = tmp.path().join("o");
-    for (args, v6) in [(vec![], false), (vec!["--disable-epsv"], false), (vec![], true)] {
+    // The last two: EPSV and active EPRT |2|::1|...| over IPv6 (RFC 2428).
+    let cases = [(vec![], false), (vec!["--disable-epsv"], false), (vec![], true), (vec!["-P", "-"], true)];
+    for (args, v6) in cases {
         let _ = std::fs::remove_file(&out);
         let url = format!("{}/pub/big.bin", srv.url(v6));
         let mut a = args.clone();
@@ -24,6 +26,7 @@ fn curl_downloads_with_epsv_pasv_and_ipv6() {
     // Passive data connections were accepted from the control peer on the configured range.
     let log = srv.log();
     assert!(log.contains("mode=\"passive\""), "{log}");
+    assert!(log.contains("mode=\"active\" local=[::1]:"), "no active IPv6 data connection: {log}");
 }
 
 #[test]
