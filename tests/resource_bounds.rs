@@ -126,10 +126,23 @@ fn a_client_that_never_reads_replies_is_dropped_with_memory_bounded() {
     sock.connect(&srv.server.ftp_addr().into()).unwrap();
     let mut s: TcpStream = sock.into();
     s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
-    // Pipeline HELP (a multi-line reply) until the server stops taking commands.
+    // Pipeline HELP (a multi-line reply) until the server stops taking commands: our writes
+    // stay blocked for 1.5 s. One blocked write is not enough on a loaded machine, where the
+    // server may only be slow, and would then answer everything into its send buffer.
     let batch = b"HELP\r\n".repeat(200);
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) && s.write_all(&batch).is_ok() {}
+    let mut blocked_since = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        match s.write(&batch) {
+            Ok(_) => blocked_since = None,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if blocked_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(1500) {
+                    break;
+                }
+            }
+            Err(_) => break, // closed already
+        }
+    }
     let grown = rss_kib(pid).saturating_sub(rss);
     assert!(grown < 16 * 1024, "RSS grew by {grown} KiB for one non-reading client");
     // Still not reading: the blocked reply write times out and the session ends (reading
