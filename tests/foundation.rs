@@ -103,6 +103,18 @@ fn sigterm_drains_and_exits_zero() {
 }
 
 #[test]
+fn stderr_log_lines_carry_no_colour_codes_when_not_a_terminal() {
+    // Container runtimes, `kubectl logs` and log files read stderr as plain text.
+    let dir = served_dir();
+    let mut server = Server::start(dir.path(), &["--workers", "1"]);
+    let code = server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let log = server.stderr();
+    assert!(log.contains("INFO") && log.contains("ferry serving"), "{log}");
+    assert!(!log.contains('\x1b'), "escape codes in a piped log:\n{log:?}");
+}
+
+#[test]
 fn sigint_with_an_open_session_waits_at_most_the_drain_timeout() {
     let dir = served_dir();
     // The drain timeout comes from the environment layer here.
