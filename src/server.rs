@@ -212,7 +212,7 @@ fn start_binder(
             return Err(EXIT_STARTUP);
         }
     };
-    match binder::spawn::spawn(&exe, port, &config.user, workers) {
+    match binder::spawn::spawn(&exe, port, &config.user, workers, &config.log) {
         Ok(b) => {
             info!(pid = b.child.id(), port, "binder started");
             // The child is reaped by init when we exit; it exits when its channels close.

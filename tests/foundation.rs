@@ -21,8 +21,9 @@ fn test_binder() -> Option<(ferry::binder::spawn::Binder, ferry::binder::client:
         eprintln!("skipped: needs root");
         return None;
     }
-    let mut binder = ferry::binder::spawn::spawn(std::path::Path::new(ferry_bin()), 20, "nobody", 1)
-        .expect("spawn binder");
+    let mut binder =
+        ferry::binder::spawn::spawn(std::path::Path::new(ferry_bin()), 20, "nobody", 1, &Default::default())
+            .expect("spawn binder");
     let client = binder.clients.pop().unwrap();
     Some((binder, client))
 }
@@ -112,6 +113,22 @@ fn stderr_log_lines_carry_no_colour_codes_when_not_a_terminal() {
     let log = server.stderr();
     assert!(log.contains("INFO") && log.contains("ferry serving"), "{log}");
     assert!(!log.contains('\x1b'), "escape codes in a piped log:\n{log:?}");
+}
+
+#[test]
+fn json_log_format_covers_the_binder_lines_too() {
+    if !is_root() {
+        eprintln!("skipped: needs root for the binder");
+        return;
+    }
+    let dir = served_dir();
+    let mut server = Server::start(dir.path(), &["--workers", "1", "--log-format", "json"]);
+    assert_eq!(server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10)), Some(0));
+    let log = server.stderr();
+    assert!(log.contains("binder ready"), "the binder logged:\n{log}");
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
+    }
 }
 
 #[test]

@@ -60,7 +60,7 @@ impl Default for Config {
 }
 
 /// Where log lines go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogTarget {
     /// journald when running under systemd (JOURNAL_STREAM set), else stderr.
@@ -72,7 +72,7 @@ pub enum LogTarget {
 }
 
 /// Shape of stderr log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
