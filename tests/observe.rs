@@ -77,6 +77,39 @@ fn sighup_reopens_a_rotated_xferlog() {
 }
 
 #[test]
+fn sighup_reopens_an_unrotated_xferlog_after_a_root_start() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start as root and drop");
+        return;
+    }
+    // A root start creates the log before the drop; the service user must still be able to
+    // reopen it when SIGHUP comes without a rotation (a config reload, or logrotate's
+    // `create`, which gives the new file the old one's owner).
+    let dir = served_dir();
+    let logs = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = logs.path().join("xferlog");
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_XFERLOG__ENABLED", "true").env("FERRY_XFERLOG__PATH", &path);
+    let server = Server::start_with(
+        cmd,
+        dir.path(),
+        free_port(),
+        free_port(),
+        &["--workers", "1", "--user", "nobody"],
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || server.stderr().contains("xferlog reopened")),
+        "log:\n{}",
+        server.stderr()
+    );
+    assert!(!server.stderr().contains("cannot reopen the xferlog"), "{}", server.stderr());
+}
+
+#[test]
 fn a_missing_xferlog_directory_is_a_config_error() {
     let dir = served_dir();
     let out = Command::new(ferry_bin())
