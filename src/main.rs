@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&cli, file.as_ref()),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Binder(args)) => {
-            ferry::observe::log::init(&ferry::config::LogConfig::default());
+            ferry::observe::log::init(&args.log_config());
             ferry::binder::server::run(args)
         }
     };

@@ -120,6 +120,11 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
         StartPrivilege::Root => ServiceUser::lookup(&config.user),
         _ => Ok(ServiceUser::current()),
     };
+    if let (StartPrivilege::Root, Ok(u), Some(log)) = (start, &user, &xferlog) {
+        if let Err(e) = log.give_root_owned_to(u.uid) {
+            warn!(path = %config.xferlog.path.display(), "cannot hand the xferlog to the service user: {e}");
+        }
+    }
     if let Err(e) = user.and_then(|u| privs::drop_server(start, &u)) {
         error!("cannot drop privileges: {e}");
         return EXIT_STARTUP;
@@ -212,7 +217,7 @@ fn start_binder(
             return Err(EXIT_STARTUP);
         }
     };
-    match binder::spawn::spawn(&exe, port, &config.user, workers) {
+    match binder::spawn::spawn(&exe, port, &config.user, workers, &config.log) {
         Ok(b) => {
             info!(pid = b.child.id(), port, "binder started");
             // The child is reaped by init when we exit; it exits when its channels close.

@@ -172,6 +172,7 @@ fn check_config_on_a_bad_file_names_the_key_and_fails() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lisen") && err.contains("tftp"), "{err}");
+    assert!(err.contains("bad.toml"), "the file at fault is named, as the README shows: {err}");
 }
 
 /// Every key path of a TOML document (tables recursed, arrays are leaves).

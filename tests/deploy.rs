@@ -48,6 +48,26 @@ fn systemd_unit_verifies_cleanly() {
 }
 
 #[test]
+fn systemd_unit_lets_the_xferlog_be_written_at_its_default_path() {
+    // ProtectSystem=strict makes /var/log read-only; enabling the xferlog must not need a
+    // unit edit beyond the config key.
+    let unit = repo_file("deploy/systemd/ferry.service");
+    let dir = ferry::config::Config::default().xferlog.path.parent().unwrap().to_path_buf();
+    let writable: Vec<std::path::PathBuf> = unit
+        .lines()
+        .filter_map(|l| {
+            if let Some(v) = l.strip_prefix("LogsDirectory=") {
+                Some(v.split_whitespace().map(|d| Path::new("/var/log").join(d)).collect::<Vec<_>>())
+            } else {
+                l.strip_prefix("ReadWritePaths=").map(|v| v.split_whitespace().map(Into::into).collect())
+            }
+        })
+        .flatten()
+        .collect();
+    assert!(writable.iter().any(|w| dir.starts_with(w)), "{} is read-only under the unit", dir.display());
+}
+
+#[test]
 fn readiness_and_stopping_reach_notify_socket() {
     let dir = served_dir();
     let sock_dir = tempfile::tempdir().unwrap();

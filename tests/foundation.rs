@@ -21,8 +21,9 @@ fn test_binder() -> Option<(ferry::binder::spawn::Binder, ferry::binder::client:
         eprintln!("skipped: needs root");
         return None;
     }
-    let mut binder = ferry::binder::spawn::spawn(std::path::Path::new(ferry_bin()), 20, "nobody", 1)
-        .expect("spawn binder");
+    let mut binder =
+        ferry::binder::spawn::spawn(std::path::Path::new(ferry_bin()), 20, "nobody", 1, &Default::default())
+            .expect("spawn binder");
     let client = binder.clients.pop().unwrap();
     Some((binder, client))
 }
@@ -100,6 +101,34 @@ fn sigterm_drains_and_exits_zero() {
     assert_eq!(code, Some(0), "stderr:\n{}", server.stderr());
     // The listener is closed after shutdown.
     assert!(std::net::TcpStream::connect(server.ftp_addr()).is_err());
+}
+
+#[test]
+fn stderr_log_lines_carry_no_colour_codes_when_not_a_terminal() {
+    // Container runtimes, `kubectl logs` and log files read stderr as plain text.
+    let dir = served_dir();
+    let mut server = Server::start(dir.path(), &["--workers", "1"]);
+    let code = server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let log = server.stderr();
+    assert!(log.contains("INFO") && log.contains("ferry serving"), "{log}");
+    assert!(!log.contains('\x1b'), "escape codes in a piped log:\n{log:?}");
+}
+
+#[test]
+fn json_log_format_covers_the_binder_lines_too() {
+    if !is_root() {
+        eprintln!("skipped: needs root for the binder");
+        return;
+    }
+    let dir = served_dir();
+    let mut server = Server::start(dir.path(), &["--workers", "1", "--log-format", "json"]);
+    assert_eq!(server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10)), Some(0));
+    let log = server.stderr();
+    assert!(log.contains("binder ready"), "the binder logged:\n{log}");
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
+    }
 }
 
 #[test]

@@ -77,6 +77,39 @@ fn sighup_reopens_a_rotated_xferlog() {
 }
 
 #[test]
+fn sighup_reopens_an_unrotated_xferlog_after_a_root_start() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start as root and drop");
+        return;
+    }
+    // A root start creates the log before the drop; the service user must still be able to
+    // reopen it when SIGHUP comes without a rotation (a config reload, or logrotate's
+    // `create`, which gives the new file the old one's owner).
+    let dir = served_dir();
+    let logs = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = logs.path().join("xferlog");
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_XFERLOG__ENABLED", "true").env("FERRY_XFERLOG__PATH", &path);
+    let server = Server::start_with(
+        cmd,
+        dir.path(),
+        free_port(),
+        free_port(),
+        &["--workers", "1", "--user", "nobody"],
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || server.stderr().contains("xferlog reopened")),
+        "log:\n{}",
+        server.stderr()
+    );
+    assert!(!server.stderr().contains("cannot reopen the xferlog"), "{}", server.stderr());
+}
+
+#[test]
 fn a_missing_xferlog_directory_is_a_config_error() {
     let dir = served_dir();
     let out = Command::new(ferry_bin())
@@ -214,4 +247,27 @@ fn tftp_metrics_and_xferlog_match_the_load() {
         assert_eq!(&fields[7..9], ["100000", "/boot.img"]);
         assert_eq!(&fields[9..], ["b", "_", "o", "a", "anonymous", "tftp", "0", "*", "c"]);
     }
+}
+
+#[test]
+fn failed_ftp_logins_are_counted() {
+    // A wrong password for a virtual user and an unknown user both count as login failures
+    // (the counter once moved only when the password verifier was too busy to answer).
+    let dir = served_dir();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObGmMdFRA4sSA0";
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_METRICS__ENABLED", "true")
+        .env("FERRY_METRICS__LISTEN", &listen)
+        .env("FERRY_FTP__LIMITS__LOGIN_FAILURE_DELAY_MS", "0")
+        .env("FERRY_FTP__USERS", format!("[{{name=\"deploy\",password_hash=\"{hash}\"}}]"));
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+    for user in ["deploy", "mallory"] {
+        let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
+        assert!(ftp_command(&mut r, &mut w, &format!("USER {user}")).starts_with("331"));
+        let reply = ftp_command(&mut r, &mut w, "PASS not-the-password");
+        assert!(reply.starts_with("530"), "{user}: {reply}");
+    }
+    let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!(metric(&page, "ferry_ftp_login_failures_total{worker=\"all\"}"), 2, "{page}");
 }

@@ -28,6 +28,27 @@ pub struct BinderArgs {
     /// Number of channel sockets, at fds 3, 4, ...
     #[arg(long)]
     pub channels: usize,
+    /// The server's `log.target`, so the binder's lines go where the server's go (named apart
+    /// from the global `--log-*` flags, which clap would otherwise merge with these).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub binder_log_target: crate::config::LogTarget,
+    /// The server's `log.format`.
+    #[arg(long, value_enum, default_value = "text")]
+    pub binder_log_format: crate::config::LogFormat,
+    /// The server's `log.level` (`RUST_LOG`, inherited, still wins).
+    #[arg(long, default_value = "info")]
+    pub binder_log_level: String,
+}
+
+impl BinderArgs {
+    /// The `[log]` settings the server passed down.
+    pub fn log_config(&self) -> crate::config::LogConfig {
+        crate::config::LogConfig {
+            target: self.binder_log_target,
+            format: self.binder_log_format,
+            level: self.binder_log_level.clone(),
+        }
+    }
 }
 
 /// Runs the binder until all channels close. Returns the process exit code.

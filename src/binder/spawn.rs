@@ -3,6 +3,7 @@
 
 use super::client::BinderClient;
 use super::server::FIRST_CHANNEL_FD;
+use crate::config::LogConfig;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -20,10 +21,11 @@ pub struct Binder {
     pub clients: Vec<BinderClient>,
 }
 
-/// Starts `exe binder` serving `channels` channels for `port`, running as `user`.
+/// Starts `exe binder` serving `channels` channels for `port`, running as `user` and logging
+/// as `log` says.
 ///
 /// Call while single-threaded and still privileged.
-pub fn spawn(exe: &Path, port: u16, user: &str, channels: usize) -> std::io::Result<Binder> {
+pub fn spawn(exe: &Path, port: u16, user: &str, channels: usize, log: &LogConfig) -> std::io::Result<Binder> {
     if channels > MAX_CHANNELS {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "at most 1024 binder channels"));
     }
@@ -43,6 +45,12 @@ pub fn spawn(exe: &Path, port: u16, user: &str, channels: usize) -> std::io::Res
         .arg(user)
         .arg("--channels")
         .arg(channels.to_string())
+        .arg("--binder-log-target")
+        .arg(value_name(log.target))
+        .arg("--binder-log-format")
+        .arg(value_name(log.format))
+        .arg("--binder-log-level")
+        .arg(&log.level)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     let first_free = FIRST_CHANNEL_FD + channels as i32;
@@ -79,4 +87,9 @@ pub fn spawn(exe: &Path, port: u16, user: &str, channels: usize) -> std::io::Res
         return Err(std::io::Error::other(e.to_string()));
     }
     Ok(Binder { child, clients })
+}
+
+/// The command-line spelling of a `clap::ValueEnum` value.
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
 }

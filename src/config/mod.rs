@@ -60,7 +60,7 @@ impl Default for Config {
 }
 
 /// Where log lines go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogTarget {
     /// journald when running under systemd (JOURNAL_STREAM set), else stderr.
@@ -72,7 +72,7 @@ pub enum LogTarget {
 }
 
 /// Shape of stderr log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -245,8 +245,14 @@ fn describe_figment_error(err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
             let key = if e.path.is_empty() { "<top level>".to_string() } else { e.path.join(".") };
-            let source =
-                e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_else(|| "configuration".into());
+            let source = match e.metadata.as_ref() {
+                // A file names itself: `TOML file /etc/ferry/ferry.toml`.
+                Some(m) => match &m.source {
+                    Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+                    _ => m.name.to_string(),
+                },
+                None => "configuration".into(),
+            };
             format!("config key `{key}` ({source}): {}", e.kind)
         })
         .collect::<Vec<_>>()

@@ -36,6 +36,8 @@ pub enum Event {
     AbortTransfer(OpToken),
     /// Close the passive listener, if any (PORT after PASV, REIN).
     ClosePassive,
+    /// A login attempt failed (unknown user, wrong password, anonymous refused): count it.
+    LoginFailed,
 }
 
 /// Where the data connection comes from.

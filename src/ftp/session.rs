@@ -535,6 +535,7 @@ impl Session {
 
     fn login_failed(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
+        self.event(Event::LoginFailed);
         let close = self.failures >= self.cfg.max_login_failures;
         tracing::debug!(failures = self.failures, close, "login failed: delaying 530");
         self.set_pending(Pending::LoginDelay { until: now + self.cfg.login_failure_delay, close });

@@ -309,10 +309,8 @@ impl Driver {
                         let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Password { valid }))).await;
                     });
                 }
-                None => {
-                    self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::FtpLoginFailures);
-                    self.ready.push_back((token, OpResult::Password { valid: false }))
-                }
+                // The session answers this as a failed login and reports `LoginFailed`.
+                None => self.ready.push_back((token, OpResult::Password { valid: false })),
             },
             Action::OpenPassive { bind, peer_only } => {
                 self.passive = None;
@@ -416,6 +414,7 @@ impl Driver {
                 }
             }
             Event::ClosePassive => self.passive = None,
+            Event::LoginFailed => self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::FtpLoginFailures),
         }
     }
 

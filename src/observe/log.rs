@@ -58,7 +58,11 @@ pub fn set_level(level: &str) -> Result<(), String> {
 }
 
 fn stderr_layer(format: LogFormat) -> Box<dyn Layer<Registry> + Send + Sync> {
-    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_thread_names(true);
+    // Colours only for a terminal: piped into a file, a container log or the journal, escape
+    // codes would make the lines unreadable.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let base =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_thread_names(true).with_ansi(ansi);
     match format {
         LogFormat::Text => base.boxed(),
         LogFormat::Json => base.json().with_current_span(true).with_span_list(false).boxed(),

@@ -145,6 +145,20 @@ impl Xferlog {
         }
     }
 
+    /// Hands a root-owned log (just created by a root start) to `uid`, keeping its group, so
+    /// the dropped server can reopen it on SIGHUP when it was not rotated, or when logrotate's
+    /// `create` made the new file with the old one's owner.
+    pub fn give_root_owned_to(&self, uid: nix::unistd::Uid) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let guard = self.file.lock().map_err(|_| std::io::Error::other("xferlog lock poisoned"))?;
+        let Some(file) = guard.as_ref() else { return Ok(()) };
+        if file.metadata()?.uid() != 0 {
+            return Ok(());
+        }
+        nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(file), Some(uid), None)
+            .map_err(std::io::Error::from)
+    }
+
     /// Reopens the file at its path (after logrotate moved it).
     pub fn reopen(&self) -> std::io::Result<()> {
         let fresh = Self::open_file(&self.path)?;

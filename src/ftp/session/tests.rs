@@ -290,7 +290,9 @@ fn failed_login_is_delayed_then_closed_after_limit() {
         c.send("USER alice\r\n");
         let (t, _) = c.action("PASS wrong\r\n");
         let outs = c.complete(t, OpResult::Password { valid: false });
-        assert!(outs.is_empty(), "530 must be held back: {outs:?}");
+        // The failure is reported at once (for the metrics); the 530 is held back.
+        assert_eq!(events(&outs), [Event::LoginFailed], "{outs:?}");
+        assert!(replies(&outs).is_empty(), "530 must be held back: {outs:?}");
         assert_eq!(c.s.poll_timeout(), Some(c.now + delay));
         assert!(c.advance(delay / 2).is_empty());
         let outs = c.advance(delay / 2);
@@ -321,7 +323,8 @@ fn unknown_user_fails_the_same_way_without_an_action() {
     let mut c = Client::new();
     assert_eq!(codes(&c.send("USER mallory\r\n")), [331]);
     let outs = c.send("PASS x\r\nNOOP\r\n");
-    assert!(outs.is_empty(), "no action, no early reply: {outs:?}");
+    assert!(actions(&outs).is_empty() && replies(&outs).is_empty(), "no action, no early reply: {outs:?}");
+    assert_eq!(events(&outs), [Event::LoginFailed], "counted like a wrong password");
     // The NOOP behind the failed PASS waits for the delayed 530.
     assert_eq!(codes(&c.advance(Duration::from_secs(1))), [530, 200]);
 }
