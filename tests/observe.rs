@@ -110,6 +110,33 @@ fn sighup_reopens_an_unrotated_xferlog_after_a_root_start() {
 }
 
 #[test]
+fn a_root_start_never_hands_a_device_xferlog_to_the_service_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start as root and make a device node");
+        return;
+    }
+    // An operator may point the xferlog at /dev/null; only plain files change owner. A node
+    // of our own stands in for /dev/null, so a regression cannot touch the real one.
+    let dir = served_dir();
+    let logs = tempfile::tempdir().unwrap();
+    let node = logs.path().join("null");
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
+    nix::sys::stat::mknod(&node, nix::sys::stat::SFlag::S_IFCHR, mode, nix::sys::stat::makedev(1, 3))
+        .unwrap();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_XFERLOG__ENABLED", "true").env("FERRY_XFERLOG__PATH", &node);
+    let server = Server::start_with(
+        cmd,
+        dir.path(),
+        free_port(),
+        free_port(),
+        &["--workers", "1", "--user", "nobody"],
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&node).unwrap().uid(), 0, "{}", server.stderr());
+}
+
+#[test]
 fn a_missing_xferlog_directory_is_a_config_error() {
     let dir = served_dir();
     let out = Command::new(ferry_bin())

@@ -152,7 +152,9 @@ impl Xferlog {
         use std::os::unix::fs::MetadataExt;
         let guard = self.file.lock().map_err(|_| std::io::Error::other("xferlog lock poisoned"))?;
         let Some(file) = guard.as_ref() else { return Ok(()) };
-        if file.metadata()?.uid() != 0 {
+        // Only a plain file: a path such as /dev/null must never change hands.
+        let meta = file.metadata()?;
+        if meta.uid() != 0 || !meta.is_file() {
             return Ok(());
         }
         nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(file), Some(uid), None)
