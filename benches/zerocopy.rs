@@ -51,7 +51,7 @@ fn one(mode: ZeroCopy, path: &std::path::Path, size: u64) -> Run {
         let pipes = PipePool::new(4, 1 << 20);
         let abort = AbortHandle::default();
         let limits = TransferLimits { stall_timeout: Duration::from_secs(30), rate_bps: 0 };
-        let conn = DataConn { sock: &sock, pipes: &pipes, limits, abort: &abort };
+        let conn = DataConn::new(&sock, &pipes, limits, &abort);
         send_file(&conn, mode, &file, 0, None).await.unwrap()
     });
     let (got, receiver_cpu) = receiver.join().unwrap();

@@ -298,3 +298,69 @@ fn failed_ftp_logins_are_counted() {
     let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
     assert_eq!(metric(&page, "ferry_ftp_login_failures_total{worker=\"all\"}"), 2, "{page}");
 }
+
+#[test]
+fn aborted_transfers_log_and_count_what_they_moved() {
+    // wu-ftpd writes an incomplete (`i`) xferlog line with the bytes that did go through;
+    // so do the byte counters. Earlier both said 0 for any transfer that failed.
+    let dir = served_dir();
+    std::fs::write(dir.path().join("big.bin"), vec![7u8; 64 << 20]).unwrap();
+    common::tftp::random_file(dir.path(), "t.bin", 10 * 512);
+    let (server, listen, xferlog, _logs) = start_observed(dir.path());
+
+    // FTP: read 1 MiB of a 64 MiB RETR, then close the data connection.
+    let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
+    assert!(ftp_command(&mut r, &mut w, "USER anonymous").starts_with("331"));
+    assert!(ftp_command(&mut r, &mut w, "PASS x").starts_with("230"));
+    assert!(ftp_command(&mut r, &mut w, "TYPE I").starts_with("200"));
+    let epsv = ftp_command(&mut r, &mut w, "EPSV");
+    let port: u16 = epsv.split('|').nth(3).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{epsv}"));
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(ftp_command(&mut r, &mut w, "RETR big.bin").starts_with("150"));
+    let mut first = vec![0u8; 1 << 20];
+    data.read_exact(&mut first).unwrap();
+    drop(data);
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut r, &mut reply).unwrap();
+    assert!(reply.starts_with("426"), "{reply}");
+
+    // TFTP: acknowledge 3 of 10 blocks, then abort with an ERROR.
+    use common::tftp::*;
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "t.bin", "octet", &[]));
+    let (mut tid, mut got) = (None, 0);
+    while got < 3 {
+        let (p, from) = c.recv();
+        if opcode(&p) == 3 && block(&p) == got + 1 {
+            got += 1;
+            c.send_to(&ack(got), from);
+            tid = Some(from);
+        }
+    }
+    c.send_to(&error(0, "enough"), tid.unwrap());
+
+    let lines = |proto: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(&xferlog)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .filter(|f| f.len() == 18 && f[14] == proto)
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || !lines("ftp").is_empty() && !lines("tftp").is_empty()),
+        "xferlog: {:?}",
+        std::fs::read_to_string(&xferlog)
+    );
+    let ftp = &lines("ftp")[0];
+    let ftp_bytes: u64 = ftp[7].parse().unwrap();
+    assert_eq!(ftp[17], "i", "{ftp:?}");
+    assert!((1 << 20..64 << 20).contains(&ftp_bytes), "an aborted RETR logged {ftp_bytes} bytes");
+    let tftp = &lines("tftp")[0];
+    assert_eq!((tftp[7].as_str(), tftp[17].as_str()), ("1536", "i"), "{tftp:?}");
+
+    let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+    let ftp_sent = metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"ftp\"}");
+    assert!(ftp_sent >= ftp_bytes as i64, "counted {ftp_sent} of {ftp_bytes}");
+    assert_eq!(metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"tftp\"}"), 1536);
+}

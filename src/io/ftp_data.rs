@@ -196,29 +196,6 @@ pub fn endpoints(sock: &SharedFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
     (s.local_addr().ok().and_then(|a| a.as_socket()), s.peer_addr().ok().and_then(|a| a.as_socket()))
 }
 
-/// Paces buffered transfers (the zero-copy path has its own pacer) to `rate_bps`.
-pub struct Pace {
-    rate_bps: u64,
-    started: Instant,
-    moved: u64,
-}
-
-impl Pace {
-    /// A pacer for `rate_bps` (0 = unlimited).
-    pub fn new(rate_bps: u64) -> Pace {
-        Pace { rate_bps, started: Instant::now(), moved: 0 }
-    }
-
-    /// Counts `n` bytes and sleeps until they are due.
-    pub async fn account(&mut self, n: usize) {
-        self.moved += n as u64;
-        if self.rate_bps > 0 {
-            let due = Duration::from_secs_f64(self.moved as f64 / self.rate_bps as f64);
-            tokio::time::sleep_until(self.started + due).await;
-        }
-    }
-}
-
 /// Sends all of `buf` on a non-blocking socket; each wait is bounded by `stall`. Returns the
 /// emptied buffer for reuse.
 pub async fn send_all(sock: &SharedFd, mut buf: Vec<u8>, stall: Duration) -> io::Result<Vec<u8>> {

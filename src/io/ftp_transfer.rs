@@ -5,12 +5,12 @@
 
 use super::ftp_actions::{self, fs_error, rel};
 use super::ftp_control::Msg;
-use super::ftp_data::{self, Cancel, Pace};
+use super::ftp_data::{self, Cancel};
 use super::ftp_state::FtpWorker;
 use super::memory_budget::MemoryCharge;
 use super::ops::{self, SharedFd};
 use super::worker::WorkerContext;
-use super::zerocopy::{self, DataConn, TransferLimits};
+use super::zerocopy::{self, DataConn, Pacer, TransferLimits};
 use crate::fs::{Root, UploadTarget, WriteMode};
 use crate::ftp::FtpSettings;
 use crate::ftp::ListFormat;
@@ -178,12 +178,12 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     let record = job.record.take();
     let label = job.label.clone();
     let started = std::time::Instant::now();
-    let outcome = drive(&ctx, &ftp, job, limits, &tx).await;
+    let (outcome, bytes) = drive(&ctx, &ftp, job, limits, &tx).await;
     ftp.transfers.set(ftp.transfers.get() - 1);
     // One structured line per transfer: journald keeps every field (FILE, USER, BYTES, ...).
-    let (bytes, result) = match &outcome {
-        TransferEvent::Finished { bytes } => (*bytes, "complete".to_string()),
-        other => (0, format!("{other:?}")),
+    let result = match &outcome {
+        TransferEvent::Finished { .. } => "complete".to_string(),
+        other => format!("{other:?}"),
     };
     info!(
         transfer = %label,
@@ -196,17 +196,21 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     );
     // No longer active before it counts as finished: a scrape never sees it as both.
     drop(running);
-    account(&ctx, record.as_ref(), &outcome, started.elapsed());
+    account(&ctx, record.as_ref(), &outcome, bytes, started.elapsed());
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(outcome)))).await;
 }
 
-/// Counts a finished transfer and writes its xferlog line.
-fn account(ctx: &WorkerContext, record: Option<&XferMeta>, outcome: &TransferEvent, took: Duration) {
+/// Counts a finished transfer and writes its xferlog line; `bytes` is what it moved, also
+/// when it failed (an `i` line with the real count, as wu-ftpd writes).
+fn account(
+    ctx: &WorkerContext,
+    record: Option<&XferMeta>,
+    outcome: &TransferEvent,
+    bytes: u64,
+    took: Duration,
+) {
     let metrics = ctx.shared.metrics.worker(ctx.id);
-    let (bytes, complete) = match outcome {
-        TransferEvent::Finished { bytes } => (*bytes, true),
-        _ => (0, false),
-    };
+    let complete = matches!(outcome, TransferEvent::Finished { .. });
     metrics.inc(if complete { Metric::FtpTransfersCompleted } else { Metric::FtpTransfersFailed });
     let Some(meta) = record else {
         metrics.add(Metric::FtpBytesSent, bytes); // a listing
@@ -242,7 +246,7 @@ async fn drive(
     job: Job,
     limits: TransferLimits,
     tx: &Sender<Msg>,
-) -> TransferEvent {
+) -> (TransferEvent, u64) {
     let Job { token, source, endpoint, local_ip, cancel, label, settings, .. } = job;
     let cfg = &settings.config;
     let (mode, conn) = match endpoint {
@@ -265,29 +269,29 @@ async fn drive(
             info!(transfer = %label, mode, error = %e, "data connection failed");
             // An upload target left unused is removed by its Drop.
             drop(source);
-            return TransferEvent::Failed(if cancel.is_aborted() {
-                TransferError::Aborted
-            } else {
-                TransferError::DataConnection
-            });
+            let error =
+                if cancel.is_aborted() { TransferError::Aborted } else { TransferError::DataConnection };
+            return (TransferEvent::Failed(error), 0);
         }
     };
     ftp_data::log_connection(mode, &sock);
     if cancel.watch(&sock).is_err() {
-        return TransferEvent::Failed(TransferError::Aborted);
+        return (TransferEvent::Failed(TransferError::Aborted), 0);
     }
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(TransferEvent::Started)))).await;
-    let result = move_data(ftp, cfg.zero_copy, source, &sock, limits, &cancel).await;
+    let conn = DataConn::new(&sock, &ftp.pipes, limits, &cancel.zero_copy);
+    let result = move_data(&conn, cfg.zero_copy, source, &cancel).await;
     // FIN after the queued bytes; the Rc clones (cancel, pipes) must not keep it open.
     let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     match result {
         Ok(bytes) => {
             debug!(transfer = %label, bytes, rate_bps = limits.rate_bps, "data moved");
-            TransferEvent::Finished { bytes }
+            (TransferEvent::Finished { bytes }, bytes)
         }
         Err(e) => {
-            debug!(transfer = %label, error = ?e, "data transfer stopped");
-            TransferEvent::Failed(e)
+            let bytes = conn.moved.get();
+            debug!(transfer = %label, bytes, error = ?e, "data transfer stopped");
+            (TransferEvent::Failed(e), bytes)
         }
     }
 }
@@ -313,22 +317,19 @@ fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
 }
 
 async fn move_data(
-    ftp: &FtpWorker,
+    conn: &DataConn<'_>,
     mode: zerocopy::ZeroCopy,
     source: Source,
-    sock: &SharedFd,
-    limits: TransferLimits,
     cancel: &Cancel,
 ) -> Result<u64, TransferError> {
-    let conn = DataConn { sock, pipes: &ftp.pipes, limits, abort: &cancel.zero_copy };
     let moved = match source {
         Source::Retr { file, offset, ascii: false } => {
-            zerocopy::send_file(&conn, mode, &file, offset, None).await
+            zerocopy::send_file(conn, mode, &file, offset, None).await
         }
-        Source::Retr { file, offset, ascii: true } => send_ascii(&conn, &file, offset).await,
+        Source::Retr { file, offset, ascii: true } => send_ascii(conn, &file, offset).await,
         Source::List(bytes, _charge) => {
             let n = bytes.len() as u64;
-            ftp_data::send_all(sock, bytes, limits.stall_timeout).await.map(|_| n)
+            ftp_data::send_all(conn.sock, bytes, conn.limits.stall_timeout).await.map(|_| n)
         }
         Source::Stor { target, offset, ascii } => {
             let file = match target.file.try_clone() {
@@ -336,9 +337,9 @@ async fn move_data(
                 Err(_) => return Err(TransferError::Local),
             };
             let got = if ascii {
-                recv_ascii(&conn, &file, offset).await
+                recv_ascii(conn, &file, offset).await
             } else {
-                zerocopy::recv_file(&conn, &file, offset, None).await
+                zerocopy::recv_file(conn, &file, offset, None).await
             };
             drop(file);
             return match got {
@@ -368,7 +369,7 @@ async fn move_data(
 
 /// TYPE A download: file bytes with bare LF sent as CRLF (RFC 959 §3.1.1.1).
 async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Result<u64> {
-    let mut pace = Pace::new(conn.limits.rate_bps);
+    let mut pace = Pacer::new(conn);
     let (mut buf, mut out) = (Vec::with_capacity(ASCII_CHUNK), Vec::with_capacity(2 * ASCII_CHUNK));
     let (mut pos, mut sent, mut prev_cr) = (offset, 0u64, false);
     loop {
@@ -383,16 +384,17 @@ async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Re
         }
         out.clear();
         to_crlf(&buf, &mut prev_cr, &mut out);
-        sent += out.len() as u64;
+        let wire = out.len() as u64;
         out = ftp_data::send_all(conn.sock, out, conn.limits.stall_timeout).await?;
+        sent += wire;
         pos += u64::from(n);
-        pace.account(n as usize).await;
+        pace.account(wire).await;
     }
 }
 
 /// TYPE A upload: CRLF arriving on the wire is stored as LF.
 async fn recv_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Result<u64> {
-    let mut pace = Pace::new(conn.limits.rate_bps);
+    let mut pace = Pacer::new(conn);
     let (mut buf, mut out) = (Vec::with_capacity(ASCII_CHUNK), Vec::with_capacity(ASCII_CHUNK + 1));
     let (mut pos, mut held_cr) = (offset, false);
     loop {
@@ -409,10 +411,10 @@ async fn recv_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Re
         let n = out.len();
         out = write_all_at(file, out, pos).await?;
         pos += n as u64;
+        pace.account(n as u64).await;
         if end {
             return Ok(pos - offset);
         }
-        pace.account(buf.len()).await;
     }
 }
 

@@ -122,13 +122,14 @@ pub async fn run(start: Start) {
         Ok(mut job) => {
             let outcome = drive(&mut job, &mut link, metrics).await;
             complete = matches!(outcome, Outcome::Complete { .. });
+            // A failed transfer still logs and counts what the client acknowledged.
+            let bytes = match &outcome {
+                Outcome::Complete { bytes, .. } => *bytes,
+                Outcome::Failed { .. } => both!(&job, t => t.bytes_acknowledged()),
+            };
             if let Job::Write { sink, .. } = job {
                 sink.finish(&outcome);
             }
-            let bytes = match &outcome {
-                Outcome::Complete { bytes, .. } => *bytes,
-                Outcome::Failed { .. } => 0,
-            };
             (bytes, format!("{outcome:?}"))
         }
         Err(refusal) => {

@@ -172,16 +172,24 @@ async fn wait_ready(sock: &SharedFd, events: i16, timeout: Duration) -> io::Resu
     }
 }
 
-/// Paces a transfer to `rate_bps` (token bucket refilled by elapsed time).
-struct Pacer {
+/// Paces a transfer to its connection's rate (token bucket refilled by elapsed time) and
+/// counts what it moved into [`DataConn::moved`], so a failed transfer still reports it.
+pub struct Pacer<'a> {
     rate_bps: u64,
     started: tokio::time::Instant,
     sent: u64,
+    moved: &'a Cell<u64>,
 }
 
-impl Pacer {
-    fn new(rate_bps: u64) -> Pacer {
-        Pacer { rate_bps, started: tokio::time::Instant::now(), sent: 0 }
+impl<'a> Pacer<'a> {
+    /// A pacer for one transfer on `conn`.
+    pub fn new(conn: &'a DataConn<'_>) -> Pacer<'a> {
+        Pacer {
+            rate_bps: conn.limits.rate_bps,
+            started: tokio::time::Instant::now(),
+            sent: 0,
+            moved: &conn.moved,
+        }
     }
 
     /// Largest chunk to move next (about 1/10 s worth when limited).
@@ -193,8 +201,10 @@ impl Pacer {
         }
     }
 
-    async fn account(&mut self, n: u64) {
+    /// Counts `n` bytes moved and sleeps until they are due.
+    pub async fn account(&mut self, n: u64) {
         self.sent += n;
+        self.moved.set(self.moved.get() + n);
         if self.rate_bps == 0 {
             return;
         }
@@ -213,6 +223,21 @@ pub struct DataConn<'a> {
     pub limits: TransferLimits,
     /// Cancels the transfer from the control side.
     pub abort: &'a AbortHandle,
+    /// Bytes moved so far (what the transfer returns on success), kept when it fails: the
+    /// xferlog and the byte counters report what an aborted transfer did move.
+    pub moved: Cell<u64>,
+}
+
+impl<'a> DataConn<'a> {
+    /// A connection that has moved nothing yet.
+    pub fn new(
+        sock: &'a SharedFd,
+        pipes: &'a PipePool,
+        limits: TransferLimits,
+        abort: &'a AbortHandle,
+    ) -> Self {
+        DataConn { sock, pipes, limits, abort, moved: Cell::new(0) }
+    }
 }
 
 /// Sends `len` bytes (or to end of file when `None`) of `file` from `offset` over `conn`.
@@ -232,9 +257,9 @@ pub async fn send_file(
 }
 
 async fn splice_file(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: Option<u64>) -> io::Result<u64> {
-    let DataConn { sock, pipes, limits, abort } = *conn;
+    let DataConn { sock, pipes, limits, abort, .. } = *conn;
     let pipe = pipes.take()?;
-    let mut pacer = Pacer::new(limits.rate_bps);
+    let mut pacer = Pacer::new(conn);
     let mut pos = offset;
     let end = len.map(|l| offset + l);
     loop {
@@ -281,7 +306,7 @@ async fn sendfile_file(
     // kernel sends (loopback) keeps it going: 16 MiB is then about 3 ms at 5 GB/s, and
     // measured 2-3% faster than 4 MiB (fewer calls, each ending in a push).
     const CHUNK: usize = 16 << 20;
-    let mut pacer = Pacer::new(limits.rate_bps);
+    let mut pacer = Pacer::new(conn);
     let mut pos = offset as i64;
     let end = len.map(|l| offset + l);
     loop {
@@ -314,10 +339,10 @@ pub async fn recv_file(
     offset: u64,
     max_bytes: Option<u64>,
 ) -> io::Result<u64> {
-    let DataConn { sock, pipes, limits, abort } = *conn;
+    let DataConn { sock, pipes, limits, abort, .. } = *conn;
     abort.attach(sock);
     let pipe = pipes.take()?;
-    let mut pacer = Pacer::new(limits.rate_bps);
+    let mut pacer = Pacer::new(conn);
     let mut pos = offset;
     loop {
         if abort.is_aborted() {

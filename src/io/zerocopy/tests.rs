@@ -40,7 +40,7 @@ fn download(mode: ZeroCopy, data: &[u8], offset: u64, len: Option<u64>) -> (u64,
     let (sent, idle) = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
         let abort = AbortHandle::default();
-        let conn = DataConn { sock: &sock, pipes: &pipes, limits: limits(), abort: &abort };
+        let conn = DataConn::new(&sock, &pipes, limits(), &abort);
         let sent = send_file(&conn, mode, &file, offset, len).await.unwrap();
         drop(sock);
         (sent, pipes.idle())
@@ -88,7 +88,7 @@ fn a_stalled_reader_times_out_and_the_pipe_is_not_reused() {
         let pipes = PipePool::new(4, 256 * 1024);
         let lim = TransferLimits { stall_timeout: Duration::from_millis(300), rate_bps: 0 };
         let abort = AbortHandle::default();
-        let conn = DataConn { sock: &sock, pipes: &pipes, limits: lim, abort: &abort };
+        let conn = DataConn::new(&sock, &pipes, lim, &abort);
         let res = send_file(&conn, ZeroCopy::Splice, &file, 0, None).await;
         (res, pipes.idle())
     });
@@ -112,7 +112,7 @@ fn abort_ends_a_stalled_transfer_at_once() {
         });
         let lim = TransferLimits { stall_timeout: Duration::from_secs(30), rate_bps: 0 };
         let started = std::time::Instant::now();
-        let conn = DataConn { sock: &sock, pipes: &pipes, limits: lim, abort: &abort };
+        let conn = DataConn::new(&sock, &pipes, lim, &abort);
         let res = send_file(&conn, ZeroCopy::Splice, &file, 0, None).await;
         (res, started.elapsed())
     });
@@ -134,7 +134,7 @@ fn uploads_land_byte_exact_and_respect_the_size_cap() {
     let got = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
         let abort = AbortHandle::default();
-        let conn = DataConn { sock: &sock, pipes: &pipes, limits: limits(), abort: &abort };
+        let conn = DataConn::new(&sock, &pipes, limits(), &abort);
         recv_file(&conn, &file, 0, None).await.unwrap()
     });
     writer.join().unwrap();
@@ -150,7 +150,7 @@ fn uploads_land_byte_exact_and_respect_the_size_cap() {
     let res = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 64 * 1024);
         let abort = AbortHandle::default();
-        let conn = DataConn { sock: &sock, pipes: &pipes, limits: limits(), abort: &abort };
+        let conn = DataConn::new(&sock, &pipes, limits(), &abort);
         recv_file(&conn, &file, 0, Some(1000)).await
     });
     let _ = writer.join();
@@ -172,7 +172,7 @@ fn rate_limit_paces_the_transfer() {
         let lim = TransferLimits { stall_timeout: Duration::from_secs(5), rate_bps: 1024 * 1024 };
         let t = std::time::Instant::now();
         let abort = AbortHandle::default();
-        let conn = DataConn { sock: &sock, pipes: &pipes, limits: lim, abort: &abort };
+        let conn = DataConn::new(&sock, &pipes, lim, &abort);
         send_file(&conn, ZeroCopy::Splice, &file, 0, None).await.unwrap();
         t.elapsed()
     });

@@ -233,6 +233,12 @@ impl ReadTransfer {
         self.core.poll_timeout()
     }
 
+    /// Payload bytes the client has acknowledged so far (what a failed transfer delivered).
+    #[must_use]
+    pub fn bytes_acknowledged(&self) -> u64 {
+        (self.acked * self.blksize).min(self.file_len)
+    }
+
     /// `Some` once the transfer ended: drain `poll_transmit`, then free it.
     #[must_use]
     pub fn outcome(&self) -> Option<super::Outcome> {

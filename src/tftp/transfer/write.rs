@@ -210,6 +210,12 @@ impl WriteTransfer {
         self.core.poll_timeout()
     }
 
+    /// Payload bytes accepted so far (what a failed upload delivered).
+    #[must_use]
+    pub fn bytes_acknowledged(&self) -> u64 {
+        self.bytes
+    }
+
     /// `Some` once the transfer ended: drain `poll_transmit`, then free it.
     #[must_use]
     pub fn outcome(&self) -> Option<Outcome> {
