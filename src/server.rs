@@ -61,7 +61,10 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
         Ok(l) => l,
         Err(e) => {
             error!("{e}");
-            eprintln!("ferry: {e}");
+            // Under journald the operator at the terminal still gets the reason.
+            if !crate::observe::log::errors_reach_stderr() {
+                eprintln!("ferry: {e}");
+            }
             return EXIT_STARTUP;
         }
     };

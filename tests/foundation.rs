@@ -214,6 +214,7 @@ fn unprivileged_low_port_start_fails_with_one_clear_message() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("cannot bind").count(), 1, "one message, once: {stderr}");
     assert!(stderr.contains("CAP_NET_BIND_SERVICE"), "{stderr}");
     assert!(stderr.contains("--ftp-port"), "{stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");

@@ -2,6 +2,7 @@
 //! lines on stderr. The filter comes from `RUST_LOG` when set, else from `log.level`.
 
 use crate::config::{LogConfig, LogFormat, LogTarget};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -9,6 +10,15 @@ use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 /// Handle to swap the filter at run time (SIGHUP reload of `log.level`).
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Whether the installed subscriber writes to stderr (not journald).
+static TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// True when an ERROR event already reaches stderr, so a fatal start-up message printed there
+/// as well would appear twice.
+pub fn errors_reach_stderr() -> bool {
+    TO_STDERR.load(Ordering::Relaxed) && tracing::enabled!(tracing::Level::ERROR)
+}
 
 /// Installs the global subscriber. Call once, before any thread is spawned.
 pub fn init(cfg: &LogConfig) {
@@ -37,8 +47,10 @@ pub fn init(cfg: &LogConfig) {
     };
     let (filter, handle) = reload::Layer::new(filter);
     // try_init: a second init (tests calling in one process) keeps the first subscriber.
+    let to_stderr = !want_journald || journald_failed.is_some();
     if tracing_subscriber::registry().with(output.with_filter(filter)).try_init().is_ok() {
         let _ = FILTER.set(handle);
+        TO_STDERR.store(to_stderr, Ordering::Relaxed);
     }
     if let Some(e) = journald_failed {
         tracing::warn!("cannot reach journald ({e}); logging to stderr instead");
