@@ -166,6 +166,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
     });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
+    let (running_tx, running_rx) = mpsc::channel::<usize>();
     let Listeners { ftp, tftp } = listeners;
     for (id, (ftp, tftp)) in ftp.into_iter().zip(tftp).enumerate() {
         let setup = WorkerSetup {
@@ -177,12 +178,15 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             shared: Arc::clone(&shared),
             shutdown: shutdown_rx.clone(),
             live: live.subscribe(),
+            running: running_tx.clone(),
         };
         if let Err(e) = worker::spawn(setup, exit_tx.clone()) {
             error!("cannot start worker {id}: {e}");
             return EXIT_STARTUP;
         }
     }
+    drop(running_tx);
+    wait_until_running(&running_rx, workers);
     forward(exit_rx, events_tx.clone(), Event::Worker);
     spawn_signal_thread(signals, events_tx);
     crate::observe::sdnotify::notify(&format!(
@@ -191,6 +195,21 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
     ));
     info!(workers, ftp = ?shared.config.ftp.listen, tftp = ?shared.config.tftp.listen, "ferry serving {}", shared.config.root.display());
     supervise(events, workers, &shutdown_tx, &wakers, &shared, &Reload { live, reloader })
+}
+
+/// Waits until every worker serves, so READY=1 (and the "serving" line) means what it says:
+/// on a loaded host a pinned worker can take a second to get its CPU. A worker that dies
+/// first ends the wait (its exit is handled by `supervise`); so does a long stall, with a
+/// warning, since the listeners already queue connections.
+fn wait_until_running(running: &mpsc::Receiver<usize>, workers: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for started in 0..workers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if running.recv_timeout(left).is_err() {
+            warn!(started, workers, "not every worker started; serving with those that did");
+            return;
+        }
+    }
 }
 
 /// Starts the binder when there is a privileged data port to hand out.

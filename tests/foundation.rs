@@ -283,6 +283,24 @@ fn a_panicking_worker_stops_the_server_with_a_non_zero_exit() {
 }
 
 #[test]
+fn serving_is_announced_only_once_every_worker_runs() {
+    // READY=1 and the "ferry serving" line follow the last worker's start, even when one
+    // worker is late (held back 500 ms here, as a busy pinned CPU can).
+    let dir = served_dir();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("DEBUG_FERRY_SLOW_WORKER", "1");
+    let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    assert!(
+        eventually(Duration::from_secs(5), || server.stderr().contains("ferry serving")),
+        "{}",
+        server.stderr()
+    );
+    let log = server.stderr();
+    let late = log.find("worker running worker=1").unwrap_or_else(|| panic!("{log}"));
+    assert!(late < log.find("ferry serving").unwrap(), "announced before worker 1 ran:\n{log}");
+}
+
+#[test]
 fn dual_stack_default_answers_ipv4_and_ipv6_and_listen_lists_are_honoured() {
     let dir = served_dir();
     let server = Server::start(dir.path(), &["--workers", "1"]);

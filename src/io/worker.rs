@@ -61,6 +61,8 @@ pub struct WorkerSetup {
     pub shutdown: watch::Receiver<bool>,
     /// The configuration in force, replaced by SIGHUP reloads.
     pub live: watch::Receiver<Arc<Config>>,
+    /// Told this worker's id once its ring runs and its listeners accept.
+    pub running: Sender<usize>,
 }
 
 /// What a worker thread tells the main thread when it ends.
@@ -156,6 +158,17 @@ fn inject_test_panic(id: usize) {
     let _ = id;
 }
 
+/// Debug builds only: `DEBUG_FERRY_SLOW_WORKER=N` holds worker N back 500 ms before its ring
+/// starts, as a busy pinned CPU can, so tests can prove READY waits for every worker.
+fn delay_start_for_tests(id: usize) {
+    #[cfg(debug_assertions)]
+    if std::env::var("DEBUG_FERRY_SLOW_WORKER").ok().and_then(|v| v.parse::<usize>().ok()) == Some(id) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = id;
+}
+
 fn pin(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
     if set.set(cpu).is_ok() {
@@ -169,7 +182,8 @@ fn run(setup: WorkerSetup) {
     if let Some(cpu) = setup.cpu {
         pin(cpu);
     }
-    let WorkerSetup { id, ftp, tftp, binder, shared, shutdown, live, .. } = setup;
+    let WorkerSetup { id, ftp, tftp, binder, shared, shutdown, live, running, .. } = setup;
+    delay_start_for_tests(id);
     let ctx = Rc::new(WorkerContext { id, shared, binder, shutdown, live, local_active: Cell::new(0) });
     // The ring is created here, after the privilege drop and on the thread that uses it.
     tokio_uring::builder().entries(1024).start(async move {
@@ -190,6 +204,8 @@ fn run(setup: WorkerSetup) {
             loops.push(tokio_uring::spawn(super::tftp_udp::serve(Rc::clone(&ctx), tftp)));
         }
         info!(worker = id, "worker running");
+        let _ = running.send(id);
+        drop(running); // a worker that dies before this point ends the main thread's wait
         inject_test_panic(id);
         for l in loops {
             if let Err(e) = l.await {
