@@ -141,7 +141,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
     let wakers = shutdown_handles(&listeners);
     let (events_tx, events) = mpsc::channel::<Event>();
     install_panic_hook(events_tx.clone());
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(worker::Phase::Serving);
     let metrics = Arc::new(Metrics::new(workers));
     if let Some(listener) = metrics_listener {
         if let Err(e) = crate::observe::http::spawn(listener, Arc::clone(&metrics)) {
@@ -335,25 +335,40 @@ impl Reload {
     }
 }
 
+/// How long aborted transfers get to send their last words and be logged after the drain
+/// timeout, before the process exits anyway.
+const CUT_GRACE: Duration = Duration::from_secs(2);
+
 fn supervise(
     events: mpsc::Receiver<Event>,
     workers: usize,
-    shutdown: &tokio::sync::watch::Sender<bool>,
+    shutdown: &tokio::sync::watch::Sender<worker::Phase>,
     wakers: &[OwnedFd],
     shared: &Shared,
     reload: &Reload,
 ) -> i32 {
     let mut running = workers;
     let mut deadline: Option<Instant> = None;
+    let mut cutting = false;
     loop {
         let event = match deadline {
             None => events.recv().ok(),
             Some(d) => match events.recv_timeout(d.saturating_duration_since(Instant::now())) {
                 Ok(ev) => Some(ev),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(mpsc::RecvTimeoutError::Timeout) if cutting => {
                     let left = shared.active.load(Ordering::Relaxed);
-                    warn!(still_active = left, "drain timeout reached; exiting with transfers still running");
+                    warn!(still_active = left, "transfers did not end after being aborted; exiting");
                     return 0;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Abort what still runs rather than vanish under it: FTP clients get 426
+                    // and 421, TFTP clients an ERROR, and the xferlog an `i` line each.
+                    let left = shared.active.load(Ordering::Relaxed);
+                    warn!(still_active = left, "drain timeout reached; aborting the transfers still running");
+                    let _ = shutdown.send(worker::Phase::Cutting);
+                    cutting = true;
+                    deadline = Some(Instant::now() + CUT_GRACE);
+                    continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => None,
             },
@@ -382,7 +397,7 @@ fn supervise(
                 info!(signal = %sig, drain_secs = drain.as_secs(), active = shared.active.load(Ordering::Relaxed), "shutting down: no new connections, letting transfers finish");
                 deadline = Some(Instant::now() + drain);
                 crate::observe::sdnotify::notify("STOPPING=1\nSTATUS=draining transfers");
-                let _ = shutdown.send(true);
+                let _ = shutdown.send(worker::Phase::Draining);
                 for fd in wakers {
                     // SAFETY-free: shutdown(2) on a socket fd we own; errors (ENOTCONN on
                     // UDP) still wake the waiters, which is all we need.

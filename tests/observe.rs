@@ -364,3 +364,66 @@ fn aborted_transfers_log_and_count_what_they_moved() {
     assert!(ftp_sent >= ftp_bytes as i64, "counted {ftp_sent} of {ftp_bytes}");
     assert_eq!(metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"tftp\"}"), 1536);
 }
+
+#[test]
+fn the_drain_timeout_aborts_running_transfers_with_a_reason_and_logs_them() {
+    // Past drain_timeout_secs, transfers still running are aborted, not dropped with the
+    // process: FTP gets 426 then 421, TFTP an ERROR, the xferlog an `i` line for each.
+    let dir = served_dir();
+    std::fs::write(dir.path().join("slow.bin"), vec![1u8; 8 << 20]).unwrap();
+    common::tftp::random_file(dir.path(), "t.bin", 20 * 512);
+    let logs = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let xferlog = logs.path().join("xferlog");
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("FERRY_XFERLOG__ENABLED", "true")
+        .env("FERRY_XFERLOG__PATH", &xferlog)
+        .env("FERRY_DRAIN_TIMEOUT_SECS", "1")
+        .env("FERRY_FTP__LIMITS__RATE_LIMIT_SESSION_BPS", "1000000");
+    let mut server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+
+    let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
+    for line in ["USER anonymous", "PASS x", "TYPE I"] {
+        ftp_command(&mut r, &mut w, line);
+    }
+    let epsv = ftp_command(&mut r, &mut w, "EPSV");
+    let port: u16 = epsv.split('|').nth(3).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{epsv}"));
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(ftp_command(&mut r, &mut w, "RETR slow.bin").starts_with("150"));
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = data.read_to_end(&mut got);
+        got.len()
+    });
+    // A TFTP read held at block 1: the server keeps retransmitting it.
+    use common::tftp::*;
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "t.bin", "octet", &[]));
+    assert_eq!(opcode(&c.recv().0), 3);
+
+    let started = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let mut replies = String::new();
+    for _ in 0..2 {
+        std::io::BufRead::read_line(&mut r, &mut replies).unwrap();
+    }
+    assert!(replies.starts_with("426") && replies.contains("\n421"), "{replies}");
+    let sent = reader.join().unwrap();
+    assert!(sent > 0 && sent < 8 << 20, "the slow download was cut: {sent} bytes");
+    let ended = (0..50).find_map(|_| {
+        let (p, _) = c.recv_within(Duration::from_millis(200))?;
+        error_of(&p)
+    });
+    assert_eq!(ended, Some((0, "server shutting down".to_string())));
+    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(10)), Some(0), "{}", server.stderr());
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    let log = std::fs::read_to_string(&xferlog).unwrap();
+    let incomplete: Vec<&str> = log.lines().filter(|l| l.ends_with(" i")).collect();
+    assert_eq!(incomplete.len(), 2, "{log}");
+    assert!(
+        incomplete.iter().any(|l| l.contains(" ftp ")) && incomplete.iter().any(|l| l.contains(" tftp ")),
+        "{log}"
+    );
+}

@@ -29,7 +29,8 @@ pub struct Config {
     pub workers: usize,
     /// Service user the server drops to when started as root.
     pub user: String,
-    /// On SIGTERM/SIGINT, how long running transfers may take to finish (seconds).
+    /// On SIGTERM/SIGINT, how long running transfers may take to finish (seconds) before
+    /// they are aborted.
     pub drain_timeout_secs: u64,
     /// Logging destination, format and level.
     pub log: LogConfig,

@@ -197,6 +197,8 @@ enum Wake {
     Msg(Option<Msg>),
     Timer,
     Shutdown,
+    /// The drain timeout passed with this session's transfer still running.
+    Cut,
 }
 
 /// One session's io side: the control socket, the account's root, the passive listener and
@@ -221,6 +223,7 @@ impl Driver {
     async fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
         let ctx = Rc::clone(&self.ctx);
         let mut draining = false;
+        let mut cut = false;
         loop {
             if !self.flush().await {
                 return;
@@ -237,6 +240,7 @@ impl Driver {
                 msg = rx.recv() => Wake::Msg(msg),
                 _ = tokio::time::sleep_until(timer.unwrap_or(far)), if timer.is_some() => Wake::Timer,
                 _ = ctx.wait_shutdown(), if !draining => Wake::Shutdown,
+                _ = ctx.cut.wait(), if draining && !cut && self.transfer.is_some() => Wake::Cut,
             };
             let now = Instant::now();
             match wake {
@@ -248,6 +252,13 @@ impl Driver {
                 }
                 Wake::Timer => self.session.handle_timeout(now),
                 Wake::Shutdown => draining = true,
+                Wake::Cut => {
+                    // The transfer ends as aborted (426), is logged, then the 421 above.
+                    cut = true;
+                    if let Some((_, cancel)) = &self.transfer {
+                        cancel.abort();
+                    }
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use super::memory_budget::MemoryCharge;
 use super::ops::{self, SharedFd};
 use super::tftp_send::{Link, ReadFailed, Source};
 use super::udp_msg::{self, Received, RecvOp};
-use super::worker::Shared;
+use super::worker::{CutSignal, Shared};
 use crate::fs::UploadTarget;
 use crate::observe::metrics::{Metric, WorkerMetrics};
 use crate::observe::xferlog::{AccessMode, Direction as XferDirection, XferRecord};
@@ -63,6 +63,8 @@ pub struct Start {
     pub shared: Arc<Shared>,
     /// This worker's number (its metrics block).
     pub worker: usize,
+    /// Raised when the drain timeout has passed: the transfer ends with an ERROR.
+    pub cut: CutSignal,
 }
 
 /// What a transfer may be granted.
@@ -112,6 +114,7 @@ pub async fn run(start: Start) {
         pool,
         shared,
         worker,
+        cut,
     } = start;
     let metrics = shared.metrics.worker(worker);
     let running = metrics.track(Metric::TftpTransfersActive);
@@ -120,7 +123,7 @@ pub async fn run(start: Start) {
     let mut complete = false;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &shared.netascii_bytes).await {
         Ok(mut job) => {
-            let outcome = drive(&mut job, &mut link, metrics).await;
+            let outcome = drive(&mut job, &mut link, metrics, &cut).await;
             complete = matches!(outcome, Outcome::Complete { .. });
             // A failed transfer still logs and counts what the client acknowledged.
             let bytes = match &outcome {
@@ -254,10 +257,11 @@ async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
 }
 
 /// The loop: send what the machine wants, then wait for a datagram or its deadline.
-async fn drive(job: &mut Job, link: &mut Link, metrics: &WorkerMetrics) -> Outcome {
+async fn drive(job: &mut Job, link: &mut Link, metrics: &WorkerMetrics, cut: &CutSignal) -> Outcome {
     let mut items: Vec<Transmit> = Vec::new();
     let mut recv: RecvOp = udp_msg::recv_msg(&link.sock, link.pool.take());
     let mut recv_errors = 0u32;
+    let mut was_cut = false;
     let outcome = loop {
         flush(job, link, &mut items).await;
         if let Some(outcome) = both!(job, t => t.outcome()) {
@@ -269,6 +273,11 @@ async fn drive(job: &mut Job, link: &mut Link, metrics: &WorkerMetrics) -> Outco
         let event = tokio::select! {
             r = &mut recv => Some(r),
             _ = tokio::time::sleep_until(deadline.into()) => None,
+            _ = cut.wait(), if !was_cut => {
+                was_cut = true;
+                both!(job, t => t.abort(ErrorCode::NotDefined, "server shutting down"));
+                continue;
+            }
         };
         if let Some((res, buf)) = event {
             let buf = match res {

@@ -237,6 +237,7 @@ impl TftpWorker {
             netascii_max: cfg.netascii_max_bytes,
             netascii_memory: cfg.netascii_memory_bytes,
             pool: Rc::clone(&self.pool),
+            cut: self.ctx.cut.clone(),
         };
         Ok(Some(async move {
             // Held until the transfer ends: the global count, the TID entry, the drain count.

@@ -57,8 +57,8 @@ pub struct WorkerSetup {
     pub binder: Option<BinderClient>,
     /// Read-only shared state.
     pub shared: Arc<Shared>,
-    /// Becomes true when the server is shutting down.
-    pub shutdown: watch::Receiver<bool>,
+    /// Leaves [`Phase::Serving`] when the server is shutting down.
+    pub shutdown: watch::Receiver<Phase>,
     /// The configuration in force, replaced by SIGHUP reloads.
     pub live: watch::Receiver<Arc<Config>>,
     /// Told this worker's id once its ring runs and its listeners accept.
@@ -74,6 +74,42 @@ pub struct WorkerExit {
     pub panic: Option<String>,
 }
 
+/// Where the server is in its life; the main thread moves it forward, workers watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// No new connections or requests; running sessions and transfers may finish.
+    Draining,
+    /// The drain timeout has passed: running transfers are aborted (FTP 426, TFTP ERROR) so
+    /// clients hear why and the xferlog records them before the process exits.
+    Cutting,
+}
+
+/// This worker's view of [`Phase::Cutting`]: a flag and a wake-up, both local to the worker
+/// thread, so transfer loops can watch for it without touching shared state.
+#[derive(Debug, Clone, Default)]
+pub struct CutSignal {
+    set: Rc<Cell<bool>>,
+    notify: Rc<tokio::sync::Notify>,
+}
+
+impl CutSignal {
+    /// Resolves once running transfers must stop (at once if they already must).
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        if self.set.get() {
+            return;
+        }
+        notified.await;
+    }
+
+    fn raise(&self) {
+        self.set.set(true);
+        self.notify.notify_waiters();
+    }
+}
+
 /// Per-worker context handed to every session task on that worker.
 pub struct WorkerContext {
     /// Worker number.
@@ -83,7 +119,9 @@ pub struct WorkerContext {
     /// Channel to the binder for active-mode data sockets.
     pub binder: Option<BinderClient>,
     /// Shutdown signal.
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: watch::Receiver<Phase>,
+    /// Raised when the drain timeout has passed.
+    pub cut: CutSignal,
     /// The configuration in force (see [`WorkerContext::config`]).
     live: watch::Receiver<Arc<Config>>,
     /// Sessions and transfers running on this worker.
@@ -99,7 +137,7 @@ impl WorkerContext {
 
     /// True once shutdown has begun.
     pub fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.shutdown.borrow() != Phase::Serving
     }
 
     /// Marks one session or transfer as running until the guard drops.
@@ -112,7 +150,15 @@ impl WorkerContext {
     /// Resolves when shutdown begins (at once if it already has).
     pub async fn wait_shutdown(&self) {
         let mut rx = self.shutdown.clone();
-        let _ = rx.wait_for(|down| *down).await;
+        let _ = rx.wait_for(|phase| *phase != Phase::Serving).await;
+    }
+
+    /// Raises `cut` when the server reaches [`Phase::Cutting`] (one task per worker).
+    async fn relay_cut(self: Rc<Self>) {
+        let mut rx = self.shutdown.clone();
+        if rx.wait_for(|phase| *phase == Phase::Cutting).await.is_ok() {
+            self.cut.raise();
+        }
     }
 }
 
@@ -184,10 +230,12 @@ fn run(setup: WorkerSetup) {
     }
     let WorkerSetup { id, ftp, tftp, binder, shared, shutdown, live, running, .. } = setup;
     delay_start_for_tests(id);
-    let ctx = Rc::new(WorkerContext { id, shared, binder, shutdown, live, local_active: Cell::new(0) });
+    let cut = CutSignal::default();
+    let ctx = Rc::new(WorkerContext { id, shared, binder, shutdown, cut, live, local_active: Cell::new(0) });
     // The ring is created here, after the privilege drop and on the thread that uses it.
     tokio_uring::builder().entries(1024).start(async move {
         let mut loops = Vec::new();
+        tokio_uring::spawn(Rc::clone(&ctx).relay_cut());
         let ftp_worker = ctx
             .shared
             .ftp
