@@ -432,7 +432,7 @@ impl Session {
                 }
             }
             Command::Mfmt { mtime, path } => {
-                if let Some(path) = self.checked_path(&path, Permission::Write, "MFMT") {
+                if let Some(path) = self.checked_change(&path, "MFMT") {
                     let text = [b"Modify=".to_vec(), listing::time_val(mtime).into_bytes(), b"; ".to_vec()];
                     let ok = Reply::new(213, [text.concat(), path.as_bytes().to_vec()].concat());
                     self.start_op(Action::SetMtime { path, mtime }, Op::Simple(ok));
@@ -701,7 +701,7 @@ impl Session {
     fn cmd_site(&mut self, site: SiteCommand) {
         match site {
             SiteCommand::Chmod { mode, path } => {
-                if let Some(path) = self.checked_path(&path, Permission::Write, "SITE CHMOD") {
+                if let Some(path) = self.checked_change(&path, "SITE CHMOD") {
                     let ok = Reply::new(200, "SITE CHMOD command ok.");
                     self.start_op(Action::Chmod { path, mode }, Op::Simple(ok));
                 }
@@ -976,6 +976,19 @@ impl Session {
     fn checked_path(&mut self, arg: &[u8], perm: Permission, verb: &str) -> Option<VirtualPath> {
         let path = self.join(arg)?;
         self.permitted(perm, verb, &path).then_some(path)
+    }
+
+    /// Like [`Self::checked_path`] with `write`, for commands that change an existing entry in
+    /// place (SITE CHMOD, MFMT). Writable anonymous users may only add files and directories
+    /// (vsftpd's anon_upload_enable), so these stay refused to them.
+    fn checked_change(&mut self, arg: &[u8], verb: &str) -> Option<VirtualPath> {
+        let path = self.checked_path(arg, Permission::Write, verb)?;
+        if self.account().is_some_and(|a| a.anonymous) {
+            tracing::info!(peer = %self.peer, user = "anonymous", %path, "{verb} denied");
+            self.reply(550, "Permission denied.");
+            return None;
+        }
+        Some(path)
     }
 
     fn fs_failure(&mut self, e: FsError, what: &str) {

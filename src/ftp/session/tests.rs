@@ -233,6 +233,12 @@ fn writable_anonymous_may_upload_but_not_overwrite() {
     c.login_anonymous();
     assert_eq!(codes(&c.send("DELE up.bin\r\n")), [550]);
     assert_eq!(codes(&c.send("RNFR up.bin\r\n")), [550]);
+    // Changing an existing file's mode or time is not adding a file: refused too.
+    for cmd in ["SITE CHMOD 000 up.bin", "MFMT 20000101000000 up.bin"] {
+        let outs = c.send(&format!("{cmd}\r\n"));
+        assert_eq!(codes(&outs), [550], "{cmd}");
+        assert!(actions(&outs).is_empty(), "{cmd}");
+    }
     c.passive();
     let (_, a) = c.action("STOR up.bin\r\n");
     let Action::Transfer { kind: TransferKind::Stor { mode, .. }, .. } = a else { panic!("{a:?}") };
