@@ -3,7 +3,7 @@
 //! handed to a path-walking syscall. These are short metadata calls, done synchronously.
 
 use super::Root;
-use nix::fcntl::{AtFlags, OFlag};
+use nix::fcntl::{AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, Mode};
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -186,15 +186,18 @@ impl Root {
         .map_err(io_err)
     }
 
-    /// Renames `from` to `to`, both under this root.
-    pub fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    /// Renames `from` to `to`, both under this root. Without `replace`, an existing `to` is
+    /// left alone and the call fails with EEXIST (renameat2 RENAME_NOREPLACE, no race).
+    pub fn rename(&self, from: &Path, to: &Path, replace: bool) -> io::Result<()> {
         let (from_dir, from_name) = self.parent_of(from)?;
         let (to_dir, to_name) = self.parent_of(to)?;
-        nix::fcntl::renameat(
+        let flags = if replace { RenameFlags::empty() } else { RenameFlags::RENAME_NOREPLACE };
+        nix::fcntl::renameat2(
             Some(from_dir.as_raw_fd()),
             from_name.as_path(),
             Some(to_dir.as_raw_fd()),
             to_name.as_path(),
+            flags,
         )
         .map_err(io_err)
     }
@@ -342,7 +345,13 @@ mod tests {
         root.mkdir(Path::new("sub/new"), 0o755).unwrap();
         assert!(d.path().join("sub/new").is_dir());
         assert_eq!(root.mkdir(Path::new("sub/new"), 0o755).unwrap_err().raw_os_error(), Some(libc::EEXIST));
-        root.rename(Path::new("b.bin"), Path::new("sub/new/b2.bin")).unwrap();
+        root.rename(Path::new("b.bin"), Path::new("sub/new/b2.bin"), false).unwrap();
+        std::fs::write(d.path().join("c.bin"), b"c").unwrap();
+        let err = root.rename(Path::new("c.bin"), Path::new("sub/new/b2.bin"), false).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "no replace without `replace`");
+        assert_eq!(std::fs::read(d.path().join("sub/new/b2.bin")).unwrap(), b"bb");
+        root.rename(Path::new("c.bin"), Path::new("sub/new/b2.bin"), true).unwrap();
+        assert_eq!(std::fs::read(d.path().join("sub/new/b2.bin")).unwrap(), b"c");
         assert!(d.path().join("sub/new/b2.bin").is_file());
         root.unlink(Path::new("sub/new/b2.bin")).unwrap();
         root.rmdir(Path::new("sub/new")).unwrap();

@@ -151,6 +151,8 @@ pub enum Action {
         from: VirtualPath,
         /// New path.
         to: VirtualPath,
+        /// May replace an existing `to` (the user holds `delete`); else it fails with `Exists`.
+        replace: bool,
     },
     /// chmod -> `OpResult::Done`.
     Chmod {

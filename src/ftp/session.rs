@@ -686,8 +686,10 @@ impl Session {
     fn cmd_rnto(&mut self, from: Option<VirtualPath>, arg: &[u8]) {
         let Some(from) = from else { return self.reply(503, "RNFR required first.") };
         if let Some(to) = self.checked_path(arg, Permission::Rename, "RNTO") {
+            // Replacing an existing file destroys it: like STOR, only with `delete`.
+            let replace = self.account().is_some_and(|a| a.permissions.allows(Permission::Delete));
             let ok = Reply::new(250, "Rename successful.");
-            self.start_op(Action::Rename { from, to }, Op::Simple(ok));
+            self.start_op(Action::Rename { from, to, replace }, Op::Simple(ok));
         }
     }
 

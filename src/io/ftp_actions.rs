@@ -112,7 +112,7 @@ pub fn run(root: &Root, action: &Action) -> Option<OpResult> {
         Action::MakeDir { path } => done(root.mkdir(rel(path), DIR_MODE)),
         Action::RemoveDir { path } => done(root.rmdir(rel(path))),
         Action::Delete { path } => done(root.unlink(rel(path))),
-        Action::Rename { from, to } => done(root.rename(rel(from), rel(to))),
+        Action::Rename { from, to, replace } => done(root.rename(rel(from), rel(to), *replace)),
         Action::Chmod { path, mode } => done(root.chmod(rel(path), *mode)),
         Action::SetMtime { path, mtime } => done(root.set_mtime(rel(path), *mtime)),
         Action::VerifyPassword { .. } | Action::OpenPassive { .. } | Action::Transfer { .. } => None,

@@ -551,7 +551,7 @@ fn rnfr_rnto_sequence() {
     assert_eq!(a, Action::Stat { path: vp("/a") });
     assert_eq!(codes(&c.complete(t, OpResult::Stat(Ok(file("a", FileKind::File, 1))))), [350]);
     let (t, a) = c.action("RNTO b\r\n");
-    assert_eq!(a, Action::Rename { from: vp("/a"), to: vp("/b") });
+    assert_eq!(a, Action::Rename { from: vp("/a"), to: vp("/b"), replace: true });
     assert_eq!(replies(&c.complete(t, OpResult::Done(Ok(())))), "250 Rename successful.\r\n");
     // Another command between RNFR and RNTO cancels the rename.
     let (t, _) = c.action("RNFR a\r\n");
@@ -561,6 +561,26 @@ fn rnfr_rnto_sequence() {
     let (t, _) = c.action("RNFR zz\r\n");
     assert_eq!(codes(&c.complete(t, OpResult::Stat(Err(FsError::NotFound)))), [550]);
     assert_eq!(codes(&c.send("RNTO b\r\n")), [503]);
+}
+
+#[test]
+fn rnto_replaces_an_existing_file_only_with_delete() {
+    // Like STOR: overwriting destroys the old content, so without `delete` RNTO may only
+    // create a new name; the io layer refuses an existing target (EEXIST -> 550).
+    let mut cfg = config();
+    cfg.ftp.users.push(UserConfig {
+        name: "carol".into(),
+        password_hash: HASH.into(),
+        root: None,
+        permissions: vec!["read".into(), "rename".into()],
+    });
+    let mut c = Client::with(settings_from(&cfg), PEER, LOCAL);
+    c.login("carol");
+    let (t, _) = c.action("RNFR a\r\n");
+    c.complete(t, OpResult::Stat(Ok(file("a", FileKind::File, 1))));
+    let (t, a) = c.action("RNTO b\r\n");
+    assert_eq!(a, Action::Rename { from: vp("/a"), to: vp("/b"), replace: false });
+    assert_eq!(replies(&c.complete(t, OpResult::Done(Err(FsError::Exists)))), "550 File exists.\r\n");
 }
 
 #[test]
