@@ -46,25 +46,31 @@ pub struct UploadTarget {
     parent: OwnedFd,
     final_name: PathBuf,
     temp_name: Option<PathBuf>,
+    /// [`WriteMode::CreateNew`]: the commit must not replace a file that appeared meanwhile.
+    no_replace: bool,
     keep_partial: bool,
     done: bool,
 }
 
 impl UploadTarget {
     /// Makes the upload visible under its final name (atomic uploads) and flushes it.
+    /// A create-only upload fails with EEXIST when the final name appeared during the upload
+    /// (the temporary file is then removed); the other file is left alone.
     pub fn commit(mut self) -> io::Result<()> {
-        self.done = true;
         if let Some(temp) = &self.temp_name {
             // The data must be durable before the name points at it, or a crash could leave
             // an empty or partial file under the final name.
             nix::unistd::fdatasync(self.file.as_raw_fd())?;
-            nix::fcntl::renameat(
+            let flags = if self.no_replace { RenameFlags::RENAME_NOREPLACE } else { RenameFlags::empty() };
+            nix::fcntl::renameat2(
                 Some(self.parent.as_raw_fd()),
                 temp.as_path(),
                 Some(self.parent.as_raw_fd()),
                 self.final_name.as_path(),
+                flags,
             )?;
         }
+        self.done = true;
         Ok(())
     }
 
@@ -276,6 +282,7 @@ impl Root {
                             parent,
                             final_name,
                             temp_name: Some(temp),
+                            no_replace: mode == WriteMode::CreateNew,
                             keep_partial,
                             done: false,
                         })
@@ -293,7 +300,15 @@ impl Root {
             WriteMode::Resume => OFlag::empty(),
         };
         let file = open(&final_name, flags)?;
-        Ok(UploadTarget { file, parent, final_name, temp_name: None, keep_partial, done: false })
+        Ok(UploadTarget {
+            file,
+            parent,
+            final_name,
+            temp_name: None,
+            no_replace: false,
+            keep_partial,
+            done: false,
+        })
     }
 }
 
@@ -380,6 +395,14 @@ mod tests {
         up.commit().unwrap();
         assert_eq!(std::fs::read(d.path().join("sub/up.bin")).unwrap(), b"whole");
         assert_eq!(std::fs::read_dir(d.path().join("sub")).unwrap().count(), 2);
+
+        // A create-only upload does not replace a file that appeared while it ran.
+        let up = root.open_upload(Path::new("sub/new.bin"), WriteMode::CreateNew, true, true).unwrap();
+        std::fs::File::from(up.file.try_clone().unwrap()).write_all(b"late").unwrap();
+        std::fs::write(d.path().join("sub/new.bin"), b"first").unwrap();
+        assert_eq!(up.commit().unwrap_err().raw_os_error(), Some(libc::EEXIST));
+        assert_eq!(std::fs::read(d.path().join("sub/new.bin")).unwrap(), b"first");
+        assert_eq!(std::fs::read_dir(d.path().join("sub")).unwrap().count(), 3, "temp file removed");
     }
 
     #[test]

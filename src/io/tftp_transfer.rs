@@ -353,6 +353,8 @@ async fn on_datagram(job: &mut Job, from: SocketAddr, buf: Vec<u8>) -> Vec<u8> {
                     Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => {
                         (ErrorCode::DiskFull, "disk full or allocation exceeded")
                     }
+                    // A create-only upload whose name appeared meanwhile (commit refused).
+                    Some(libc::EEXIST) => (ErrorCode::FileExists, "file already exists"),
                     _ => (ErrorCode::NotDefined, "write error"),
                 };
                 t.abort(code, msg);

@@ -260,7 +260,10 @@ impl TftpWorker {
             Direction::Write => {
                 let exists = root.stat(path).is_ok();
                 check_overwrite(exists, policy)?;
-                let mode = if exists { WriteMode::Truncate } else { WriteMode::CreateNew };
+                // Create-only unless overwrite is on: a file that appears during the upload
+                // is then kept (the commit fails with EEXIST, ERROR 6).
+                let mode =
+                    if exists || policy.overwrite { WriteMode::Truncate } else { WriteMode::CreateNew };
                 // Atomic: the bytes go to a hidden temporary name, renamed on completion.
                 let target = root.open_upload(path, mode, true, false).map_err(|e| open_refusal(&e))?;
                 Ok(Opened::Write { target })
