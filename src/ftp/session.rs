@@ -23,6 +23,12 @@ use std::time::Instant;
 /// Commands queued while an operation is pending; more is abuse and closes the session.
 const MAX_QUEUED_LINES: usize = 32;
 
+/// Unknown users' passwords are checked against this (a hash of a random password, with
+/// `ferry hash-password`'s parameters), so that a wrong name takes as long as a wrong password
+/// and the delay does not tell which user names exist.
+const UNKNOWN_USER_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$C5U87OgF/96K4yv4uQChJA$fN6qbmXwSBGhgfGIU88EoRivLFXTHw2+mxH9y8EXmx4";
+
 /// How many STOU names are tried before giving up.
 const STOU_ATTEMPTS: u32 = 100;
 
@@ -48,7 +54,8 @@ enum Data {
 /// What a non-transfer action is for, so its completion can be answered.
 #[derive(Debug, Clone)]
 enum Op {
-    Login(Account),
+    /// `None`: an unknown user, checked against [`UNKNOWN_USER_HASH`] and always refused.
+    Login(Option<Account>),
     Cwd(VirtualPath),
     Size,
     Mdtm,
@@ -516,7 +523,13 @@ impl Session {
                     anonymous: false,
                 };
                 let action = Action::VerifyPassword { phc: user.password_hash.clone(), password };
-                self.start_op(action, Op::Login(account));
+                self.start_op(action, Op::Login(Some(account)));
+            }
+            // With no virtual users there is no name to find out (and no verifier to load).
+            None if !self.cfg.users.is_empty() => {
+                tracing::info!(peer = %self.peer, user = %String::from_utf8_lossy(&name), "login failed: unknown user");
+                let action = Action::VerifyPassword { phc: UNKNOWN_USER_HASH.into(), password };
+                self.start_op(action, Op::Login(None));
             }
             None => {
                 tracing::info!(peer = %self.peer, user = %String::from_utf8_lossy(&name), "login failed: unknown user");
@@ -717,8 +730,9 @@ impl Session {
 
     fn complete_op(&mut self, op: Op, result: OpResult, now: Instant) {
         match (op, result) {
-            (Op::Login(account), OpResult::Password { valid: true }) => self.logged_in(account),
-            (Op::Login(account), OpResult::Password { valid: false }) => {
+            (Op::Login(Some(account)), OpResult::Password { valid: true }) => self.logged_in(account),
+            (Op::Login(None), OpResult::Password { .. }) => self.login_failed(now),
+            (Op::Login(Some(account)), OpResult::Password { valid: false }) => {
                 tracing::info!(peer = %self.peer, user = %account.name, "login failed: wrong password");
                 self.login_failed(now);
             }

@@ -319,20 +319,39 @@ fn zero_login_delay_answers_at_once() {
     cfg.ftp.limits.login_failure_delay_ms = 0;
     cfg.ftp.limits.max_login_failures = 1;
     let mut c = Client::with(settings_from(&cfg), PEER, LOCAL);
-    let outs = c.send("USER nobody\r\nPASS x\r\n");
-    assert_eq!(codes(&outs), [331, 530, 421]);
+    assert_eq!(codes(&c.send("USER nobody\r\n")), [331]);
+    let (t, _) = c.action("PASS x\r\n");
+    let outs = c.complete(t, OpResult::Password { valid: false });
+    assert_eq!(codes(&outs), [530, 421]);
     assert!(closed(&outs));
 }
 
 #[test]
-fn unknown_user_fails_the_same_way_without_an_action() {
+fn unknown_user_fails_the_same_way_and_as_slowly() {
+    // The password is still hashed (against a dummy hash), so the time to the 530 does not
+    // tell an unknown name from a wrong password.
     let mut c = Client::new();
     assert_eq!(codes(&c.send("USER mallory\r\n")), [331]);
-    let outs = c.send("PASS x\r\nNOOP\r\n");
-    assert!(actions(&outs).is_empty() && replies(&outs).is_empty(), "no action, no early reply: {outs:?}");
+    let (t, a) = c.action("PASS x\r\n");
+    assert_eq!(a, Action::VerifyPassword { phc: UNKNOWN_USER_HASH.into(), password: b"x".to_vec() });
+    assert!(c.send("NOOP\r\n").is_empty(), "queued behind the check");
+    // Even a (practically impossible) match does not log an unknown user in.
+    let outs = c.complete(t, OpResult::Password { valid: true });
+    assert!(replies(&outs).is_empty(), "no early reply: {outs:?}");
     assert_eq!(events(&outs), [Event::LoginFailed], "counted like a wrong password");
     // The NOOP behind the failed PASS waits for the delayed 530.
     assert_eq!(codes(&c.advance(Duration::from_secs(1))), [530, 200]);
+}
+
+#[test]
+fn unknown_user_without_virtual_users_needs_no_check() {
+    let mut cfg = config();
+    cfg.ftp.users.clear();
+    let mut c = Client::with(settings_from(&cfg), PEER, LOCAL);
+    let outs = c.send("USER mallory\r\nPASS x\r\n");
+    assert!(actions(&outs).is_empty(), "{outs:?}");
+    assert_eq!(events(&outs), [Event::LoginFailed]);
+    assert_eq!(codes(&c.advance(Duration::from_secs(1))), [530]);
 }
 
 #[test]
