@@ -47,27 +47,36 @@ fn metrics_endpoint_serves_prometheus_text_and_health() {
     drop(server);
 }
 
-#[test]
-fn sighup_reopens_a_rotated_xferlog() {
-    let dir = served_dir();
+/// A Ferry command with the xferlog on, in a directory the service user (nobody, when tests
+/// run as root) may write: (command, xferlog path, directory guard).
+fn with_xferlog() -> (Command, std::path::PathBuf, tempfile::TempDir) {
     let logs = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
-    // The service user (nobody, when tests run as root) must be able to create the file.
     std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let path = logs.path().join("xferlog");
     let mut cmd = Command::new(ferry_bin());
     cmd.env("FERRY_XFERLOG__ENABLED", "true").env("FERRY_XFERLOG__PATH", &path);
-    let server = Server::start_with(
-        cmd,
-        dir.path(),
-        free_port(),
-        free_port(),
-        &["--workers", "1", "--user", "nobody"],
-    );
-    assert!(path.exists(), "xferlog created at start");
-    std::fs::rename(&path, logs.path().join("xferlog.1")).unwrap();
+    (cmd, path, logs)
+}
+
+/// Starts `cmd` as root would run it in production: one worker, dropping to nobody.
+fn start_dropping(cmd: Command, root: &std::path::Path) -> Server {
+    Server::start_with(cmd, root, free_port(), free_port(), &["--workers", "1", "--user", "nobody"])
+}
+
+fn hup(server: &Server) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGHUP)
         .unwrap();
+}
+
+#[test]
+fn sighup_reopens_a_rotated_xferlog() {
+    let dir = served_dir();
+    let (cmd, path, logs) = with_xferlog();
+    let server = start_dropping(cmd, dir.path());
+    assert!(path.exists(), "xferlog created at start");
+    std::fs::rename(&path, logs.path().join("xferlog.1")).unwrap();
+    hup(&server);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !path.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -86,21 +95,9 @@ fn sighup_reopens_an_unrotated_xferlog_after_a_root_start() {
     // reopen it when SIGHUP comes without a rotation (a config reload, or logrotate's
     // `create`, which gives the new file the old one's owner).
     let dir = served_dir();
-    let logs = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let path = logs.path().join("xferlog");
-    let mut cmd = Command::new(ferry_bin());
-    cmd.env("FERRY_XFERLOG__ENABLED", "true").env("FERRY_XFERLOG__PATH", &path);
-    let server = Server::start_with(
-        cmd,
-        dir.path(),
-        free_port(),
-        free_port(),
-        &["--workers", "1", "--user", "nobody"],
-    );
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGHUP)
-        .unwrap();
+    let (cmd, _path, _logs) = with_xferlog();
+    let server = start_dropping(cmd, dir.path());
+    hup(&server);
     assert!(
         eventually(Duration::from_secs(5), || server.stderr().contains("xferlog reopened")),
         "log:\n{}",
@@ -125,13 +122,7 @@ fn a_root_start_never_hands_a_device_xferlog_to_the_service_user() {
         .unwrap();
     let mut cmd = Command::new(ferry_bin());
     cmd.env("FERRY_XFERLOG__ENABLED", "true").env("FERRY_XFERLOG__PATH", &node);
-    let server = Server::start_with(
-        cmd,
-        dir.path(),
-        free_port(),
-        free_port(),
-        &["--workers", "1", "--user", "nobody"],
-    );
+    let server = start_dropping(cmd, dir.path());
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&node).unwrap().uid(), 0, "{}", server.stderr());
 }
@@ -152,17 +143,9 @@ fn a_missing_xferlog_directory_is_a_config_error() {
 
 /// Ferry with metrics and xferlog on: (server, metrics address, xferlog path, log dir guard).
 fn start_observed(root: &std::path::Path) -> (Server, String, std::path::PathBuf, tempfile::TempDir) {
-    let logs = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    // The service user (nobody, when tests run as root) writes the log.
-    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let xferlog = logs.path().join("xferlog");
+    let (mut cmd, xferlog, logs) = with_xferlog();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(ferry_bin());
-    cmd.env("FERRY_METRICS__ENABLED", "true")
-        .env("FERRY_METRICS__LISTEN", &listen)
-        .env("FERRY_XFERLOG__ENABLED", "true")
-        .env("FERRY_XFERLOG__PATH", &xferlog);
+    cmd.env("FERRY_METRICS__ENABLED", "true").env("FERRY_METRICS__LISTEN", &listen);
     let server = Server::start_with(cmd, root, free_port(), free_port(), &["--workers", "2"]);
     (server, listen, xferlog, logs)
 }
@@ -372,15 +355,8 @@ fn the_drain_timeout_aborts_running_transfers_with_a_reason_and_logs_them() {
     let dir = served_dir();
     std::fs::write(dir.path().join("slow.bin"), vec![1u8; 8 << 20]).unwrap();
     common::tftp::random_file(dir.path(), "t.bin", 20 * 512);
-    let logs = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(logs.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let xferlog = logs.path().join("xferlog");
-    let mut cmd = Command::new(ferry_bin());
-    cmd.env("FERRY_XFERLOG__ENABLED", "true")
-        .env("FERRY_XFERLOG__PATH", &xferlog)
-        .env("FERRY_DRAIN_TIMEOUT_SECS", "1")
-        .env("FERRY_FTP__LIMITS__RATE_LIMIT_SESSION_BPS", "1000000");
+    let (mut cmd, xferlog, _logs) = with_xferlog();
+    cmd.env("FERRY_DRAIN_TIMEOUT_SECS", "1").env("FERRY_FTP__LIMITS__RATE_LIMIT_SESSION_BPS", "1000000");
     let mut server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
 
     let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
