@@ -5,7 +5,9 @@
 //! `cargo bench --bench zerocopy -- [SIZE_MIB] [ROUNDS]` (defaults 1024 and 3); run any
 //! other way (as `cargo test --all-targets` does) it does one 16 MiB smoke round.
 
-use ferry::io::zerocopy::{send_file, shared, AbortHandle, DataConn, PipePool, TransferLimits, ZeroCopy};
+use ferry::io::ring::zerocopy::{
+    send_file, shared, AbortHandle, DataConn, PipePool, TransferLimits, ZeroCopy,
+};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;

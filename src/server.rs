@@ -5,8 +5,10 @@
 use crate::binder;
 use crate::config::Config;
 use crate::fs::Root;
-use crate::io::ftp_state::FtpShared;
-use crate::io::worker::{self, Shared, WorkerExit, WorkerSetup};
+use crate::io::context::{Phase, Shared};
+use crate::io::ftp::state::FtpShared;
+use crate::io::tftp::state::TftpShared;
+use crate::io::worker::{self, WorkerExit, WorkerSetup};
 use crate::net::listen::{self, Listeners};
 use crate::observe::metrics::Metrics;
 use crate::observe::xferlog::Xferlog;
@@ -97,7 +99,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
     };
     // Every FTP account root is opened now, so the service user needs no search permission
     // on the directories above them.
-    let ftp = match config.ftp.enabled.then(|| FtpShared::open(&config, &root, workers)).transpose() {
+    let ftp_state = match config.ftp.enabled.then(|| FtpShared::open(&config, &root, workers)).transpose() {
         Ok(f) => f.map(Arc::new),
         Err(e) => {
             error!("{e}");
@@ -141,7 +143,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
     let wakers = shutdown_handles(&listeners);
     let (events_tx, events) = mpsc::channel::<Event>();
     install_panic_hook(events_tx.clone());
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(worker::Phase::Serving);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(Phase::Serving);
     let metrics = Arc::new(Metrics::new(workers));
     if let Some(listener) = metrics_listener {
         if let Err(e) = crate::observe::http::spawn(listener, Arc::clone(&metrics)) {
@@ -149,21 +151,10 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             return EXIT_STARTUP;
         }
     }
-    let tftp_rate = crate::io::tftp_limits::RateLimiter::new(config.tftp.requests_per_second_per_ip);
+    let tftp_state = Arc::new(TftpShared::new(&config, tftp_root));
     let config = Arc::new(config);
     let live = LiveConfig::new(Arc::clone(&config));
-    let shared = Arc::new(Shared {
-        config,
-        root,
-        active: Default::default(),
-        metrics,
-        xferlog,
-        ftp,
-        tftp_root,
-        tftp_transfers: Default::default(),
-        tftp_rate: std::sync::Mutex::new(tftp_rate),
-        netascii_bytes: Default::default(),
-    });
+    let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog });
     let cpus = usable_cpus();
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let (running_tx, running_rx) = mpsc::channel::<usize>();
@@ -176,6 +167,8 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             tftp,
             binder: binder_clients.as_mut().and_then(|c| c.pop_front()),
             shared: Arc::clone(&shared),
+            ftp_state: ftp_state.clone(),
+            tftp_state: Arc::clone(&tftp_state),
             shutdown: shutdown_rx.clone(),
             live: live.subscribe(),
             running: running_tx.clone(),
@@ -342,7 +335,7 @@ const CUT_GRACE: Duration = Duration::from_secs(2);
 fn supervise(
     events: mpsc::Receiver<Event>,
     workers: usize,
-    shutdown: &tokio::sync::watch::Sender<worker::Phase>,
+    shutdown: &tokio::sync::watch::Sender<Phase>,
     wakers: &[OwnedFd],
     shared: &Shared,
     reload: &Reload,
@@ -365,7 +358,7 @@ fn supervise(
                     // and 421, TFTP clients an ERROR, and the xferlog an `i` line each.
                     let left = shared.active.load(Ordering::Relaxed);
                     warn!(still_active = left, "drain timeout reached; aborting the transfers still running");
-                    let _ = shutdown.send(worker::Phase::Cutting);
+                    let _ = shutdown.send(Phase::Cutting);
                     cutting = true;
                     deadline = Some(Instant::now() + CUT_GRACE);
                     continue;
@@ -397,7 +390,7 @@ fn supervise(
                 info!(signal = %sig, drain_secs = drain.as_secs(), active = shared.active.load(Ordering::Relaxed), "shutting down: no new connections, letting transfers finish");
                 deadline = Some(Instant::now() + drain);
                 crate::observe::sdnotify::notify("STOPPING=1\nSTATUS=draining transfers");
-                let _ = shutdown.send(worker::Phase::Draining);
+                let _ = shutdown.send(Phase::Draining);
                 for fd in wakers {
                     // SAFETY-free: shutdown(2) on a socket fd we own; errors (ENOTCONN on
                     // UDP) still wake the waiters, which is all we need.

@@ -8,6 +8,16 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+/// How binary downloads move file pages to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroCopy {
+    /// io_uring splice file -> pipe -> socket.
+    Splice,
+    /// sendfile(2) on a non-blocking socket, waiting for POLLOUT through io_uring.
+    Sendfile,
+}
+
 /// Settings of the FTP server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,7 +48,7 @@ pub struct FtpConfig {
     pub uploads: UploadsConfig,
     /// How binary downloads move file pages to the socket: `splice` (io_uring splice through
     /// a pipe) or `sendfile` (sendfile(2) driven by io_uring readiness).
-    pub zero_copy: crate::io::zerocopy::ZeroCopy,
+    pub zero_copy: ZeroCopy,
 }
 
 impl Default for FtpConfig {
@@ -56,7 +66,7 @@ impl Default for FtpConfig {
             users: Vec::new(),
             limits: LimitsConfig::default(),
             uploads: UploadsConfig::default(),
-            zero_copy: crate::io::zerocopy::ZeroCopy::Sendfile,
+            zero_copy: ZeroCopy::Sendfile,
         }
     }
 }

@@ -2,13 +2,13 @@
 //! or `WriteTransfer` with received datagrams and timer expiries, carrying out what it asks
 //! (send a window, store a chunk, commit an upload), and logs one line when it ends.
 
-use super::buf_pool::BufPool;
-use super::memory_budget::MemoryCharge;
-use super::ops::{self, SharedFd};
-use super::tftp_send::{Link, ReadFailed, Source};
-use super::udp_msg::{self, Received, RecvOp};
-use super::worker::{CutSignal, Shared};
+use super::send::{Link, ReadFailed, Source};
 use crate::fs::UploadTarget;
+use crate::io::context::{CutSignal, Shared};
+use crate::io::ring::buf_pool::BufPool;
+use crate::io::ring::memory_budget::MemoryCharge;
+use crate::io::ring::ops::{self, SharedFd};
+use crate::io::ring::udp_msg::{self, Received, RecvOp};
 use crate::observe::metrics::{Metric, WorkerMetrics};
 use crate::observe::xferlog::{AccessMode, Direction as XferDirection, XferRecord};
 use crate::tftp::netascii::{Decoder, Encoder};
@@ -61,6 +61,8 @@ pub struct Start {
     pub pool: Rc<BufPool>,
     /// Server-wide state: metrics and the xferlog.
     pub shared: Arc<Shared>,
+    /// Bytes of netascii files held by all TFTP transfers (the budget's counter).
+    pub netascii_bytes: Arc<AtomicU64>,
     /// This worker's number (its metrics block).
     pub worker: usize,
     /// Raised when the drain timeout has passed: the transfer ends with an ERROR.
@@ -113,6 +115,7 @@ pub async fn run(start: Start) {
         netascii_memory,
         pool,
         shared,
+        netascii_bytes,
         worker,
         cut,
     } = start;
@@ -121,7 +124,7 @@ pub async fn run(start: Start) {
     let mut link = Link::new(Rc::new(sock), pool);
     let limits = Limits { caps, settings, netascii_max, netascii_memory };
     let mut complete = false;
-    let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &shared.netascii_bytes).await {
+    let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes).await {
         Ok(mut job) => {
             let outcome = drive(&mut job, &mut link, metrics, &cut).await;
             complete = matches!(outcome, Outcome::Complete { .. });

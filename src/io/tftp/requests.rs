@@ -2,14 +2,15 @@
 //! checked (repeat, rate, access, `max_transfers`), its file opened under the TFTP root and
 //! handed to a transfer task on a fresh socket bound to the address the request came to.
 
-use super::buf_pool::BufPool;
-use super::ops::SharedFd;
-use super::tftp_limits::{LiveTransfers, TransferSlot};
-use super::tftp_transfer::{self, Opened, Start};
-use super::udp_msg::{self, Received};
-use super::worker::WorkerContext;
+use super::limits::{LiveTransfers, TransferSlot};
+use super::state::TftpShared;
+use super::transfer::{Opened, Start};
 use crate::config::Config;
 use crate::fs::WriteMode;
+use crate::io::context::WorkerContext;
+use crate::io::ring::buf_pool::BufPool;
+use crate::io::ring::ops::SharedFd;
+use crate::io::ring::udp_msg::{self, Received};
 use crate::observe::metrics::Metric;
 use crate::tftp::request::check_overwrite;
 use crate::tftp::{plan, AccessPolicy, Direction, ErrorCode, Refusal, Request, ServerCaps, TransferSettings};
@@ -28,6 +29,7 @@ const REQUEST_BUF: usize = 1024;
 /// TFTP state one worker shares between its request sockets.
 struct TftpWorker {
     ctx: Rc<WorkerContext>,
+    state: Arc<TftpShared>,
     /// Rules from the configuration last seen; rebuilt when a reload replaces it.
     rules: RefCell<Rc<Rules>>,
     pool: Rc<BufPool>,
@@ -56,7 +58,7 @@ impl Rules {
 const DRAIN_BATCH: usize = 64;
 
 /// Serves every TFTP request socket of this worker until shutdown.
-pub async fn serve(ctx: Rc<WorkerContext>, sockets: Vec<UdpSocket>) {
+pub async fn serve(ctx: Rc<WorkerContext>, state: Arc<TftpShared>, sockets: Vec<UdpSocket>) {
     let config = ctx.config();
     let cfg = &config.tftp;
     // Header + largest block + one spare byte, so an oversized DATA is seen as such.
@@ -68,6 +70,7 @@ pub async fn serve(ctx: Rc<WorkerContext>, sockets: Vec<UdpSocket>) {
         pool: Rc::new(BufPool::new(buf_len, idle.max(64))),
         live: Rc::new(LiveTransfers::default()),
         ctx: Rc::clone(&ctx),
+        state,
     });
     let loops: Vec<_> =
         sockets.into_iter().map(|s| tokio_uring::spawn(request_loop(Rc::clone(&worker), s))).collect();
@@ -126,16 +129,10 @@ impl TftpWorker {
         let config = self.ctx.config();
         let mut current = self.rules.borrow_mut();
         if !Arc::ptr_eq(&current.config, &config) {
-            self.rate().set_rate(config.tftp.requests_per_second_per_ip);
+            self.state.rate().set_rate(config.tftp.requests_per_second_per_ip);
             *current = Rc::new(Rules::new(config));
         }
         Rc::clone(&current)
-    }
-
-    /// The shared per-IP rate limiter; a poisoned lock (a panic elsewhere while holding it)
-    /// still holds consistent buckets, so it is used as is.
-    fn rate(&self) -> std::sync::MutexGuard<'_, super::tftp_limits::RateLimiter> {
-        self.ctx.shared.tftp_rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn on_request(&self, sock: &SharedFd, bound: Option<SocketAddr>, r: Received, bytes: &[u8]) {
@@ -199,7 +196,7 @@ impl TftpWorker {
             debug!(%peer, "repeated request for a running transfer ignored");
             return Ok(None);
         }
-        if !self.rate().allow(peer.ip(), Instant::now()) {
+        if !self.state.rate().allow(peer.ip(), Instant::now()) {
             return Err(Refusal::busy());
         }
         if r.truncated {
@@ -208,14 +205,14 @@ impl TftpWorker {
         let rules = self.rules();
         let request = plan(peer.ip(), bytes, &rules.policy)?;
         let cfg = &rules.config.tftp;
-        let slot = TransferSlot::acquire(&self.ctx.shared.tftp_transfers, cfg.max_transfers)
-            .ok_or_else(Refusal::busy)?;
+        let slot =
+            TransferSlot::acquire(&self.state.transfers, cfg.max_transfers).ok_or_else(Refusal::busy)?;
         let opened = self.open(&request, &rules.policy)?;
         let Some((local_ip, ifindex)) = local else {
             warn!(%peer, "request without a destination address; cannot answer from the right address");
             return Err(Refusal::internal());
         };
-        let sock = super::tftp_socket::bind_transfer(
+        let sock = super::socket::bind_transfer(
             udp_msg::with_scope(local_ip, 0, ifindex),
             cfg.transfer_ports.as_ref(),
         )
@@ -233,6 +230,7 @@ impl TftpWorker {
             caps: rules.caps,
             settings: rules.settings,
             shared: Arc::clone(&self.ctx.shared),
+            netascii_bytes: Arc::clone(&self.state.netascii_bytes),
             worker: self.ctx.id,
             netascii_max: cfg.netascii_max_bytes,
             netascii_memory: cfg.netascii_memory_bytes,
@@ -242,13 +240,13 @@ impl TftpWorker {
         Ok(Some(async move {
             // Held until the transfer ends: the global count, the TID entry, the drain count.
             let _guards = (slot, live, activity);
-            tftp_transfer::run(start).await;
+            super::transfer::run(start).await;
         }))
     }
 
     /// Opens the file under the TFTP root: for reading, or as an atomic upload.
     fn open(&self, request: &Request, policy: &AccessPolicy) -> Result<Opened, Refusal> {
-        let root = &self.ctx.shared.tftp_root;
+        let root = &self.state.root;
         let path = request.path.as_path();
         match request.direction {
             Direction::Read => {

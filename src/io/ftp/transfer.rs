@@ -3,18 +3,19 @@
 //! binary files, buffered with CRLF conversion for TYPE A and listings) and reports the end.
 #![forbid(unsafe_code)]
 
-use super::ftp_actions::{self, fs_error, rel};
-use super::ftp_control::Msg;
-use super::ftp_data::{self, Cancel};
-use super::ftp_state::FtpWorker;
-use super::memory_budget::MemoryCharge;
-use super::ops::{self, SharedFd};
-use super::worker::WorkerContext;
-use super::zerocopy::{self, DataConn, Pacer, TransferLimits};
+use super::actions::{self, fs_error, rel};
+use super::data;
+use super::msg::Msg;
+use super::state::FtpWorker;
 use crate::fs::{Root, UploadTarget, WriteMode};
 use crate::ftp::FtpSettings;
 use crate::ftp::ListFormat;
 use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
+use crate::io::context::WorkerContext;
+use crate::io::ring::memory_budget::MemoryCharge;
+use crate::io::ring::ops::{self, SharedFd};
+use crate::io::ring::sockets::{self, Cancel};
+use crate::io::ring::zerocopy::{self, DataConn, Pacer, TransferLimits};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::{AccessMode, Direction, XferRecord};
 use std::io;
@@ -113,8 +114,8 @@ pub fn prepare(
             {
                 return Err(FsError::NotADirectory);
             }
-            let entries = ftp_actions::read_dir(root, path, *hidden)?;
-            let text = format.render_all(&entries, ftp_actions::now_unix());
+            let entries = actions::read_dir(root, path, *hidden)?;
+            let text = format.render_all(&entries, actions::now_unix());
             let charge = MemoryCharge::acquire(listing_bytes, text.len() as u64, LISTING_MEMORY_BYTES)
                 .ok_or(FsError::Busy)?;
             Ok(Source::List(text, charge))
@@ -250,16 +251,15 @@ async fn drive(
     let Job { token, source, endpoint, local_ip, cancel, label, settings, .. } = job;
     let cfg = &settings.config;
     let (mode, conn) = match endpoint {
-        Endpoint::Passive { listener, peer_only } => (
-            "passive",
-            ftp_data::accept(&listener, peer_only, limits.stall_timeout, &cancel).await.map(|c| c.0),
-        ),
+        Endpoint::Passive { listener, peer_only } => {
+            ("passive", data::accept(&listener, peer_only, limits.stall_timeout, &cancel).await.map(|c| c.0))
+        }
         Endpoint::Active(target) => {
             let timeout = Duration::from_secs(cfg.active.connect_timeout_secs);
             let binder = ctx.binder.as_ref();
             (
                 "active",
-                ftp_data::connect(binder, cfg.active_source_port, local_ip, target, timeout, &cancel).await,
+                data::connect(binder, cfg.active_source_port, local_ip, target, timeout, &cancel).await,
             )
         }
     };
@@ -274,7 +274,7 @@ async fn drive(
             return (TransferEvent::Failed(error), 0);
         }
     };
-    ftp_data::log_connection(mode, &sock);
+    data::log_connection(mode, &sock);
     if cancel.watch(&sock).is_err() {
         return (TransferEvent::Failed(TransferError::Aborted), 0);
     }
@@ -329,7 +329,7 @@ async fn move_data(
         Source::Retr { file, offset, ascii: true } => send_ascii(conn, &file, offset).await,
         Source::List(bytes, _charge) => {
             let n = bytes.len() as u64;
-            ftp_data::send_all(conn.sock, bytes, conn.limits.stall_timeout).await.map(|_| n)
+            sockets::send_all(conn.sock, bytes, conn.limits.stall_timeout).await.map(|_| n)
         }
         Source::Stor { target, offset, ascii } => {
             let file = match target.file.try_clone() {
@@ -385,7 +385,7 @@ async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Re
         out.clear();
         to_crlf(&buf, &mut prev_cr, &mut out);
         let wire = out.len() as u64;
-        out = ftp_data::send_all(conn.sock, out, conn.limits.stall_timeout).await?;
+        out = sockets::send_all(conn.sock, out, conn.limits.stall_timeout).await?;
         sent += wire;
         pos += u64::from(n);
         pace.account(wire).await;
@@ -401,7 +401,7 @@ async fn recv_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Re
         if conn.abort.is_aborted() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
         }
-        buf = ftp_data::recv_some(conn.sock, buf, conn.limits.stall_timeout).await?;
+        buf = sockets::recv_some(conn.sock, buf, conn.limits.stall_timeout).await?;
         let end = buf.is_empty();
         out.clear();
         from_crlf(&buf, &mut held_cr, &mut out);

@@ -4,19 +4,21 @@
 //! the driver only ever waits on cancel-safe futures (channel, timer, shutdown signal).
 #![deny(unsafe_code)]
 
-use super::ftp_actions;
-use super::ftp_data::{self, Cancel};
-use super::ftp_limits::{Refusal, SessionPermit};
-use super::ftp_state::FtpWorker;
-use super::ftp_transfer::{self, Endpoint, Job, XferMeta};
-use super::ops::{self, SharedFd};
-use super::worker::WorkerContext;
+use super::actions;
+use super::data;
+use super::limits::{Refusal, SessionPermit};
+use super::msg::Msg;
+use super::state::FtpWorker;
+use super::transfer::{self, Endpoint, Job, XferMeta};
 use crate::fs::Root;
 use crate::ftp::FtpSettings;
 use crate::ftp::{
     Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, Session, TransferError, TransferEvent,
     TransferKind,
 };
+use crate::io::context::WorkerContext;
+use crate::io::ring::ops::{self, SharedFd};
+use crate::io::ring::sockets::{self, Cancel};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::Direction;
 use std::collections::VecDeque;
@@ -36,19 +38,6 @@ const CHANNEL_DEPTH: usize = 8;
 const READ_CHUNK: usize = 4096;
 /// How long writing the 421 of a refused connection may take.
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What reaches a session driver.
-#[derive(Debug)]
-pub enum Msg {
-    /// Bytes from the control connection.
-    Input(Vec<u8>),
-    /// The client closed the control connection (or it failed).
-    Eof,
-    /// An asynchronous action finished (password check, transfer progress).
-    /// Boxed: results are rare and large, and every session's channel reserves a block of
-    /// message slots up front, so a small `Msg` keeps idle sessions small.
-    Completion(OpToken, Box<OpResult>),
-}
 
 /// Accepts control connections until the listener is shut down.
 pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: TcpListener) {
@@ -89,7 +78,7 @@ async fn refuse(ctx: Rc<WorkerContext>, stream: TcpStream, why: Refusal) {
         Refusal::PerIp => "421 Too many connections from your address.\r\n",
     };
     let deadline = tokio::time::Instant::now() + REFUSE_WRITE_TIMEOUT;
-    let _ = ftp_data::bounded(stream.as_raw_fd(), deadline, stream.write_all(text.as_bytes().to_vec())).await;
+    let _ = sockets::bounded(stream.as_raw_fd(), deadline, stream.write_all(text.as_bytes().to_vec())).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
@@ -303,7 +292,7 @@ impl Driver {
         let secs = self.settings.config.limits.data_timeout_secs;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let ((res, _), expired) =
-            ftp_data::bounded(self.stream.as_raw_fd(), deadline, self.stream.write_all(bytes)).await;
+            sockets::bounded(self.stream.as_raw_fd(), deadline, self.stream.write_all(bytes)).await;
         if expired {
             info!("control connection write timed out");
         }
@@ -326,7 +315,7 @@ impl Driver {
             Action::OpenPassive { bind, peer_only } => {
                 self.passive = None;
                 let ports = self.settings.config.passive.ports;
-                let result = match ftp_data::open_passive(ports, bind) {
+                let result = match data::open_passive(ports, bind) {
                     Ok((listener, port)) => {
                         self.passive = Some((listener, peer_only));
                         Ok(port)
@@ -341,12 +330,12 @@ impl Driver {
             Action::Transfer { kind, data } => self.start_transfer(token, kind, data),
             other => {
                 let result = match &self.root {
-                    Some(root) => ftp_actions::run(root, &other),
+                    Some(root) => actions::run(root, &other),
                     None => None,
                 };
                 let result = result.unwrap_or_else(|| {
                     error!(action = ?other, "file action without an open root (io layer bug)");
-                    ftp_actions::without_root(&other)
+                    actions::without_root(&other)
                 });
                 self.ready.push_back((token, result));
             }
@@ -380,8 +369,7 @@ impl Driver {
         let uploads = &self.settings.config.uploads;
         // The file first: if it cannot be opened the passive listener stays for a retry.
         let listings = &self.ftp.shared.listing_bytes;
-        let source = match ftp_transfer::prepare(root, &kind, uploads.atomic, uploads.keep_partial, listings)
-        {
+        let source = match transfer::prepare(root, &kind, uploads.atomic, uploads.keep_partial, listings) {
             Ok(s) => s,
             Err(e) => return self.ready.push_back((token, failed(TransferError::Fs(e)))),
         };
@@ -402,7 +390,7 @@ impl Driver {
         let record = self.xfer_meta(&kind);
         let settings = Arc::clone(&self.settings);
         let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label, record, settings };
-        let task = ftp_transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
+        let task = transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
         tokio_uring::spawn(task.instrument(Span::current()));
     }
 

@@ -4,9 +4,9 @@
 //! then equal-sized blocks leave in UDP GSO sends made on the spot (SENDMSG SQEs linked in
 //! order when the socket is full), so a window costs a few syscalls.
 
-use super::buf_pool::{AheadReservation, BufPool};
-use super::ops::{self, SharedFd};
-use super::udp_msg::{self, SendSpec};
+use crate::io::ring::buf_pool::{AheadReservation, BufPool};
+use crate::io::ring::ops::{self, SharedFd};
+use crate::io::ring::udp_msg::{self, SendSpec};
 use crate::tftp::wire::{write_data_header, DATA_HEADER_LEN};
 use crate::tftp::Transmit;
 use std::io;

@@ -3,11 +3,11 @@
 //! password verifier, transfer count) belongs to one worker thread.
 #![forbid(unsafe_code)]
 
-use super::ftp_limits::{self, SessionLimits};
-use super::zerocopy::{PipePool, TransferLimits};
+use super::limits::{self, SessionLimits};
 use crate::config::Config;
 use crate::fs::Root;
 use crate::ftp::FtpSettings;
+use crate::io::ring::zerocopy::{PipePool, TransferLimits};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -143,7 +143,7 @@ impl FtpWorker {
         let l = &settings.config.limits;
         TransferLimits {
             stall_timeout: Duration::from_secs(l.data_timeout_secs),
-            rate_bps: ftp_limits::transfer_rate(
+            rate_bps: limits::transfer_rate(
                 l.rate_limit_session_bps,
                 l.rate_limit_global_bps,
                 self.shared.workers,

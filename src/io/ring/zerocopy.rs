@@ -5,21 +5,12 @@
 #![allow(unsafe_code)]
 
 use super::ops::{self, SharedFd};
+pub use crate::config::ftp::ZeroCopy;
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
-
-/// How binary downloads move file pages to the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ZeroCopy {
-    /// io_uring splice file -> pipe -> socket.
-    Splice,
-    /// sendfile(2) on a non-blocking socket, waiting for POLLOUT through io_uring.
-    Sendfile,
-}
 
 /// A pipe used as the in-kernel buffer of splice transfers.
 #[derive(Debug)]

@@ -1,0 +1,11 @@
+//! FTP's io: control connections feeding the sans-IO session, data connections (passive
+//! listeners, active connects through the binder), transfers, file-system actions, admission
+//! limits and the per-worker and shared FTP state. Imports `ring/` and `context`, never TFTP.
+
+pub mod actions;
+pub mod control;
+pub mod data;
+pub mod limits;
+pub mod msg;
+pub mod state;
+pub mod transfer;

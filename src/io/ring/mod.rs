@@ -1,0 +1,10 @@
+//! The shared floor of the io layer: custom io_uring operations, UDP messages with packet
+//! info and GSO, zero-copy file/socket movement, time-bounded socket operations, and the
+//! per-worker buffer and pipe pools and server-wide memory budgets. Knows no protocol.
+
+pub mod buf_pool;
+pub mod memory_budget;
+pub mod ops;
+pub mod sockets;
+pub mod udp_msg;
+pub mod zerocopy;

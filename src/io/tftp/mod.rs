@@ -1,0 +1,10 @@
+//! TFTP's io: the request sockets (admission, opening files), one task per transfer driving
+//! the sans-IO transfer core, window sends, per-transfer sockets, limits and the shared TFTP
+//! state. Imports `ring/` and `context`, never FTP.
+
+pub mod limits;
+pub mod requests;
+pub mod send;
+pub mod socket;
+pub mod state;
+pub mod transfer;

@@ -1,0 +1,43 @@
+//! TFTP state every worker reads: the served directory, the server-wide transfer count, the
+//! per-IP request rate and the netascii memory budget. Built once before the privilege drop.
+#![forbid(unsafe_code)]
+
+use super::limits::RateLimiter;
+use crate::config::Config;
+use crate::fs::Root;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// TFTP state shared by all workers.
+#[derive(Debug)]
+pub struct TftpShared {
+    /// The directory TFTP serves (`tftp.root`, else the top-level root), opened before the
+    /// privilege drop.
+    pub root: Arc<Root>,
+    /// TFTP transfers running in all workers, checked against `tftp.max_transfers`.
+    pub transfers: Arc<AtomicUsize>,
+    /// Bytes of netascii-encoded files held by TFTP transfers in all workers, checked
+    /// against `tftp.netascii_memory_bytes`.
+    pub netascii_bytes: Arc<AtomicU64>,
+    /// Request rate per client IP, for all workers: locked once per RRQ/WRQ (never per DATA
+    /// or ACK), so the lock is short and rare next to the transfers it admits.
+    rate: Mutex<RateLimiter>,
+}
+
+impl TftpShared {
+    /// The state for serving `root` under `config`.
+    pub fn new(config: &Config, root: Arc<Root>) -> TftpShared {
+        TftpShared {
+            root,
+            transfers: Default::default(),
+            netascii_bytes: Default::default(),
+            rate: Mutex::new(RateLimiter::new(config.tftp.requests_per_second_per_ip)),
+        }
+    }
+
+    /// The shared per-IP rate limiter; a poisoned lock (a panic elsewhere while holding it)
+    /// still holds consistent buckets, so it is used as is.
+    pub fn rate(&self) -> MutexGuard<'_, RateLimiter> {
+        self.rate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
