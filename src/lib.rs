@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod binder;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod fs;

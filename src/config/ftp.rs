@@ -2,11 +2,17 @@
 //! Defaults follow vsftpd where it has an equivalent (300 s timeouts, 50 sessions per IP,
 //! anonymous read-only); every validation error names the key at fault.
 
-use super::{ConfigError, PortRange};
+use super::{Config, ConfigError, PortRange};
+use crate::ftp::account::Permissions;
+pub use crate::ftp::account::{Permission, ANONYMOUS_NAMES};
+use crate::ftp::settings::{
+    ActiveRules, AddressOverride, AnonymousSettings, FtpSettings, PassiveRules, UserSettings,
+};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// How binary downloads move file pages to the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -170,52 +176,6 @@ fn default_user_permissions() -> Vec<String> {
     vec!["read".into()]
 }
 
-/// One thing a user may be allowed to do (the names used in `permissions`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Permission {
-    /// List directories and retrieve files.
-    Read,
-    /// Store new files and overwrite existing ones.
-    Write,
-    /// Append to files (APPE, resumed STOR).
-    Append,
-    /// Delete files and remove directories.
-    Delete,
-    /// Rename files and directories.
-    Rename,
-    /// Create directories.
-    Mkdir,
-}
-
-impl Permission {
-    /// Every permission, in the order they are documented.
-    pub const ALL: [Permission; 6] = [
-        Permission::Read,
-        Permission::Write,
-        Permission::Append,
-        Permission::Delete,
-        Permission::Rename,
-        Permission::Mkdir,
-    ];
-
-    /// The name used in configuration.
-    pub fn name(self) -> &'static str {
-        match self {
-            Permission::Read => "read",
-            Permission::Write => "write",
-            Permission::Append => "append",
-            Permission::Delete => "delete",
-            Permission::Rename => "rename",
-            Permission::Mkdir => "mkdir",
-        }
-    }
-
-    /// Parses a configuration name (exact, lowercase).
-    pub fn parse(name: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| p.name() == name)
-    }
-}
-
 /// The `[ftp.limits]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -268,9 +228,6 @@ impl Default for UploadsConfig {
         UploadsConfig { atomic: false, keep_partial: true }
     }
 }
-
-/// Anonymous login names (RFC 1635), compared case-insensitively.
-pub const ANONYMOUS_NAMES: [&str; 2] = ["anonymous", "ftp"];
 
 impl FtpConfig {
     /// Checks values that parse but cannot work.
@@ -423,6 +380,75 @@ fn check_root(key: &str, root: &std::path::Path) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// The FTP core's settings built from a validated configuration (account roots default to
+/// `top.root`, permission names parsed, address rules copied): the one conversion from the
+/// `[ftp]` section into what sessions consult.
+pub fn session_settings(top: &Config) -> Result<FtpSettings, ConfigError> {
+    let ftp = &top.ftp;
+    let mut users = Vec::with_capacity(ftp.users.len());
+    for (i, u) in ftp.users.iter().enumerate() {
+        let mut permissions = Permissions::NONE;
+        for (j, name) in u.permissions.iter().enumerate() {
+            let p = Permission::parse(name).ok_or_else(|| {
+                ConfigError::invalid(format!("ftp.users[{i}].permissions[{j}]"), "unknown permission")
+            })?;
+            permissions = permissions.with(p);
+        }
+        users.push(UserSettings {
+            name: u.name.clone(),
+            password_hash: u.password_hash.clone(),
+            root: u.root.clone().unwrap_or_else(|| top.root.clone()),
+            permissions,
+        });
+    }
+    let anonymous = ftp.anonymous.enabled.then(|| {
+        let mut permissions = Permissions::NONE.with(Permission::Read);
+        if ftp.anonymous.writable {
+            permissions = permissions.with(Permission::Write).with(Permission::Mkdir);
+        }
+        AnonymousSettings {
+            root: ftp.anonymous.root.clone().unwrap_or_else(|| top.root.clone()),
+            permissions,
+        }
+    });
+    Ok(FtpSettings {
+        banner: ftp.banner.clone(),
+        max_line_len: ftp.max_line_len,
+        hide_ids: ftp.hide_ids,
+        idle_timeout: Duration::from_secs(ftp.limits.idle_timeout_secs),
+        login_failure_delay: Duration::from_millis(ftp.limits.login_failure_delay_ms),
+        max_login_failures: ftp.limits.max_login_failures,
+        passive: PassiveRules::from(&ftp.passive),
+        active: ActiveRules::from(&ftp.active),
+        anonymous,
+        users,
+    })
+}
+
+impl From<&PassiveConfig> for PassiveRules {
+    fn from(c: &PassiveConfig) -> PassiveRules {
+        PassiveRules {
+            address: c.address,
+            overrides: c
+                .overrides
+                .iter()
+                .map(|o| AddressOverride { network: o.network, address: o.address })
+                .collect(),
+            require_same_peer: c.require_same_peer,
+        }
+    }
+}
+
+impl From<&ActiveConfig> for ActiveRules {
+    fn from(c: &ActiveConfig) -> ActiveRules {
+        ActiveRules {
+            enabled: c.enabled,
+            allow_foreign_address: c.allow_foreign_address,
+            allow_low_ports: c.allow_low_ports,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! lists for reads (`[tftp.read]`) and uploads (`[tftp.write]`). Validation names the key.
 
 use super::{ConfigError, PortRange};
-use crate::tftp::BlockWrap;
+use crate::tftp::{AccessPolicy, BlockWrap, ServerCaps, TransferSettings};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Settings of the TFTP server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +174,44 @@ impl TftpConfig {
             return bad("write.quota_bytes", "must be at least 1 when uploads are enabled".into());
         }
         Ok(())
+    }
+}
+
+// The TFTP core's views of this section: what it grants, its timers, who may do what.
+
+impl From<&TftpConfig> for ServerCaps {
+    fn from(c: &TftpConfig) -> ServerCaps {
+        ServerCaps {
+            max_blksize: c.max_blksize,
+            max_windowsize: c.max_windowsize,
+            upload_quota: c.write.quota_bytes,
+        }
+    }
+}
+
+impl From<&TftpConfig> for TransferSettings {
+    fn from(c: &TftpConfig) -> TransferSettings {
+        TransferSettings {
+            timeout: Duration::from_secs(u64::from(c.default_timeout_secs)),
+            max_retransmit_time: Duration::from_secs(c.max_retransmit_time_secs),
+            unproven_retransmits: c.unproven_retransmits,
+            block_wrap: c.block_wrap,
+            upload_quota: c.write.quota_bytes,
+            ..TransferSettings::default()
+        }
+    }
+}
+
+impl From<&TftpConfig> for AccessPolicy {
+    fn from(c: &TftpConfig) -> AccessPolicy {
+        AccessPolicy {
+            read_allow: c.read.allow.clone(),
+            read_deny: c.read.deny.clone(),
+            write_enabled: c.write.enabled,
+            overwrite: c.write.overwrite,
+            write_allow: c.write.allow.clone(),
+            write_deny: c.write.deny.clone(),
+        }
     }
 }
 

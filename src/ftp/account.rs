@@ -2,10 +2,58 @@
 //! operation and the root the io layer confines them to. Anonymous users are read-only
 //! unless the operator makes them writable (then they may upload and mkdir, never delete).
 
-use crate::config::ftp::Permission;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// One thing a user may be allowed to do (the names used in `permissions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// List directories and retrieve files.
+    Read,
+    /// Store new files and overwrite existing ones.
+    Write,
+    /// Append to files (APPE, resumed STOR).
+    Append,
+    /// Delete files and remove directories.
+    Delete,
+    /// Rename files and directories.
+    Rename,
+    /// Create directories.
+    Mkdir,
+}
+
+impl Permission {
+    /// Every permission, in the order they are documented.
+    pub const ALL: [Permission; 6] = [
+        Permission::Read,
+        Permission::Write,
+        Permission::Append,
+        Permission::Delete,
+        Permission::Rename,
+        Permission::Mkdir,
+    ];
+
+    /// The name used in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Append => "append",
+            Permission::Delete => "delete",
+            Permission::Rename => "rename",
+            Permission::Mkdir => "mkdir",
+        }
+    }
+
+    /// Parses a configuration name (exact, lowercase).
+    pub fn parse(name: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// Anonymous login names (RFC 1635), compared case-insensitively.
+pub const ANONYMOUS_NAMES: [&str; 2] = ["anonymous", "ftp"];
 
 /// A set of [`Permission`]s.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

@@ -495,7 +495,7 @@ pub fn parse_time_val(b: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    Some(super::listing::days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s)
+    Some(crate::calendar::days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s)
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {

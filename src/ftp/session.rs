@@ -3,13 +3,13 @@
 //! [`Action`]s for the io layer, [`Event`]s and the close request come out of `poll_output`.
 
 use super::account::Account;
+use super::account::{Permission, ANONYMOUS_NAMES};
 use super::command::{self, Command, EpsvArg, ListArgs, NetProto, OptsArg, SiteCommand, TransferType};
 use super::line::{Line, LineReader};
 use super::listing::{self, FactSet, FileKind, ListFormat};
 use super::path::VirtualPath;
 use super::reply::{quote_path, Reply};
 use super::settings::{check_active_target, passive_address, ActiveRefusal, FtpSettings};
-use crate::config::ftp::{Permission, ANONYMOUS_NAMES};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 

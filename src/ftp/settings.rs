@@ -1,10 +1,10 @@
-//! What a session needs from configuration, resolved once at load (roots filled in, permission
-//! names parsed), plus the pure data-connection address rules: which address a PASV reply
-//! advertises (NAT, per-client-network overrides) and which PORT/EPRT targets are allowed.
+//! What a session needs to know, resolved once (roots filled in, permission names parsed; the
+//! configuration layer builds it), plus the pure data-connection address rules: which address
+//! a PASV reply advertises (NAT, per-client-network overrides) and which PORT/EPRT targets are
+//! allowed.
 
 use super::account::Permissions;
-use crate::config::ftp::{ActiveConfig, FtpConfig, PassiveConfig, Permission};
-use crate::config::{Config, ConfigError};
+use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,62 +47,53 @@ pub struct FtpSettings {
     /// Failed logins before 421 and close.
     pub max_login_failures: u32,
     /// Passive mode rules.
-    pub passive: PassiveConfig,
+    pub passive: PassiveRules,
     /// Active mode rules.
-    pub active: ActiveConfig,
+    pub active: ActiveRules,
     /// Anonymous access, `None` when disabled.
     pub anonymous: Option<AnonymousSettings>,
     /// Virtual users.
     pub users: Vec<UserSettings>,
-    /// The whole `[ftp]` section, for the io layer (limits, uploads, listeners).
-    pub config: FtpConfig,
+}
+
+/// Which address PASV advertises and whom a passive listener accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassiveRules {
+    /// Address advertised in 227 replies; `None` = the control connection's local address.
+    pub address: Option<IpAddr>,
+    /// Per-client-network advertised addresses, first match wins.
+    pub overrides: Vec<AddressOverride>,
+    /// Accept a passive data connection only from the control connection's peer IP.
+    pub require_same_peer: bool,
+}
+
+/// Clients in `network` are told `address` in PASV replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressOverride {
+    /// Client network.
+    pub network: IpNet,
+    /// Address advertised to those clients.
+    pub address: IpAddr,
+}
+
+/// Which PORT/EPRT targets are allowed (RFC 2577 bounce protection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveRules {
+    /// Accept PORT/EPRT at all.
+    pub enabled: bool,
+    /// Allow a target address other than the control peer.
+    pub allow_foreign_address: bool,
+    /// Allow target ports below 1024.
+    pub allow_low_ports: bool,
+}
+
+impl Default for ActiveRules {
+    fn default() -> Self {
+        ActiveRules { enabled: true, allow_foreign_address: false, allow_low_ports: false }
+    }
 }
 
 impl FtpSettings {
-    /// Builds the settings from a validated configuration (roots default to `top.root`).
-    pub fn from_config(top: &Config) -> Result<FtpSettings, ConfigError> {
-        let ftp = &top.ftp;
-        let mut users = Vec::with_capacity(ftp.users.len());
-        for (i, u) in ftp.users.iter().enumerate() {
-            let mut permissions = Permissions::NONE;
-            for (j, name) in u.permissions.iter().enumerate() {
-                let p = Permission::parse(name).ok_or_else(|| {
-                    ConfigError::invalid(format!("ftp.users[{i}].permissions[{j}]"), "unknown permission")
-                })?;
-                permissions = permissions.with(p);
-            }
-            users.push(UserSettings {
-                name: u.name.clone(),
-                password_hash: u.password_hash.clone(),
-                root: u.root.clone().unwrap_or_else(|| top.root.clone()),
-                permissions,
-            });
-        }
-        let anonymous = ftp.anonymous.enabled.then(|| {
-            let mut permissions = Permissions::NONE.with(Permission::Read);
-            if ftp.anonymous.writable {
-                permissions = permissions.with(Permission::Write).with(Permission::Mkdir);
-            }
-            AnonymousSettings {
-                root: ftp.anonymous.root.clone().unwrap_or_else(|| top.root.clone()),
-                permissions,
-            }
-        });
-        Ok(FtpSettings {
-            banner: ftp.banner.clone(),
-            max_line_len: ftp.max_line_len,
-            hide_ids: ftp.hide_ids,
-            idle_timeout: Duration::from_secs(ftp.limits.idle_timeout_secs),
-            login_failure_delay: Duration::from_millis(ftp.limits.login_failure_delay_ms),
-            max_login_failures: ftp.limits.max_login_failures,
-            passive: ftp.passive.clone(),
-            active: ftp.active.clone(),
-            anonymous,
-            users,
-            config: ftp.clone(),
-        })
-    }
-
     /// The virtual user called `name`, if any.
     pub fn user(&self, name: &[u8]) -> Option<&UserSettings> {
         self.users.iter().find(|u| u.name.as_bytes() == name)
@@ -113,7 +104,7 @@ impl FtpSettings {
 /// client, else the configured address, else the control connection's local address.
 /// Addresses are compared in canonical form, so `::ffff:10.1.2.3` (a v4 client on a
 /// dual-stack socket) matches `10.0.0.0/8`.
-pub fn passive_address(cfg: &PassiveConfig, peer: IpAddr, local: IpAddr) -> IpAddr {
+pub fn passive_address(cfg: &PassiveRules, peer: IpAddr, local: IpAddr) -> IpAddr {
     let peer = peer.to_canonical();
     cfg.overrides
         .iter()
@@ -139,11 +130,7 @@ pub enum ActiveRefusal {
 }
 
 /// Checks a PORT/EPRT target against the bounce rules.
-pub fn check_active_target(
-    cfg: &ActiveConfig,
-    peer: IpAddr,
-    target: SocketAddr,
-) -> Result<(), ActiveRefusal> {
+pub fn check_active_target(cfg: &ActiveRules, peer: IpAddr, target: SocketAddr) -> Result<(), ActiveRefusal> {
     if !cfg.enabled {
         return Err(ActiveRefusal::Disabled);
     }
@@ -159,38 +146,37 @@ pub fn check_active_target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ftp::PassiveOverride;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn passive() -> PassiveConfig {
-        PassiveConfig {
+    fn passive() -> PassiveRules {
+        PassiveRules {
             overrides: vec![
-                PassiveOverride { network: "10.0.0.0/8".parse().unwrap(), address: ip("10.0.0.1") },
-                PassiveOverride { network: "10.1.0.0/16".parse().unwrap(), address: ip("10.1.0.1") },
-                PassiveOverride { network: "fd00::/8".parse().unwrap(), address: ip("192.168.0.1") },
+                AddressOverride { network: "10.0.0.0/8".parse().unwrap(), address: ip("10.0.0.1") },
+                AddressOverride { network: "10.1.0.0/16".parse().unwrap(), address: ip("10.1.0.1") },
+                AddressOverride { network: "fd00::/8".parse().unwrap(), address: ip("192.168.0.1") },
             ],
-            ..PassiveConfig::default()
+            ..PassiveRules::default()
         }
     }
 
     #[test]
     fn defaults_to_control_local_address() {
-        let cfg = PassiveConfig::default();
+        let cfg = PassiveRules::default();
         assert_eq!(passive_address(&cfg, ip("198.51.100.9"), ip("192.0.2.1")), ip("192.0.2.1"));
     }
 
     #[test]
     fn configured_address_wins_over_local() {
-        let cfg = PassiveConfig { address: Some(ip("203.0.113.7")), ..passive() };
+        let cfg = PassiveRules { address: Some(ip("203.0.113.7")), ..passive() };
         assert_eq!(passive_address(&cfg, ip("198.51.100.9"), ip("172.17.0.2")), ip("203.0.113.7"));
     }
 
     #[test]
     fn first_matching_override_wins() {
-        let cfg = PassiveConfig { address: Some(ip("203.0.113.7")), ..passive() };
+        let cfg = PassiveRules { address: Some(ip("203.0.113.7")), ..passive() };
         // 10.1.2.3 is in both 10/8 and 10.1/16: the first listed wins.
         assert_eq!(passive_address(&cfg, ip("10.1.2.3"), ip("172.17.0.2")), ip("10.0.0.1"));
         assert_eq!(passive_address(&cfg, ip("fd12::1"), ip("172.17.0.2")), ip("192.168.0.1"));
@@ -206,7 +192,7 @@ mod tests {
 
     #[test]
     fn bounce_rules() {
-        let cfg = ActiveConfig::default();
+        let cfg = ActiveRules::default();
         let peer = ip("192.0.2.5");
         assert_eq!(check_active_target(&cfg, peer, "192.0.2.5:2000".parse().unwrap()), Ok(()));
         assert_eq!(
@@ -221,9 +207,9 @@ mod tests {
             check_active_target(&cfg, peer, "192.0.2.5:25".parse().unwrap()),
             Err(ActiveRefusal::LowPort)
         );
-        let open = ActiveConfig { allow_foreign_address: true, allow_low_ports: true, ..cfg.clone() };
+        let open = ActiveRules { allow_foreign_address: true, allow_low_ports: true, ..cfg };
         assert_eq!(check_active_target(&open, peer, "192.0.2.6:25".parse().unwrap()), Ok(()));
-        let off = ActiveConfig { enabled: false, ..cfg };
+        let off = ActiveRules { enabled: false, ..cfg };
         assert_eq!(
             check_active_target(&off, peer, "192.0.2.5:2000".parse().unwrap()),
             Err(ActiveRefusal::Disabled)

@@ -16,9 +16,6 @@ pub use transfer::{
 };
 pub use wire::{Datagram, ErrorCode};
 
-use crate::config::TftpConfig;
-use std::time::Duration;
-
 /// A refusal to answer with one ERROR packet (RFC 1350 §7), then forget the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("TFTP ERROR {code:?}: {message}")]
@@ -48,41 +45,5 @@ impl Refusal {
     /// The ERROR datagram to send.
     pub fn datagram(&self) -> Datagram {
         Datagram::error(self.code, self.message)
-    }
-}
-
-impl From<&TftpConfig> for ServerCaps {
-    fn from(c: &TftpConfig) -> ServerCaps {
-        ServerCaps {
-            max_blksize: c.max_blksize,
-            max_windowsize: c.max_windowsize,
-            upload_quota: c.write.quota_bytes,
-        }
-    }
-}
-
-impl From<&TftpConfig> for TransferSettings {
-    fn from(c: &TftpConfig) -> TransferSettings {
-        TransferSettings {
-            timeout: Duration::from_secs(u64::from(c.default_timeout_secs)),
-            max_retransmit_time: Duration::from_secs(c.max_retransmit_time_secs),
-            unproven_retransmits: c.unproven_retransmits,
-            block_wrap: c.block_wrap,
-            upload_quota: c.write.quota_bytes,
-            ..TransferSettings::default()
-        }
-    }
-}
-
-impl From<&TftpConfig> for AccessPolicy {
-    fn from(c: &TftpConfig) -> AccessPolicy {
-        AccessPolicy {
-            read_allow: c.read.allow.clone(),
-            read_deny: c.read.deny.clone(),
-            write_enabled: c.write.enabled,
-            overwrite: c.write.overwrite,
-            write_allow: c.write.allow.clone(),
-            write_deny: c.write.deny.clone(),
-        }
     }
 }

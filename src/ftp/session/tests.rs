@@ -26,7 +26,7 @@ fn config() -> Config {
 }
 
 fn settings_from(cfg: &Config) -> Arc<FtpSettings> {
-    Arc::new(FtpSettings::from_config(cfg).expect("settings"))
+    Arc::new(crate::config::ftp::session_settings(cfg).expect("settings"))
 }
 
 /// A client talking to one session.

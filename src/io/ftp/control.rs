@@ -8,10 +8,9 @@ use super::actions;
 use super::data;
 use super::limits::{Refusal, SessionPermit};
 use super::msg::Msg;
-use super::state::FtpWorker;
+use super::state::{FtpWorker, SessionConfig};
 use super::transfer::{self, Endpoint, Job, XferMeta};
 use crate::fs::Root;
-use crate::ftp::FtpSettings;
 use crate::ftp::{
     Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, Session, TransferError, TransferEvent,
     TransferKind,
@@ -47,10 +46,10 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
                 // `user` is filled in at login, so every later line carries it.
                 let span = info_span!("ftp", client = %peer, worker = ctx.id, user = tracing::field::Empty);
                 // Settings are fixed per session when it starts (a reload applies to new ones).
-                let settings = ftp.settings(ctx.config());
+                let conf = ftp.settings(ctx.config());
                 match ftp.shared.limits.admit(peer.ip()) {
                     Ok(permit) => {
-                        let task = session(Rc::clone(&ctx), Rc::clone(&ftp), settings, stream, peer, permit);
+                        let task = session(Rc::clone(&ctx), Rc::clone(&ftp), conf, stream, peer, permit);
                         tokio_uring::spawn(task.instrument(span));
                     }
                     Err(why) => {
@@ -100,7 +99,7 @@ fn prepare_control(stream: &TcpStream) -> std::io::Result<SocketAddr> {
 async fn session(
     ctx: Rc<WorkerContext>,
     ftp: Rc<FtpWorker>,
-    settings: Arc<FtpSettings>,
+    conf: SessionConfig,
     stream: TcpStream,
     peer: SocketAddr,
     _permit: SessionPermit,
@@ -121,8 +120,8 @@ async fn session(
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio_uring::spawn(read_control(Rc::clone(&stream), tx.clone()).instrument(Span::current()));
     let mut driver = Driver {
-        session: Session::new(Arc::clone(&settings), peer, local, Instant::now()),
-        settings,
+        session: Session::new(Arc::clone(&conf.settings), peer, local, Instant::now()),
+        conf,
         ctx,
         ftp,
         stream,
@@ -194,7 +193,7 @@ enum Wake {
 /// the running transfer.
 struct Driver {
     session: Session,
-    settings: Arc<FtpSettings>,
+    conf: SessionConfig,
     ctx: Rc<WorkerContext>,
     ftp: Rc<FtpWorker>,
     stream: Rc<TcpStream>,
@@ -289,7 +288,7 @@ impl Driver {
     /// Writes to the control connection, bounded by the data timeout so a client that stops
     /// reading cannot pin the session forever.
     async fn write(&self, bytes: Vec<u8>) -> bool {
-        let secs = self.settings.config.limits.data_timeout_secs;
+        let secs = self.conf.ftp().limits.data_timeout_secs;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let ((res, _), expired) =
             sockets::bounded(self.stream.as_raw_fd(), deadline, self.stream.write_all(bytes)).await;
@@ -314,7 +313,7 @@ impl Driver {
             },
             Action::OpenPassive { bind, peer_only } => {
                 self.passive = None;
-                let ports = self.settings.config.passive.ports;
+                let ports = self.conf.ftp().passive.ports;
                 let result = match data::open_passive(ports, bind) {
                     Ok((listener, port)) => {
                         self.passive = Some((listener, peer_only));
@@ -366,7 +365,7 @@ impl Driver {
             error!("transfer without an open root (io layer bug)");
             return self.ready.push_back((token, failed(TransferError::Fs(FsError::PermissionDenied))));
         };
-        let uploads = &self.settings.config.uploads;
+        let uploads = &self.conf.ftp().uploads;
         // The file first: if it cannot be opened the passive listener stays for a retry.
         let listings = &self.ftp.shared.listing_bytes;
         let source = match transfer::prepare(root, &kind, uploads.atomic, uploads.keep_partial, listings) {
@@ -388,8 +387,8 @@ impl Driver {
             TransferKind::List { path, .. } => format!("LIST {path}"),
         };
         let record = self.xfer_meta(&kind);
-        let settings = Arc::clone(&self.settings);
-        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label, record, settings };
+        let conf = self.conf.clone();
+        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label, record, conf };
         let task = transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
         tokio_uring::spawn(task.instrument(Span::current()));
     }

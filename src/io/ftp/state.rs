@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::limits::{self, SessionLimits};
+use crate::config::ftp::FtpConfig;
 use crate::config::Config;
 use crate::fs::Root;
 use crate::ftp::FtpSettings;
@@ -48,7 +49,7 @@ impl FtpShared {
     /// Builds the settings and opens every account root (anonymous and each user), reusing
     /// `top` for accounts served from the top-level root.
     pub fn open(config: &Config, top: &Arc<Root>, workers: usize) -> Result<FtpShared, String> {
-        let settings = FtpSettings::from_config(config).map_err(|e| e.to_string())?;
+        let settings = crate::config::ftp::session_settings(config).map_err(|e| e.to_string())?;
         let mut roots = HashMap::new();
         roots.insert(config.root.clone(), Arc::clone(top));
         let paths = settings.anonymous.iter().map(|a| &a.root).chain(settings.users.iter().map(|u| &u.root));
@@ -96,7 +97,25 @@ pub struct FtpWorker {
     verifier: OnceCell<Option<SyncSender<VerifyJob>>>,
     worker: usize,
     /// Settings built from the configuration last seen, rebuilt after a reload.
-    current: RefCell<(Arc<Config>, Arc<FtpSettings>)>,
+    current: RefCell<SessionConfig>,
+}
+
+/// What a session starts with and keeps for its life: the core's settings and the
+/// configuration they were built from, where the io layer reads timeouts, passive ports,
+/// uploads and limits. A reload applies to sessions that start after it.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The core's settings.
+    pub settings: Arc<FtpSettings>,
+    /// The configuration they came from.
+    pub config: Arc<Config>,
+}
+
+impl SessionConfig {
+    /// The `[ftp]` section.
+    pub fn ftp(&self) -> &FtpConfig {
+        &self.config.ftp
+    }
 }
 
 struct VerifyJob {
@@ -108,7 +127,7 @@ struct VerifyJob {
 impl FtpWorker {
     /// The FTP resources of worker `worker`.
     pub fn new(shared: Arc<FtpShared>, worker: usize, config: Arc<Config>) -> FtpWorker {
-        let current = RefCell::new((config, Arc::clone(&shared.settings)));
+        let current = RefCell::new(SessionConfig { settings: Arc::clone(&shared.settings), config });
         FtpWorker {
             current,
             shared,
@@ -122,25 +141,25 @@ impl FtpWorker {
 
     /// The settings for a session starting now: rebuilt when a reload replaced the
     /// configuration (new users, permissions, limits, passive addresses), else cached.
-    pub fn settings(&self, config: Arc<Config>) -> Arc<FtpSettings> {
+    pub fn settings(&self, config: Arc<Config>) -> SessionConfig {
         let mut current = self.current.borrow_mut();
-        if !Arc::ptr_eq(&current.0, &config) {
-            match FtpSettings::from_config(&config) {
+        if !Arc::ptr_eq(&current.config, &config) {
+            match crate::config::ftp::session_settings(&config) {
                 Ok(fresh) => {
                     let l = &config.ftp.limits;
                     self.shared.limits.set_maxima(l.max_sessions, l.max_sessions_per_ip);
-                    *current = (config, Arc::new(fresh));
+                    *current = SessionConfig { settings: Arc::new(fresh), config };
                 }
                 // The reload path validated this configuration; keep serving if it still fails.
                 Err(e) => warn!("reloaded FTP settings rejected, keeping the previous ones: {e}"),
             }
         }
-        Arc::clone(&current.1)
+        current.clone()
     }
 
     /// Limits for a transfer starting now on this worker.
-    pub fn transfer_limits(&self, settings: &FtpSettings) -> TransferLimits {
-        let l = &settings.config.limits;
+    pub fn transfer_limits(&self, ftp: &FtpConfig) -> TransferLimits {
+        let l = &ftp.limits;
         TransferLimits {
             stall_timeout: Duration::from_secs(l.data_timeout_secs),
             rate_bps: limits::transfer_rate(

@@ -6,9 +6,8 @@
 use super::actions::{self, fs_error, rel};
 use super::data;
 use super::msg::Msg;
-use super::state::FtpWorker;
+use super::state::{FtpWorker, SessionConfig};
 use crate::fs::{Root, UploadTarget, WriteMode};
-use crate::ftp::FtpSettings;
 use crate::ftp::ListFormat;
 use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
 use crate::io::context::WorkerContext;
@@ -147,8 +146,8 @@ pub struct Job {
     pub label: String,
     /// What the xferlog records about it; `None` for listings (not file transfers).
     pub record: Option<XferMeta>,
-    /// The session's settings (fixed when the session started).
-    pub settings: Arc<FtpSettings>,
+    /// The session's configuration (fixed when the session started).
+    pub conf: SessionConfig,
 }
 
 /// The xferlog facts of a file transfer, fixed when it starts.
@@ -174,7 +173,7 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     let metrics = ctx.shared.metrics.worker(ctx.id);
     let running = metrics.track(Metric::FtpTransfersActive);
     ftp.transfers.set(ftp.transfers.get() + 1);
-    let limits = ftp.transfer_limits(&job.settings);
+    let limits = ftp.transfer_limits(job.conf.ftp());
     let token = job.token;
     let record = job.record.take();
     let label = job.label.clone();
@@ -248,8 +247,8 @@ async fn drive(
     limits: TransferLimits,
     tx: &Sender<Msg>,
 ) -> (TransferEvent, u64) {
-    let Job { token, source, endpoint, local_ip, cancel, label, settings, .. } = job;
-    let cfg = &settings.config;
+    let Job { token, source, endpoint, local_ip, cancel, label, conf, .. } = job;
+    let cfg = conf.ftp();
     let (mode, conn) = match endpoint {
         Endpoint::Passive { listener, peer_only } => {
             ("passive", data::accept(&listener, peer_only, limits.stall_timeout, &cancel).await.map(|c| c.0))
