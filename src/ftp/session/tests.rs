@@ -5,7 +5,8 @@ use super::*;
 use crate::config::ftp::{PassiveOverride, UserConfig};
 use crate::config::Config;
 use crate::ftp::account::Permissions;
-use crate::ftp::listing::FileMeta;
+use crate::ftp::listing::{FileKind, FileMeta, ListFormat};
+use crate::ftp::session::login::UNKNOWN_USER_HASH;
 use std::time::Duration;
 
 const PEER: &str = "192.0.2.5:40000";
