@@ -53,12 +53,30 @@ impl Ctl {
         self.reply()
     }
 
+    /// EPSV, and the data connection to the port it names.
+    fn epsv(&mut self) -> TcpStream {
+        let epsv = self.cmd("EPSV");
+        let port: u16 = epsv.split("(|||").nth(1).and_then(|s| s.split('|').next()).unwrap().parse().unwrap();
+        TcpStream::connect(("127.0.0.1", port)).unwrap()
+    }
+
+    /// EPSV, then `line`, sending `bytes` once it is accepted: the first and final replies
+    /// (the final one empty when the first refused).
+    fn store(&mut self, line: &str, bytes: &[u8]) -> (String, String) {
+        let mut data = self.epsv();
+        let first = self.cmd(line);
+        if !first.starts_with("150") {
+            return (first, String::new());
+        }
+        data.write_all(bytes).unwrap();
+        drop(data);
+        (first, self.reply())
+    }
+
     /// EPSV, then `line`: the first reply, the data received, and the final reply (empty
     /// when the first already refused).
     fn transfer(&mut self, line: &str) -> (String, Vec<u8>, String) {
-        let epsv = self.cmd("EPSV");
-        let port: u16 = epsv.split("(|||").nth(1).and_then(|s| s.split('|').next()).unwrap().parse().unwrap();
-        let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut data = self.epsv();
         let first = self.cmd(line);
         if !first.starts_with("150") {
             return (first, Vec::new(), String::new());
@@ -142,13 +160,65 @@ fn multi_line_replies_feat_mlst_and_stou_names_its_file() {
     assert!(modify.len() == 14 && modify.bytes().all(|b| b.is_ascii_digit()), "{fact}");
     // RFC 1123 §4.1.2.9: STOU's 150 names the file it creates.
     assert!(c.cmd("CWD upload").starts_with("250 "));
-    let epsv = c.cmd("EPSV");
-    let port: u16 = epsv.split("(|||").nth(1).and_then(|s| s.split('|').next()).unwrap().parse().unwrap();
-    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let first = c.cmd("STOU");
+    let (first, done) = c.store("STOU", b"unique");
     let name = first.strip_prefix("150 FILE: ").unwrap_or_else(|| panic!("{first}")).trim_end();
-    data.write_all(b"unique").unwrap();
-    drop(data);
-    assert!(c.reply().starts_with("226 "));
+    assert!(done.starts_with("226 "));
     assert_eq!(std::fs::read(srv.root().join("upload").join(name)).unwrap(), b"unique");
+}
+
+#[test]
+fn rest_beyond_a_file_position_or_its_end_never_writes_elsewhere() {
+    // A user who may append but not delete: before the fix, REST 2^64-1 reached the kernel
+    // as offset -1 ("current position") and STOR overwrote the file from byte 0 with a 226.
+    let toml = format!(
+        "[[ftp.users]]\nname = \"bob\"\npassword_hash = \"{}\"\npermissions = [\"read\", \"write\", \"append\"]\n",
+        ferry::auth::hash_password("builder").unwrap()
+    );
+    let srv = FtpServer::start(Opts { toml: &toml, ..Opts::default() });
+    let file = srv.root().join("upload").join("keep.bin");
+    put(&file, b"original");
+    // The server runs as an unprivileged user; the file must be writable for it.
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let mut c = Ctl::login(&srv, "bob", "builder");
+    c.cmd("TYPE I");
+    assert!(c.cmd("CWD upload").starts_with("250 "));
+    // RFC 3659 §5.3: a marker that cannot be a file position is refused at once.
+    for rest in ["REST 18446744073709551615", "REST 9223372036854775808"] {
+        let reply = c.cmd(rest);
+        assert!(reply.starts_with("501 "), "{rest}: {reply}");
+        let (first, _) = c.store("STOR keep.bin", b"x");
+        assert!(first.starts_with("550 "), "after a refused REST, STOR is a plain overwrite: {first}");
+    }
+    // A position past the end would leave a hole: 554, like RETR past the end.
+    assert!(c.cmd("REST 9").starts_with("350 "));
+    let (first, _) = c.store("STOR keep.bin", b"x");
+    assert!(first.starts_with("554 "), "{first}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"original", "nothing written");
+    // At the end is a real resume.
+    assert!(c.cmd("REST 8").starts_with("350 "));
+    let (first, done) = c.store("STOR keep.bin", b"+more");
+    assert!(first.starts_with("150 ") && done.starts_with("226 "), "{first}{done}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"original+more");
+}
+
+#[test]
+fn site_chmod_never_sets_setuid_setgid_or_sticky() {
+    use std::os::unix::fs::PermissionsExt;
+    let srv = FtpServer::start(Opts::default());
+    let mut c = Ctl::login(&srv, USER, PASS);
+    assert!(c.cmd("CWD upload").starts_with("250 "));
+    // chmod(2) needs the owner: the server's own user creates both.
+    assert!(c.cmd("MKD dir").starts_with("257 "));
+    let (_, done) = c.store("STOR tool", b"#!/bin/sh\n");
+    assert!(done.starts_with("226 "), "{done}");
+    for (cmd, path, want) in [
+        ("SITE CHMOD 4755 tool", "tool", 0o755),
+        ("SITE CHMOD 2777 dir", "dir", 0o777),
+        ("SITE CHMOD 1700 dir", "dir", 0o700),
+    ] {
+        let reply = c.cmd(cmd);
+        assert!(reply.starts_with("200 "), "{cmd}: {reply}");
+        let mode = std::fs::metadata(srv.root().join("upload").join(path)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, want, "{cmd}: mode {mode:o}");
+    }
 }

@@ -305,8 +305,12 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "STOR" => Command::Stor(path("STOR")?),
         "STOU" => Command::Stou(opt_path()),
         "APPE" => Command::Appe(path("APPE")?),
+        // RFC 3659 §5.3: a marker the server cannot use is refused; a file position past
+        // i64::MAX cannot exist (and as an off_t it would mean "current position").
         "REST" => Command::Rest(
-            parse_decimal(word).ok_or_else(|| syntax("REST", "the offset must be a decimal number"))?,
+            parse_decimal(word)
+                .filter(|&n| i64::try_from(n).is_ok())
+                .ok_or_else(|| syntax("REST", "the offset must be a decimal number up to 2^63-1"))?,
         ),
         "ALLO" => Command::Allo,
         "RNFR" => Command::Rnfr(path("RNFR")?),
@@ -495,6 +499,9 @@ pub fn parse_time_val(b: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
+    // A leap second (:60) is valid time-val, but Unix time has none: it is taken as :59, so
+    // 9999-12-31 23:59:60 stays in year 9999 instead of becoming 10000-01-01.
+    let s = s.min(59);
     Some(crate::calendar::days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s)
 }
 

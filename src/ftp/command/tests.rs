@@ -129,9 +129,17 @@ fn rest_and_times() {
     assert_eq!(ok("REST 1048576"), Command::Rest(1_048_576));
     assert_eq!(code(b"REST -1"), 501);
     assert_eq!(code(b"REST 99999999999999999999999"), 501);
+    // RFC 3659 §5.3: past i64::MAX no file position exists (the kernel would read -1 as "here").
+    assert_eq!(ok("REST 9223372036854775807"), Command::Rest(i64::MAX as u64));
+    assert_eq!(code(b"REST 9223372036854775808"), 501);
+    assert_eq!(code(b"REST 18446744073709551615"), 501);
     assert_eq!(ok("MFMT 20240229123456 a b"), Command::Mfmt { mtime: 1_709_210_096, path: b"a b".to_vec() });
     assert_eq!(ok("MFMT 19700101000000.123 x"), Command::Mfmt { mtime: 0, path: b"x".to_vec() });
     assert_eq!(code(b"MFMT 20230229123456 x"), 501);
+    // A leap second is kept in its minute: the last second of 9999 stays in 9999.
+    let last = crate::calendar::days_from_civil(9999, 12, 31) * 86400 + 86399;
+    assert_eq!(ok("MFMT 99991231235960 x"), Command::Mfmt { mtime: last, path: b"x".to_vec() });
+    assert_eq!(ok("MFMT 99991231235959 x"), Command::Mfmt { mtime: last, path: b"x".to_vec() });
     assert_eq!(code(b"MFMT 2024 x"), 501);
     assert_eq!(code(b"MFMT 20240101000000"), 501);
 }

@@ -55,8 +55,9 @@ impl Session {
         }
         let advertise = passive_address(&self.cfg.passive, self.peer.ip(), self.local.ip());
         if !advertise.is_ipv4() {
-            // 227 can only carry IPv4 (RFC 959); RFC 2428's 522 is defined for EPRT/EPSV only.
-            return self.reply(425, "PASV cannot carry an IPv6 address; use EPSV.");
+            // 227 can only carry IPv4 (RFC 959). A 4xx would invite the client to repeat the
+            // same PASV; 522 is RFC 2428's permanent "use another network protocol" answer.
+            return self.reply(522, "PASV cannot carry an IPv6 address; use EPSV.");
         }
         self.open_passive(false, advertise);
     }

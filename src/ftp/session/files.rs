@@ -143,8 +143,14 @@ impl Session {
         match site {
             SiteCommand::Chmod { mode, path } => {
                 if let Some(path) = self.checked_change(&path, "SITE CHMOD") {
-                    let ok = Reply::new(200, "SITE CHMOD command ok.");
-                    self.start_op(Action::Chmod { path, mode }, Op::Simple(ok));
+                    // Only the permission bits: setuid, setgid and sticky would let an
+                    // uploader plant a set-id program (vsftpd's chmod masks the same way).
+                    let ok = if mode & !0o777 != 0 {
+                        Reply::new(200, "SITE CHMOD command ok (setuid, setgid and sticky bits ignored).")
+                    } else {
+                        Reply::new(200, "SITE CHMOD command ok.")
+                    };
+                    self.start_op(Action::Chmod { path, mode: mode & 0o777 }, Op::Simple(ok));
                 }
             }
             SiteCommand::Help => self.reply(214, "CHMOD HELP"),

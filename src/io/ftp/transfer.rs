@@ -103,6 +103,14 @@ pub fn prepare(
             if wmode == WriteMode::Append {
                 // splice(2) refuses O_APPEND targets: write at the current end explicitly.
                 offset = append_offset(&target).map_err(|e| fs_error(&e))?;
+            } else if wmode == WriteMode::Resume {
+                // RFC 3659 §5.3: a restart past the end would leave a hole the client never
+                // sent; refused (554) like a RETR past the end.
+                let size =
+                    nix::sys::stat::fstat(target.file.as_raw_fd()).map_err(|e| fs_error(&e.into()))?.st_size;
+                if offset > size.max(0) as u64 {
+                    return Err(FsError::BadRestart);
+                }
             }
             Ok(Source::Stor { target, offset, ascii: *ascii })
         }

@@ -40,6 +40,16 @@ fn fd(f: &SharedFd) -> types::Fd {
     types::Fd(f.as_raw_fd())
 }
 
+/// A file position the kernel takes literally: above `i64::MAX` it would be a negative
+/// `off_t`, and -1 means "the current position" to io_uring and splice, so a write meant for
+/// one place would land at another. Such positions fail with EOVERFLOW before any SQE.
+fn file_offset(offset: u64) -> io::Result<u64> {
+    if offset > i64::MAX as u64 {
+        return Err(io::Error::from_raw_os_error(libc::EOVERFLOW));
+    }
+    Ok(offset)
+}
+
 /// splice(2) between two fds; `None` offsets mean "current position / a pipe".
 pub async fn splice(
     input: &SharedFd,
@@ -48,8 +58,8 @@ pub async fn splice(
     off_out: Option<u64>,
     len: u32,
 ) -> io::Result<u32> {
-    let off = |o: Option<u64>| o.map(|v| v as i64).unwrap_or(-1);
-    let sqe = opcode::Splice::new(fd(input), off(off_in), fd(output), off(off_out), len)
+    let off = |o: Option<u64>| o.map(|v| file_offset(v).map(|v| v as i64)).unwrap_or(Ok(-1));
+    let sqe = opcode::Splice::new(fd(input), off(off_in)?, fd(output), off(off_out)?, len)
         .flags(libc::SPLICE_F_MOVE)
         .build();
     // SAFETY: the op references only the two fds, both kept open by the Rc clones in data.
@@ -125,6 +135,10 @@ pub async fn recv(sock: &SharedFd, mut buf: Vec<u8>) -> (io::Result<u32>, Vec<u8
 /// pread into the spare capacity of `buf` at `offset` (length reset to what was read).
 pub async fn read_at(file: &SharedFd, mut buf: Vec<u8>, offset: u64) -> (io::Result<u32>, Vec<u8>) {
     buf.clear();
+    let offset = match file_offset(offset) {
+        Ok(o) => o,
+        Err(e) => return (Err(e), buf),
+    };
     let sqe = opcode::Read::new(fd(file), buf.as_mut_ptr(), buf.capacity() as u32).offset(offset).build();
     // SAFETY: the buffer is owned by data and not touched until completion.
     let (res, (_, mut buf)) = unsafe { submit((Rc::clone(file), buf), sqe).await };
@@ -137,6 +151,10 @@ pub async fn read_at(file: &SharedFd, mut buf: Vec<u8>, offset: u64) -> (io::Res
 
 /// pwrite of `buf` at `offset`.
 pub async fn write_at(file: &SharedFd, buf: Vec<u8>, offset: u64) -> (io::Result<u32>, Vec<u8>) {
+    let offset = match file_offset(offset) {
+        Ok(o) => o,
+        Err(e) => return (Err(e), buf),
+    };
     let sqe = opcode::Write::new(fd(file), buf.as_ptr(), buf.len() as u32).offset(offset).build();
     // SAFETY: the buffer is owned by data and not touched until completion.
     let (res, (_, buf)) = unsafe { submit((Rc::clone(file), buf), sqe).await };
@@ -259,6 +277,10 @@ pub async fn write_range_at(
     range: std::ops::Range<usize>,
     offset: u64,
 ) -> (io::Result<u32>, Vec<u8>) {
+    let offset = match file_offset(offset) {
+        Ok(o) => o,
+        Err(e) => return (Err(e), buf),
+    };
     let slice = buf.get(range).unwrap_or(&[]);
     let sqe = opcode::Write::new(fd(file), slice.as_ptr(), slice.len() as u32).offset(offset).build();
     // SAFETY: the slice lies in the buffer's heap memory, owned by data until completion.

@@ -72,7 +72,8 @@ fn pasv_on_ipv6_refused_epsv_works() {
     let mut c = Client::with(settings_from(&config()), "[2001:db8::5]:4000", "[2001:db8::1]:21");
     c.login_anonymous();
     let outs = c.send("PASV\r\n");
-    assert_eq!(codes(&outs), [425]);
+    // Permanent (5xx), so clients fall back to EPSV instead of retrying PASV.
+    assert_eq!(codes(&outs), [522]);
     assert!(actions(&outs).is_empty());
     assert_eq!(replies(&c.send("EPSV 1\r\n")), "522 Network protocol not supported, use (2)\r\n");
     let (t, _) = c.action("EPSV 2\r\n");

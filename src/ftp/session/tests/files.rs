@@ -190,6 +190,15 @@ fn site_chmod_and_help() {
     let (t, a) = c.action("SITE CHMOD 0640 secret.txt\r\n");
     assert_eq!(a, Action::Chmod { path: vp("/secret.txt"), mode: 0o640 });
     assert_eq!(replies(&c.complete(t, OpResult::Done(Ok(())))), "200 SITE CHMOD command ok.\r\n");
+    // Special bits are dropped: an uploader must not plant a set-id program.
+    let (t, a) = c.action("SITE CHMOD 4755 tool\r\n");
+    assert_eq!(a, Action::Chmod { path: vp("/tool"), mode: 0o755 });
+    assert!(
+        replies(&c.complete(t, OpResult::Done(Ok(())))).contains("setuid, setgid and sticky bits ignored")
+    );
+    let (t, a) = c.action("SITE CHMOD 3777 dir\r\n");
+    assert_eq!(a, Action::Chmod { path: vp("/dir"), mode: 0o777 });
+    assert_eq!(codes(&c.complete(t, OpResult::Done(Ok(())))), [200]);
     assert_eq!(codes(&c.send("SITE HELP\r\n")), [214]);
     assert_eq!(codes(&c.send("SITE EXEC /bin/sh\r\n")), [500]);
 }
