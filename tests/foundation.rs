@@ -290,11 +290,7 @@ fn serving_is_announced_only_once_every_worker_runs() {
     let mut cmd = Command::new(ferry_bin());
     cmd.env("DEBUG_FERRY_SLOW_WORKER", "1");
     let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
-    assert!(
-        eventually(Duration::from_secs(5), || server.stderr().contains("ferry serving")),
-        "{}",
-        server.stderr()
-    );
+    server.wait_log("ferry serving");
     let log = server.stderr();
     let late = log.find("worker running worker=1").unwrap_or_else(|| panic!("{log}"));
     assert!(late < log.find("ferry serving").unwrap(), "announced before worker 1 ran:\n{log}");

@@ -6,7 +6,7 @@
 mod common;
 
 use common::ftp::{FtpServer, Opts, PASS, USER};
-use common::{free_port, ftp_command, ftp_connect};
+use common::{eventually, free_port, ftp_command, ftp_connect};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -47,20 +47,10 @@ fn running_out_of_passive_ports_is_a_quick_425_and_recovers() {
     // The first session leaves; its listener is freed and the port serves the second.
     assert!(ftp_command(&mut a.0, &mut a.1, "QUIT").starts_with("221"));
     drop(a);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match epsv(&mut b) {
-            Ok(p) => {
-                assert_eq!(p, port);
-                break;
-            }
-            Err(e) if Instant::now() < deadline => {
-                assert!(e.starts_with("425"), "{e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("the freed port never came back: {e}"),
-        }
-    }
+    let again = eventually(Duration::from_secs(5), "the freed passive port", || {
+        epsv(&mut b).inspect_err(|e| assert!(e.starts_with("425"), "{e}"))
+    });
+    assert_eq!(again, port);
 }
 
 /// Starts `STOR upload/cut.bin`, sends part of the data, then resets the data connection.

@@ -6,7 +6,7 @@
 mod common;
 
 use common::netns::{self, Netns};
-use common::{ferry_bin, served_dir, wait_exit};
+use common::{eventually, ferry_bin, served_dir, wait_exit, Text};
 use std::io::Write;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,17 +35,14 @@ impl NsServer {
         let child =
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log.reopen().unwrap()).spawn().unwrap();
         let server = NsServer { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let probe = probe_from.try_run(&format!(
-                "python3 -c \"import socket; s=socket.create_connection(('{addr}', 21), 1); assert s.recv(3) == b'220'\""
-            ));
-            if probe.status.success() {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "ferry did not start:\n{}", server.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let probe = format!(
+            "python3 -c \"import socket; s=socket.create_connection(('{addr}', 21), 1); assert s.recv(3) == b'220'\""
+        );
+        eventually(Duration::from_secs(10), "ferry's greeting in the namespace", || {
+            let up = probe_from.try_run(&probe).status.success();
+            up.then_some(()).ok_or_else(|| Text(server.log()))
+        });
+        server
     }
 
     fn log(&self) -> String {

@@ -52,8 +52,9 @@ fn anonymous_cannot_write() {
 fn wrong_passwords_are_delayed_then_the_session_closes() {
     let srv = FtpServer::start(Opts::default());
     case(&srv, "brute_force");
-    let log = srv.wait_log("login failed");
-    assert_eq!(log.matches("login failed: wrong password").count(), 3, "{log}");
+    let failed = |log: &str| log.matches("login failed: wrong password").count();
+    let log = srv.server.wait_log_until("3 failed logins in the log", |log| failed(log) >= 3);
+    assert_eq!(failed(&log), 3, "{log}");
 }
 
 #[test]

@@ -77,11 +77,9 @@ fn sighup_reopens_a_rotated_xferlog() {
     assert!(path.exists(), "xferlog created at start");
     std::fs::rename(&path, logs.path().join("xferlog.1")).unwrap();
     hup(&server);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !path.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(path.exists(), "reopened after SIGHUP; log:\n{}", server.stderr());
+    eventually(Duration::from_secs(5), "the xferlog reopened after SIGHUP", || {
+        path.exists().then_some(()).ok_or_else(|| Text(server.stderr()))
+    });
     assert!(server.stderr().contains("xferlog reopened"));
 }
 
@@ -98,11 +96,7 @@ fn sighup_reopens_an_unrotated_xferlog_after_a_root_start() {
     let (cmd, _path, _logs) = with_xferlog();
     let server = start_dropping(cmd, dir.path());
     hup(&server);
-    assert!(
-        eventually(Duration::from_secs(5), || server.stderr().contains("xferlog reopened")),
-        "log:\n{}",
-        server.stderr()
-    );
+    server.wait_log("xferlog reopened");
     assert!(!server.stderr().contains("cannot reopen the xferlog"), "{}", server.stderr());
 }
 
@@ -182,12 +176,10 @@ fn ftp_metrics_and_xferlog_match_the_load() {
     // Sessions end just after curl has its 221: wait for the steady state (a scrape reads
     // counter after counter, not one snapshot).
     let open = "ferry_ftp_sessions_active{worker=\"all\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
-    while metric(&page, open) != 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
-    }
+    let page = eventually(Duration::from_secs(5), "no FTP session open", || {
+        let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+        check(page, |p| metric(p, open) == 0).map_err(|p| metric(&p, open))
+    });
     // The readiness probe of Server::start is a session too.
     assert_eq!(metric(&page, "ferry_ftp_sessions_total{worker=\"all\"}"), 5);
     assert_eq!(metric(&page, "ferry_ftp_sessions_active{worker=\"all\"}"), 0);
@@ -235,16 +227,14 @@ fn tftp_metrics_and_xferlog_match_the_load() {
     // tftp-hpa exits as soon as it has sent its last ACK; give the server that ACK's worth
     // of time to finish the transfer before reading the counters.
     let complete = "ferry_transfers_total{worker=\"all\",proto=\"tftp\",outcome=\"complete\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
     // A scrape is not one atomic snapshot (it reads counter after counter), so wait for the
     // steady state rather than a single moment.
     let active = "ferry_transfers_active{worker=\"all\",proto=\"tftp\"}";
-    while (metric(&page, complete) < 2 || metric(&page, active) != 0) && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-        page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
-    }
+    let page = eventually(Duration::from_secs(5), "2 complete TFTP transfers, none active", || {
+        let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+        check(page, |p| metric(p, complete) >= 2 && metric(p, active) == 0)
+            .map_err(|p| (metric(&p, complete), metric(&p, active)))
+    });
     assert_eq!(metric(&page, "ferry_transfers_total{worker=\"all\",proto=\"tftp\",outcome=\"complete\"}"), 2);
     assert_eq!(metric(&page, "ferry_bytes_sent_total{worker=\"all\",proto=\"tftp\"}"), 200_000);
     assert_eq!(metric(&page, "ferry_errors_total{worker=\"all\",kind=\"tftp_request_refused\"}"), 1);
@@ -330,11 +320,10 @@ fn aborted_transfers_log_and_count_what_they_moved() {
             .filter(|f| f.len() == 18 && f[14] == proto)
             .collect()
     };
-    assert!(
-        eventually(Duration::from_secs(5), || !lines("ftp").is_empty() && !lines("tftp").is_empty()),
-        "xferlog: {:?}",
-        std::fs::read_to_string(&xferlog)
-    );
+    eventually(Duration::from_secs(5), "an FTP and a TFTP xferlog line", || {
+        let both = !lines("ftp").is_empty() && !lines("tftp").is_empty();
+        both.then_some(()).ok_or_else(|| Text(std::fs::read_to_string(&xferlog).unwrap_or_default()))
+    });
     let ftp = &lines("ftp")[0];
     let ftp_bytes: u64 = ftp[7].parse().unwrap();
     assert_eq!(ftp[17], "i", "{ftp:?}");

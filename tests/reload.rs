@@ -8,18 +8,7 @@ use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn wait_for_log(server: &Server, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if server.stderr().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
+use std::time::Duration;
 
 /// Ferry reading `--config` from a file the test rewrites: (server, file, dir guard).
 fn start_with_config(
@@ -49,21 +38,21 @@ fn sighup_applies_valid_changes_and_refuses_restart_only_ones() {
     // A valid change: new sessions see debug logging.
     std::fs::write(&conf, "[log]\nlevel = \"debug\"\n").unwrap();
     hup(&server);
-    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+    server.wait_log("configuration reloaded");
     let (_r, _w, greeting) = ftp_connect(server.ftp_addr());
     assert!(greeting.starts_with("220"));
-    assert!(wait_for_log(&server, "DEBUG"), "debug lines after reload:\n{}", server.stderr());
+    server.wait_log("DEBUG");
 
     // A restart-only change is refused and named.
     std::fs::write(&conf, "[log]\nlevel = \"debug\"\n[tftp]\nlisten = [\"127.0.0.1:1\"]\n").unwrap();
     hup(&server);
-    assert!(wait_for_log(&server, "NOT reloaded"), "{}", server.stderr());
+    server.wait_log("NOT reloaded");
     assert!(server.stderr().contains("tftp.listen"));
 
     // An invalid file is rejected; the server goes on serving.
     std::fs::write(&conf, "[log]\nlevle = \"debug\"\n").unwrap();
     hup(&server);
-    assert!(wait_for_log(&server, "new configuration rejected"), "{}", server.stderr());
+    server.wait_log("new configuration rejected");
     assert!(server.stderr().contains("levle"));
     let (_r, _w, greeting) = ftp_connect(server.ftp_addr());
     assert!(greeting.starts_with("220"), "still serving");
@@ -93,7 +82,7 @@ fn sighup_applies_ftp_users_and_limits_to_new_sessions() {
     )
     .unwrap();
     hup(&server);
-    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+    server.wait_log("configuration reloaded");
 
     // After: the new user logs in (second session from this IP).
     let (mut r, mut w, _) = ftp_connect(server.ftp_addr());
@@ -121,12 +110,12 @@ fn sighup_applies_tftp_access_lists_to_new_requests() {
     assert_eq!(&get()[..4], &[0, 3, 0, 1], "DATA block 1 before the reload");
     std::fs::write(&conf, "[tftp]\nmax_windowsize = 64\n[tftp.read]\ndeny = [\"127.0.0.0/8\"]\n").unwrap();
     hup(&server);
-    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+    server.wait_log("configuration reloaded");
     assert_eq!(&get()[..4], &[0, 5, 0, 2], "ERROR 2 (access violation) after the reload");
     // The block size is restart-only: it sizes buffers allocated at start.
     std::fs::write(&conf, "[tftp]\nmax_blksize = 8192\n").unwrap();
     hup(&server);
-    assert!(wait_for_log(&server, "NOT reloaded"), "{}", server.stderr());
+    server.wait_log("NOT reloaded");
     assert!(server.stderr().contains("tftp.max_blksize"));
 }
 
@@ -166,12 +155,18 @@ fn transfers_running_during_sighup_all_complete_byte_exact() {
             .unwrap()
             .success()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Every download has bytes on disk, so the reloads below land while they run.
+    let outputs: Vec<_> =
+        (0..4).map(|i| out.path().join(format!("ftp{i}"))).chain([tftp_out.clone()]).collect();
+    eventually(Duration::from_secs(10), "every download to have started", || {
+        let sizes: Vec<u64> = outputs.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).collect();
+        check(sizes, |s| s.iter().all(|&n| n > 0))
+    });
     // Two reloads mid-transfer: one that changes limits, one that changes nothing.
     std::fs::write(&conf, "[ftp.limits]\nrate_limit_session_bps = 500000\nmax_sessions_per_ip = 10\n")
         .unwrap();
     hup(&server);
-    assert!(wait_for_log(&server, "configuration reloaded"), "{}", server.stderr());
+    server.wait_log("configuration reloaded");
     hup(&server);
     for d in downloads {
         let (ok, path) = d.join().unwrap();

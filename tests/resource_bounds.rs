@@ -25,32 +25,23 @@ fn rss_kib(pid: i32) -> u64 {
 
 /// The descriptor count once the start-up probe connection is gone and every worker has its
 /// ring: the first 220 comes from one worker, and on a loaded machine another may still be
-/// starting. Settled when three readings 200 ms apart agree.
+/// starting. Settled when it has not changed for 400 ms.
 fn baseline(pid: i32) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = [0usize; 3];
-    for i in 0.. {
-        std::thread::sleep(Duration::from_millis(200));
-        seen[i % 3] = fds(pid);
-        if (i >= 2 && seen.iter().all(|&n| n == seen[0])) || Instant::now() > deadline {
-            break;
+    let (mut last, mut since) = (fds(pid), Instant::now());
+    eventually(Duration::from_secs(10), "the descriptor count to settle", || {
+        let n = fds(pid);
+        if n != last {
+            (last, since) = (n, Instant::now());
         }
-    }
-    fds(pid)
+        check(n, |_| since.elapsed() >= Duration::from_millis(400))
+    })
 }
 
 /// Waits up to `within` for the descriptor count to fall back to `base` (+1 for timing slack).
 fn assert_fds_back(pid: i32, base: usize, within: Duration, what: &str) {
-    let deadline = Instant::now() + within;
-    while fds(pid) > base + 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    if let Err(n) = poll(within, || check(fds(pid), |&n| n <= base + 1)) {
+        panic!("{what}: {n} descriptors open after {within:?}, baseline {base}: {:?}", fd_targets(pid));
     }
-    assert!(
-        fds(pid) <= base + 1,
-        "{what}: {} descriptors open, baseline {base}: {:?}",
-        fds(pid),
-        fd_targets(pid)
-    );
 }
 
 /// What each open descriptor of `pid` refers to, TCP sockets with their addresses and state
@@ -135,6 +126,7 @@ fn silent_and_slowloris_control_connections_end_at_the_idle_timeout() {
             if w.write_all(b"N").is_err() {
                 return true;
             }
+            // Pacing the slowloris client (the point of the test), not a wait for an effect.
             std::thread::sleep(Duration::from_millis(200));
         }
         false
@@ -167,6 +159,8 @@ fn a_client_that_never_reads_replies_is_dropped_with_memory_bounded() {
     // stay blocked for 1.5 s. One blocked write is not enough on a loaded machine, where the
     // server may only be slow, and would then answer everything into its send buffer.
     let batch = b"HELP\r\n".repeat(200);
+    // Not a poll: the client writes as fast as it can (a pause between writes would take
+    // minutes to fill the buffers); 30 s only bounds it.
     let started = Instant::now();
     let mut blocked_since = None;
     while started.elapsed() < Duration::from_secs(30) {
@@ -184,8 +178,9 @@ fn a_client_that_never_reads_replies_is_dropped_with_memory_bounded() {
     assert!(grown < 16 * 1024, "RSS grew by {grown} KiB for one non-reading client");
     // Still not reading (reading would unblock it): the blocked reply write times out after
     // data_timeout_secs and the session ends, which shows as its socket closing in the server.
-    let closed = eventually(Duration::from_secs(15), || fds(pid) <= base);
-    assert!(closed, "the stuck session was never closed: {:?}", fd_targets(pid));
+    if let Err(n) = poll(Duration::from_secs(15), || check(fds(pid), |&n| n <= base)) {
+        panic!("the stuck session was never closed: {n} descriptors, baseline {base}: {:?}", fd_targets(pid));
+    }
     assert!(read_until_closed(&s, Duration::from_secs(5)).is_some(), "the client never saw the close");
 }
 
@@ -315,6 +310,7 @@ fn random_bytes_on_both_ports_do_not_stop_the_server() {
     // No request rate limit: the junk requests must not make the final check "busy".
     let mut server = start_tftp(dir.path(), &[("FERRY_TFTP__REQUESTS_PER_SECOND_PER_IP", "0")]);
     let mut rng = rand::thread_rng();
+    // Three seconds of junk is the load under test; the loop does not wait for anything.
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
         let mut junk = vec![0u8; rng.gen_range(1..2048)];
@@ -364,12 +360,11 @@ fn netascii_reads_share_a_memory_budget() {
     assert_eq!(opcode(&octet.recv().0), 3, "octet reads need no budget");
     // The first transfer ends: its share of the budget is returned.
     first.send_to(&error(0, "bye"), tid);
-    let admitted = || {
+    eventually(Duration::from_secs(2), "the budget returned (a third netascii read admitted)", || {
         let third = Raw::new(v4(&server));
         third.send(&request(1, "f", "netascii", &[]));
-        opcode(&third.recv().0) == 3
-    };
-    assert!(eventually(Duration::from_secs(2), admitted), "the budget was not returned");
+        check(third.recv().0, |p| opcode(p) == 3).map_err(|p| error_of(&p))
+    });
 }
 
 /// User plus system CPU time of `pid`, in clock ticks.
@@ -391,12 +386,11 @@ fn running_out_of_descriptors_neither_spins_nor_stops_accepting_later() {
     let pid = server.pid();
     let base = baseline(pid);
     let held: Vec<_> = (0..120).filter_map(|_| TcpStream::connect(server.ftp_addr()).ok()).collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fds(pid) < 78 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(fds(pid) >= 78, "the limit was not reached: {} descriptors", fds(pid));
+    eventually(Duration::from_secs(5), "the descriptor limit reached (78 of 80)", || {
+        check(fds(pid), |&n| n >= 78)
+    });
     // accept(2) fails with EMFILE while the backlog is full: that must not become a busy loop.
+    // The sleep is the measuring window for the CPU the server spends, not a wait for an effect.
     let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(2));
     let spent = cpu_ticks(pid) - before;

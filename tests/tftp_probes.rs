@@ -39,11 +39,14 @@ fn uefi_tsize_probe_then_a_new_request_succeeds() {
     let opts = oack_options(&p);
     assert_eq!(opts, vec![("tsize".into(), "100000".into()), ("blksize".into(), "1468".into())]);
     probe.send_to(&error(8, "tsize probe done"), tid);
-    // "At once", with room for a loaded test machine's scheduling.
-    std::thread::sleep(Duration::from_millis(300));
-    let fetch = Raw::new(v4(&server));
-    fetch.send(&request(1, "bootx64.efi", "octet", &[("blksize", "1468")]));
-    let (p, tid2) = fetch.recv();
+    // At once: within 2 s, long before the unanswered OACK's retransmissions (1 s, doubling,
+    // 3 of them) would give the slot up. Until then a request is answered "server busy".
+    let (fetch, p, tid2) = eventually(Duration::from_secs(2), "the probe's slot freed", || {
+        let fetch = Raw::new(v4(&server));
+        fetch.send(&request(1, "bootx64.efi", "octet", &[("blksize", "1468")]));
+        let (p, tid2) = fetch.recv();
+        check(p, |p| opcode(p) == 6).map(|p| (fetch, p, tid2)).map_err(|p| error_of(&p))
+    });
     assert_eq!(oack_options(&p), vec![("blksize".into(), "1468".into())]);
     assert_ne!(tid, tid2);
     fetch.send_to(&ack(0), tid2);
@@ -275,6 +278,9 @@ fn shutdown_stops_new_requests_and_lets_running_transfers_finish() {
     let (first, tid) = running.recv();
     let pid = nix::unistd::Pid::from_raw(server.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    server.wait_log("shutting down");
+    // The log line comes just before the workers are told to stop taking requests, and
+    // nothing shows when every worker has: this grace is that step, not a wait that can poll.
     std::thread::sleep(Duration::from_millis(300));
     let late = Raw::new(v4(&server));
     late.send(&request(1, "f", "octet", &[]));
@@ -319,20 +325,20 @@ fn a_boot_storm_of_simultaneous_requests_is_answered_without_retries() {
         c.send_to(&rrq, v4(&server)).unwrap();
     }
     let mut answered = vec![false; clients.len()];
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut buf = [0u8; 600];
-    while answered.iter().any(|a| !a) && std::time::Instant::now() < deadline {
-        for (i, c) in clients.iter().enumerate() {
-            if !answered[i] {
+    eventually(
+        Duration::from_secs(15),
+        "DATA 1 for all 800 requests (missing ones dropped at the request port?)",
+        || {
+            for (c, done) in clients.iter().zip(answered.iter_mut()).filter(|(_, done)| !**done) {
                 if let Ok((n, _)) = c.recv_from(&mut buf) {
-                    answered[i] = opcode(&buf[..n]) == 3 && block(&buf[..n]) == 1;
+                    *done = opcode(&buf[..n]) == 3 && block(&buf[..n]) == 1;
                 }
             }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let missing = answered.iter().filter(|a| !**a).count();
-    assert_eq!(missing, 0, "{missing} of 800 requests got no DATA 1 (dropped at the request port?)");
+            let missing = answered.iter().filter(|a| !**a).count();
+            check(missing, |&m| m == 0).map_err(|m| format!("{m} of 800 unanswered"))
+        },
+    );
 }
 
 /// Asserts `p` is an ERROR `code` with a non-empty, NUL-terminated message (RFC 1350 §5).
@@ -443,8 +449,9 @@ fn wrq_data_larger_than_the_block_size_is_error_4() {
     assert_eq!(oack_options(&p), vec![("blksize".into(), "1024".into())]);
     c.send_to(&data(1, &[1u8; 1025]), tid);
     assert_error(&c.recv().0, 4, "1025 bytes at blksize 1024");
-    let gone = eventually(Duration::from_secs(2), || std::fs::read_dir(&up).unwrap().count() == 0);
-    assert!(gone, "the failed upload left a file");
+    eventually(Duration::from_secs(2), "the failed upload's file removed", || {
+        check(std::fs::read_dir(&up).unwrap().count(), |&n| n == 0)
+    });
 }
 
 #[test]
@@ -461,19 +468,15 @@ fn a_vanished_client_is_freed_after_the_give_up_time() {
     let c = Raw::new(v4(&server));
     c.send(&request(1, "f", "octet", &[]));
     assert_error(&c.recv().0, 0, "busy while the first transfer holds the only slot");
-    // Give-up time 2 s of silence (plus the doubling retransmit timer's last wait).
-    let started = std::time::Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
+    // Give-up time 2 s of silence (plus the doubling retransmit timer's last wait); until
+    // then a request is answered "server busy".
+    let (c, p, tid) = eventually(Duration::from_secs(10), "the vanished client's slot freed", || {
         let c = Raw::new(v4(&server));
         c.send(&request(1, "f", "octet", &[]));
         let (p, tid) = c.recv();
-        if opcode(&p) == 3 {
-            assert_eq!(c.continue_get(&p, tid), want);
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the vanished client's slot was never freed");
-    }
+        check(p, |p| opcode(p) == 3).map(|p| (c, p, tid)).map_err(|p| error_of(&p))
+    });
+    assert_eq!(c.continue_get(&p, tid), want);
 }
 
 #[test]

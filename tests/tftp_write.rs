@@ -117,12 +117,11 @@ fn a_partial_upload_is_never_visible_and_is_removed() {
     );
     // The client vanishes: the server gives up after max(max_retransmit_time, 4 timeouts)
     // = 4 s without progress and removes the temporary file; the name never appeared.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !names(&up).is_empty() && std::time::Instant::now() < deadline {
-        assert!(!names(&up).contains(&"part.bin".to_string()));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(names(&up).is_empty(), "left behind: {:?}", names(&up));
+    eventually(Duration::from_secs(10), "the temporary file removed", || {
+        let left = names(&up);
+        assert!(!left.contains(&"part.bin".to_string()), "final name appeared: {left:?}");
+        check(left, Vec::is_empty)
+    });
 }
 
 #[test]
@@ -135,7 +134,9 @@ fn quota_refuses_announced_and_actual_oversize() {
     assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(3));
     let c = Raw::new(v4(&server));
     assert_eq!(raw_put(&c, "up/big", &[1u8; 1500]).unwrap_err().0, 3);
-    assert!(eventually(Duration::from_secs(2), || names(&up).is_empty()), "left behind: {:?}", names(&up));
+    eventually(Duration::from_secs(2), "the refused upload's files removed", || {
+        check(names(&up), Vec::is_empty)
+    });
 }
 
 #[test]

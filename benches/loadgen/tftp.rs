@@ -1,20 +1,20 @@
 //! TFTP read-request clients (RFC 1350) with options blksize (2348), tsize and timeout
 //! (2349) and windowsize (7440); block numbers wrap past 65535; optional client-side loss
 //! drops a share of received DATA so the server's retransmission path is exercised.
+//! Packets are encoded and parsed with Ferry's own wire types (`ferry::tftp::wire`); the
+//! per-block path neither allocates nor copies (an ACK is an inline [`Datagram`], a DATA a
+//! [`Repr`] borrowing the receive buffer). The self-test's mini server keeps a hand-written
+//! codec of its own, so the two still check each other.
 
 use crate::hash::Hasher;
 use crate::report::{Failure, Stats};
 use crate::run::Budget;
+use ferry::tftp::options::{parse_decimal, MAX_BLKSIZE, MIN_BLKSIZE};
+use ferry::tftp::wire::{Datagram, ErrorCode, OptionList, Repr, WireError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-
-const RRQ: u16 = 1;
-const DATA: u16 = 3;
-const ACK: u16 = 4;
-const ERROR: u16 = 5;
-const OACK: u16 = 6;
 
 /// Settings shared by every TFTP task of a run.
 #[derive(Clone)]
@@ -43,53 +43,58 @@ pub struct TftpCfg {
     pub seed: u64,
 }
 
-fn request(cfg: &TftpCfg, path: &str) -> Vec<u8> {
-    let mut p = Vec::with_capacity(64 + path.len());
-    p.extend_from_slice(&RRQ.to_be_bytes());
-    for s in [path, "octet"] {
-        p.extend_from_slice(s.as_bytes());
-        p.push(0);
-    }
-    let mut opt = |k: &str, v: String| {
-        p.extend_from_slice(k.as_bytes());
-        p.push(0);
-        p.extend_from_slice(v.as_bytes());
-        p.push(0);
-    };
-    if let Some(b) = cfg.blksize {
-        opt("blksize", b.to_string());
-    }
-    if let Some(w) = cfg.windowsize {
-        opt("windowsize", w.to_string());
-    }
-    if cfg.tsize {
-        opt("tsize", "0".into());
-    }
-    if let Some(t) = cfg.timeout_opt {
-        opt("timeout", t.to_string());
-    }
-    p
+fn malformed(e: WireError) -> Failure {
+    Failure::Protocol(format!("malformed TFTP packet: {e}"))
 }
 
-fn ack(block: u16) -> [u8; 4] {
-    let b = block.to_be_bytes();
-    [0, ACK as u8, b[0], b[1]]
+/// The read request, octet mode, with the options `cfg` asks for.
+fn request(cfg: &TftpCfg, path: &str) -> Result<Vec<u8>, Failure> {
+    let asked = [
+        ("blksize", cfg.blksize.map(|b| b.to_string())),
+        ("windowsize", cfg.windowsize.map(|w| w.to_string())),
+        ("tsize", cfg.tsize.then(|| "0".to_string())),
+        ("timeout", cfg.timeout_opt.map(|t| t.to_string())),
+    ];
+    let mut options = OptionList::new();
+    for (name, value) in &asked {
+        if let Some(value) = value {
+            options.push(name.as_bytes(), value.as_bytes()).map_err(malformed)?;
+        }
+    }
+    let rrq = Repr::Rrq { filename: path.as_bytes(), mode: b"octet", options };
+    let mut p = vec![0; rrq.buffer_len()];
+    rrq.emit(&mut p).map_err(malformed)?;
+    Ok(p)
 }
 
-/// Parses an OACK's option pairs (RFC 2347: every name and value ends with a NUL).
-fn parse_oack(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
-    let Some(body) = body.strip_suffix(&[0]) else {
-        return Err(Failure::Protocol("OACK not NUL-terminated".into()));
-    };
-    if body.is_empty() {
-        return Ok(Vec::new());
+/// Takes an OACK's granted values (RFC 2347): the block size and window in force, and the
+/// transfer size checked against the expected length. Any other option is a failure.
+fn apply_oack(
+    options: &OptionList<'_>,
+    cfg: &TftpCfg,
+    blksize: &mut usize,
+    window: &mut u64,
+) -> Result<(), Failure> {
+    for (name, value) in options.as_slice() {
+        let (k, v) = (String::from_utf8_lossy(name).to_ascii_lowercase(), String::from_utf8_lossy(value));
+        let num = parse_decimal(value).ok_or_else(|| Failure::Protocol(format!("OACK {k}={v}")))?;
+        match k.as_str() {
+            "blksize" if (u64::from(MIN_BLKSIZE)..=u64::from(MAX_BLKSIZE)).contains(&num) => {
+                *blksize = num as usize
+            }
+            "windowsize" if (1..=65535).contains(&num) => *window = num,
+            "tsize" => {
+                if let Some(want) = cfg.expect_len {
+                    if want != num {
+                        return Err(Failure::Length { want, got: num });
+                    }
+                }
+            }
+            "timeout" => {}
+            _ => return Err(Failure::Protocol(format!("OACK option {k}={v} not asked or out of range"))),
+        }
     }
-    let fields: Vec<String> =
-        body.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
-    if fields.len() % 2 != 0 {
-        return Err(Failure::Protocol("OACK option without a value".into()));
-    }
-    Ok(fields.chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect())
+    Ok(())
 }
 
 /// Seeded xorshift for the loss simulation: reproducible and cheap per packet.
@@ -257,7 +262,7 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
     if cfg.gro {
         enable_gro(&sock).map_err(Failure::Connect)?;
     }
-    let req = request(cfg, path);
+    let req = request(cfg, path)?;
     sock.send_to(&req, cfg.addr).await.map_err(Failure::Io)?;
 
     // Room for a block plus one byte (an oversized DATA shows as such), and for OACK/ERROR.
@@ -273,7 +278,7 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
     let mut retries = 0u32;
     let mut retransmits = 0u32;
     // What to re-send on timeout: the request until the server answers, then our last ACK.
-    let mut last_sent: Vec<u8> = req;
+    let mut last_ack: Option<Datagram> = None;
 
     loop {
         // Datagrams already queued are taken in batches (one recvmmsg for up to a window)
@@ -307,7 +312,8 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
                     }));
                 }
                 retransmits += 1;
-                sock.send_to(&last_sent, peer.unwrap_or(cfg.addr)).await.map_err(Failure::Io)?;
+                let again = last_ack.as_ref().map_or(&req[..], Datagram::as_bytes);
+                sock.send_to(again, peer.unwrap_or(cfg.addr)).await.map_err(Failure::Io)?;
                 continue;
             }
         };
@@ -320,48 +326,27 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
             Some(p) if p == from => {}
             // RFC 1350 section 4: a packet from an unknown TID gets ERROR 5 and is otherwise ignored.
             _ => {
-                let _ = sock.send_to(b"\x00\x05\x00\x05unknown transfer ID\x00", from).await;
+                let stranger = ErrorCode::UnknownTransferId;
+                let _ =
+                    sock.send_to(Datagram::error(stranger, stranger.description()).as_bytes(), from).await;
                 continue;
             }
         }
         let to = peer.unwrap_or(cfg.addr);
-        let op = u16::from_be_bytes([pkt[0], pkt[1]]);
-        match op {
-            ERROR => {
-                let code = u16::from_be_bytes([pkt[2], pkt[3]]);
-                let text = String::from_utf8_lossy(pkt[4..].split(|b| *b == 0).next().unwrap_or(&[])).into();
-                return Err(Failure::Tftp { code, text });
+        match Repr::parse_bytes(pkt).map_err(malformed)? {
+            Repr::Error { code, message } => {
+                return Err(Failure::Tftp { code, text: String::from_utf8_lossy(message).into() });
             }
-            OACK if got == 0 => {
-                for (k, v) in parse_oack(&pkt[2..])? {
-                    let num = v.parse::<u64>().map_err(|_| Failure::Protocol(format!("OACK {k}={v}")))?;
-                    match k.as_str() {
-                        "blksize" if (8..=65464).contains(&num) => blksize = num as usize,
-                        "windowsize" if (1..=65535).contains(&num) => window = num,
-                        "tsize" => {
-                            if let Some(want) = cfg.expect_len {
-                                if want != num {
-                                    return Err(Failure::Length { want, got: num });
-                                }
-                            }
-                        }
-                        "timeout" => {}
-                        _ => {
-                            return Err(Failure::Protocol(format!(
-                                "OACK option {k}={v} not asked or out of range"
-                            )))
-                        }
-                    }
-                }
+            Repr::Oack { options } if got == 0 => {
+                apply_oack(&options, cfg, &mut blksize, &mut window)?;
                 retries = 0;
-                last_sent = ack(0).to_vec();
-                sock.send_to(&last_sent, to).await.map_err(Failure::Io)?;
+                let ack = last_ack.insert(Datagram::ack(0));
+                sock.send_to(ack.as_bytes(), to).await.map_err(Failure::Io)?;
             }
-            DATA => {
+            Repr::Data { block, data: payload } => {
                 if cfg.loss > 0.0 && rng.next_unit() < cfg.loss {
                     continue;
                 }
-                let block = u16::from_be_bytes([pkt[2], pkt[3]]);
                 // Block numbers wrap to 0 after 65535, so compare modulo 2^16.
                 let expected = (got + 1) as u16;
                 if block != expected {
@@ -370,12 +355,11 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
                     if !gap_acked {
                         gap_acked = true;
                         acked = got;
-                        last_sent = ack(got as u16).to_vec();
-                        sock.send_to(&last_sent, to).await.map_err(Failure::Io)?;
+                        let ack = last_ack.insert(Datagram::ack(got as u16));
+                        sock.send_to(ack.as_bytes(), to).await.map_err(Failure::Io)?;
                     }
                     continue;
                 }
-                let payload = &pkt[4..];
                 if payload.len() > blksize {
                     return Err(Failure::Protocol(format!(
                         "DATA of {} bytes over blksize {blksize}",
@@ -392,16 +376,16 @@ pub async fn rrq(cfg: &TftpCfg, path: &str, rng: &mut Lossy) -> Result<Done, Fai
                 let last = payload.len() < blksize;
                 if last || got - acked >= window {
                     acked = got;
-                    last_sent = ack(block).to_vec();
-                    sock.send_to(&last_sent, to).await.map_err(Failure::Io)?;
+                    let ack = last_ack.insert(Datagram::ack(block));
+                    sock.send_to(ack.as_bytes(), to).await.map_err(Failure::Io)?;
                 }
                 if last {
                     break;
                 }
             }
             // A repeated OACK after data started means our ACK 0 crossed it; nothing to do.
-            OACK => {}
-            _ => return Err(Failure::Protocol(format!("unexpected TFTP opcode {op}"))),
+            Repr::Oack { .. } => {}
+            other => return Err(Failure::Protocol(format!("unexpected TFTP packet {other:?}"))),
         }
     }
     if let Some(want) = cfg.expect_len {
@@ -459,11 +443,24 @@ mod tests {
             seed: 0,
         };
         assert_eq!(
-            request(&cfg, "f"),
+            request(&cfg, "f").unwrap(),
             b"\x00\x01f\x00octet\x00blksize\x001468\x00windowsize\x0016\x00tsize\x000\x00"
         );
-        let opts = parse_oack(b"BLKSIZE\x001468\x00tsize\x0042\x00").unwrap();
-        assert_eq!(opts, vec![("blksize".into(), "1468".into()), ("tsize".into(), "42".into())]);
-        assert!(parse_oack(b"blksize\x00").is_err());
+        let oack = |bytes| match Repr::parse_bytes(bytes) {
+            Ok(Repr::Oack { options }) => Ok(options),
+            other => Err(format!("{other:?}")),
+        };
+        let (mut blksize, mut window) = (512, 1);
+        let granted = oack(b"\x00\x06BLKSIZE\x001468\x00tsize\x0042\x00").unwrap();
+        apply_oack(&granted, &cfg, &mut blksize, &mut window).unwrap();
+        assert_eq!((blksize, window), (1468, 1));
+        let wrong_size = TftpCfg { expect_len: Some(41), ..cfg.clone() };
+        assert!(matches!(
+            apply_oack(&granted, &wrong_size, &mut blksize, &mut window),
+            Err(Failure::Length { want: 41, got: 42 })
+        ));
+        let unasked = oack(b"\x00\x06blksize\x004\x00").unwrap();
+        assert!(apply_oack(&unasked, &cfg, &mut blksize, &mut window).is_err(), "blksize under 8");
+        assert!(oack(b"\x00\x06blksize\x00").is_err(), "an option without a value");
     }
 }

@@ -243,5 +243,4 @@ fn format_decimal(mut v: u64, buf: &mut [u8; 20]) -> usize {
 }
 
 #[cfg(test)]
-#[path = "options_tests.rs"]
 mod tests;

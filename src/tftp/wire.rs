@@ -559,5 +559,4 @@ impl fmt::Debug for Datagram {
 }
 
 #[cfg(test)]
-#[path = "wire_tests.rs"]
 mod tests;

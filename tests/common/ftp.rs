@@ -6,7 +6,7 @@ use super::Server;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The writable virtual user every test server has.
 pub const USER: &str = "alice";
@@ -106,19 +106,12 @@ permissions = ["read", "write", "append", "delete", "rename", "mkdir"]
 
     /// The server's log so far, without terminal colour sequences.
     pub fn log(&self) -> String {
-        strip_ansi(&self.server.stderr())
+        self.server.log()
     }
 
-    /// Waits until the log contains `needle` (log lines are written asynchronously).
+    /// Waits up to 5 s until the log contains `needle`; the log then.
     pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let log = self.log();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.server.wait_log(needle)
     }
 }
 
@@ -153,17 +146,10 @@ pub fn run(mut cmd: Command, input: &[u8], limit: Duration) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = super::wait_status(&mut child, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {limit:?}");
     };
     Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
 }
@@ -215,22 +201,4 @@ pub fn s(p: &Path) -> &str {
 /// A file's bytes.
 pub fn read(p: impl Into<PathBuf>) -> Vec<u8> {
     std::fs::read(p.into()).unwrap()
-}
-
-/// Removes `ESC [ ... m` colour sequences.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -102,18 +102,16 @@ impl Server {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.ftp_port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = [0u8; 3];
-                if s.read_exact(&mut buf).is_ok() && &buf == b"220" {
-                    return;
-                }
+        eventually(Duration::from_secs(10), "ferry's FTP greeting (220)", || {
+            let mut s = TcpStream::connect(("127.0.0.1", self.ftp_port))
+                .map_err(|e| Text(format!("connect: {e}; stderr:\n{}", self.stderr())))?;
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 3];
+            match s.read_exact(&mut buf) {
+                Ok(()) if &buf == b"220" => Ok(()),
+                got => Err(Text(format!("greeting {got:?} {buf:?}; stderr:\n{}", self.stderr()))),
             }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        panic!("ferry did not become ready; stderr:\n{}", self.stderr());
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -122,6 +120,22 @@ impl Server {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The log so far, without terminal colour sequences.
+    pub fn log(&self) -> String {
+        strip_ansi(&self.stderr())
+    }
+
+    /// Waits up to 5 s for `needle` in the log (lines are written asynchronously); the log
+    /// then, without colour sequences.
+    pub fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_until(&format!("{needle:?} in the log"), |log| log.contains(needle))
+    }
+
+    /// Waits up to 5 s until `done` holds for the log (without colour sequences); the log then.
+    pub fn wait_log_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        eventually(Duration::from_secs(5), what, || check(Text(self.log()), |log| done(&log.0))).0
     }
 
     pub fn ftp_addr(&self) -> SocketAddr {
@@ -142,31 +156,78 @@ impl Drop for Server {
     }
 }
 
-/// Polls `done` every 20 ms until it holds or `within` has passed; whether it held. For
-/// effects that follow a reply (a temporary file removed, a budget returned) on a busy machine.
-pub fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+/// How often [`poll`] looks again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Calls `probe` every 20 ms until it returns `Ok`, for up to `within`: that value, or the
+/// last `Err` (what was seen) once time is up. The one way tests wait for an effect that
+/// follows an action (a file removed, a count settled, a process exited, a log line written)
+/// on a busy machine; [`eventually`] is the form that panics.
+pub fn poll<T, O>(within: Duration, mut probe: impl FnMut() -> Result<T, O>) -> Result<T, O> {
     let deadline = Instant::now() + within;
     loop {
-        if done() {
-            return true;
+        match probe() {
+            Ok(v) => return Ok(v),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => std::thread::sleep(POLL_EVERY),
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// As [`poll`], but panics naming `what` was awaited and the last observation when time is up.
+pub fn eventually<T, O: std::fmt::Debug>(
+    within: Duration,
+    what: &str,
+    probe: impl FnMut() -> Result<T, O>,
+) -> T {
+    poll(within, probe).unwrap_or_else(|last| panic!("waited {within:?} for {what}; last seen: {last:?}"))
+}
+
+/// `Ok(seen)` when `done(&seen)` holds, else `Err(seen)`: a probe for [`poll`] and
+/// [`eventually`] from an observation and a condition on it.
+pub fn check<O>(seen: O, done: impl FnOnce(&O) -> bool) -> Result<O, O> {
+    if done(&seen) {
+        Ok(seen)
+    } else {
+        Err(seen)
+    }
+}
+
+/// Text shown as is (not escaped) in a failure message, for logs.
+pub struct Text(pub String);
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\n{}", self.0)
+    }
+}
+
+/// Waits for `child` to exit, up to `timeout`; its exit status.
+pub fn wait_status(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    poll(timeout, || child.try_wait().ok().flatten().ok_or(())).ok()
 }
 
 /// Waits for `child` to exit, up to `timeout`; returns its exit code.
 pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.code();
+    wait_status(child, timeout).and_then(|s| s.code())
+}
+
+/// Removes `ESC [ ... m` colour sequences.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    None
+    out
 }
 
 /// Fields of /proc/PID/task/TID/status for every thread of `pid`.

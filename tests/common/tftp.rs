@@ -157,7 +157,8 @@ impl Raw {
         self.recv_within(Duration::from_secs(3)).expect("no answer from the server within 3 s")
     }
 
-    /// Every datagram arriving within `d`.
+    /// Every datagram arriving within `d`: a fixed listening window, not a wait for an effect
+    /// (callers check that nothing more, or only so much, arrives in it).
     pub fn collect_for(&self, d: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
         let end = Instant::now() + d;
         let mut out = Vec::new();

@@ -308,7 +308,6 @@ impl Core {
 }
 
 #[cfg(test)]
-#[path = "sim_tests.rs"]
 mod sim_tests;
 
 #[cfg(test)]
