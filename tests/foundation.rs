@@ -314,3 +314,31 @@ fn dual_stack_default_answers_ipv4_and_ipv6_and_listen_lists_are_honoured() {
     let (_r, _w, greeting) = ftp_connect(server.ftp_addr());
     assert!(greeting.starts_with("220"));
 }
+
+#[test]
+fn a_second_server_on_the_same_ports_refuses_to_start() {
+    // Both bind as the same user before dropping privileges, so without a check the second
+    // one's SO_REUSEPORT members would join the first one's group and take half its clients.
+    let first_dir = served_dir();
+    let first = Server::start(first_dir.path(), &["--workers", "2"]);
+    let second_dir = served_dir();
+    for (ftp, tftp, proto) in [(first.ftp_port, free_port(), "TCP"), (free_port(), first.tftp_port, "UDP")] {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.args(["--root"])
+            .arg(second_dir.path())
+            .args(["--ftp-port", &ftp.to_string(), "--tftp-port", &tftp.to_string(), "--workers", "2"])
+            .env_remove("RUST_LOG")
+            .env_remove("FERRY_CONFIG");
+        // Without the check the second server starts and serves: killed after 10 s, a failure.
+        let out = common::ftp::run(cmd, b"", Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{proto}: {stderr}");
+        assert_eq!(stderr.matches("address already in use").count(), 1, "{proto}: one message: {stderr}");
+        assert!(stderr.contains(proto), "{stderr}");
+    }
+    // The first server still serves every connection itself.
+    for _ in 0..20 {
+        let (_, _, greeting) = ftp_connect(first.ftp_addr());
+        assert!(greeting.starts_with("220 "), "{greeting}");
+    }
+}

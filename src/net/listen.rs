@@ -43,8 +43,19 @@ pub struct Listeners {
     pub tftp: Vec<Vec<UdpSocket>>,
 }
 
-/// Binds all configured addresses, `workers` members each.
+/// Binds all configured addresses, `workers` members each. Refuses to start when another
+/// process already serves one of them (see [`probe_unused`]).
 pub fn bind_all(config: &Config, workers: usize) -> Result<Listeners, BindError> {
+    if config.ftp.enabled {
+        for addr in &config.ftp.listen {
+            with_v4_fallback(*addr, false, |a| probe_unused(a, Type::STREAM, "TCP"))?;
+        }
+    }
+    if config.tftp.enabled {
+        for addr in &config.tftp.listen {
+            with_v4_fallback(*addr, false, |a| probe_unused(a, Type::DGRAM, "UDP"))?;
+        }
+    }
     let mut out = Listeners {
         ftp: (0..workers).map(|_| Vec::new()).collect(),
         tftp: (0..workers).map(|_| Vec::new()).collect(),
@@ -93,6 +104,24 @@ fn classify(proto: &'static str, addr: SocketAddr, source: std::io::Error) -> Bi
         Some(libc::EADDRINUSE) => BindError::InUse { proto, addr },
         _ => BindError::Other { proto, addr, source },
     }
+}
+
+/// Fails with [`BindError::InUse`] when another socket already holds `addr`. Our members set
+/// SO_REUSEPORT, and a second server started by the same user would silently join the first
+/// one's group and get half of its clients, served from its own root. A probe without
+/// SO_REUSEPORT cannot share the port, so it sees the other server. (SO_REUSEADDR on the TCP
+/// probe still lets a restart bind over the old server's TIME_WAIT connections.) It is
+/// closed before the members bind: all probes run first, so our own members never meet them.
+fn probe_unused(addr: SocketAddr, ty: Type, proto: &'static str) -> Result<(), BindError> {
+    let err = |e| classify(proto, addr, e);
+    let socket = Socket::new(Domain::for_address(addr), ty, None).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).map_err(err)?;
+    }
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true).map_err(err)?;
+    }
+    socket.bind(&addr.into()).map_err(err)
 }
 
 fn new_member(addr: SocketAddr, ty: Type, proto: Protocol, name: &'static str) -> Result<Socket, BindError> {
