@@ -64,6 +64,8 @@ impl Root {
 }
 
 mod ops;
+// Raw openat2/openat hand back fds to own, and utimensat(AT_EMPTY_PATH) has no safe wrapper.
+#[allow(unsafe_code)]
 mod sys;
 pub use ops::{DirEntry, UploadTarget, WriteMode};
 

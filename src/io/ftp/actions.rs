@@ -1,7 +1,6 @@
 //! The FTP session's file-system actions carried out under the account's [`Root`]: stat,
 //! directory reads and metadata changes (short syscalls, done inline on the worker), plus
 //! the mapping of errno values to the core's [`FsError`] and of stat data to [`FileMeta`].
-#![forbid(unsafe_code)]
 
 use crate::fs::{DirEntry, Root};
 use crate::ftp::{Action, FileKind, FileMeta, FsError, OpResult, VirtualPath};

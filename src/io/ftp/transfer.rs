@@ -1,7 +1,6 @@
 //! One FTP data transfer as a task: the file (or listing) is opened first by [`prepare`],
 //! then [`run`] gets the data connection, reports `Started`, moves the bytes (zero-copy for
 //! binary files, buffered with CRLF conversion for TYPE A and listings) and reports the end.
-#![forbid(unsafe_code)]
 
 use super::actions::{self, fs_error, rel};
 use super::data;
