@@ -10,6 +10,7 @@ pub mod auth;
 pub mod binder;
 pub mod cli;
 pub mod config;
+pub mod file_error;
 pub mod fs;
 pub mod ftp;
 pub mod io;

@@ -63,10 +63,12 @@ impl Root {
     }
 }
 
+mod error;
 mod ops;
 // Raw openat2/openat hand back fds to own, and utimensat(AT_EMPTY_PATH) has no safe wrapper.
 #[allow(unsafe_code)]
 mod sys;
+pub use error::{classify, FileErrorKind};
 pub use ops::{DirEntry, UploadTarget, WriteMode};
 
 #[cfg(test)]

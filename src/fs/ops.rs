@@ -2,6 +2,7 @@
 //! and then acts on a parent directory fd and a plain name, so no path string is ever
 //! handed to a path-walking syscall. These are short metadata calls, done synchronously.
 
+use super::error::{kind_error, FileErrorKind};
 use super::{sys, Root};
 use nix::fcntl::{AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, Mode};
@@ -122,12 +123,11 @@ impl Root {
         let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK, Mode::empty())?;
         let file = std::fs::File::from(fd);
         let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
         if !meta.is_file() {
-            return Err(io::Error::from_raw_os_error(if meta.is_dir() {
-                libc::EISDIR
-            } else {
-                libc::EINVAL
-            }));
+            return Err(kind_error(FileErrorKind::NotRegular));
         }
         Ok((file.into(), meta))
     }
