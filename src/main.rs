@@ -1,5 +1,6 @@
 //! The `ferry` binary: parse the command line, load the configuration, then serve or run
 //! one of the small subcommands.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 use ferry::cli::{Cli, Command};

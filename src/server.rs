@@ -9,13 +9,16 @@ use crate::io::context::{Phase, Shared};
 use crate::io::ftp::state::FtpShared;
 use crate::io::tftp::state::TftpShared;
 use crate::io::worker::{self, WorkerExit, WorkerSetup};
-use crate::net::listen::{self, Listeners};
+use crate::net::listen::{self, BindError, Listeners};
 use crate::observe::metrics::Metrics;
 use crate::observe::xferlog::Xferlog;
-use crate::privs::{self, ServiceUser, StartPrivilege};
+use crate::privs::{self, PrivError, ServiceUser, StartPrivilege};
 use crate::reload::{LiveConfig, ReloadOutcome};
 use nix::sys::signal::{SigSet, Signal};
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -55,72 +58,117 @@ fn install_panic_hook(events: mpsc::Sender<Event>) {
 /// Re-reads every configuration layer (called on SIGHUP).
 pub type Reloader = Box<dyn Fn() -> Result<Config, crate::config::ConfigError>>;
 
+/// Why the server did not start: one variant per step of [`start`], each saying what it was
+/// doing, so the one caller logs it the same way whatever failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Binding the FTP and TFTP listeners.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Opening the served root.
+    #[error("cannot open the served root {}: {source}", .path.display())]
+    Root { path: PathBuf, source: io::Error },
+    /// Opening the xferlog.
+    #[error("cannot open the xferlog {}: {source}", .path.display())]
+    Xferlog { path: PathBuf, source: io::Error },
+    /// Binding the metrics endpoint.
+    #[error("cannot bind the metrics endpoint {listen}: {source}")]
+    MetricsBind { listen: SocketAddr, source: io::Error },
+    /// The FTP settings or an FTP account root.
+    #[error("{0}")]
+    FtpRoots(String),
+    /// Opening the TFTP root.
+    #[error("cannot open the TFTP root {}: {source}", .path.display())]
+    TftpRoot { path: PathBuf, source: io::Error },
+    /// Keeping CAP_NET_BIND_SERVICE for the binder across its exec.
+    #[error("cannot pass CAP_NET_BIND_SERVICE to the binder: {0}")]
+    BinderCapability(PrivError),
+    /// Finding the binary to start the binder from.
+    #[error("cannot find our own executable to start the binder: {0}")]
+    OwnExecutable(io::Error),
+    /// Starting the binder.
+    #[error("cannot start the binder: {0}")]
+    Binder(io::Error),
+    /// Looking up the service user or dropping to it.
+    #[error("cannot drop privileges: {0}")]
+    PrivilegeDrop(PrivError),
+    /// Blocking the handled signals before any thread starts.
+    #[error("cannot block signals: {0}")]
+    Signals(nix::Error),
+    /// Starting the metrics endpoint's thread.
+    #[error("cannot start the metrics endpoint: {0}")]
+    Metrics(io::Error),
+    /// Starting a worker thread.
+    #[error("cannot start worker {id}: {source}")]
+    Worker { id: usize, source: io::Error },
+}
+
 /// Runs the server until SIGTERM/SIGINT (exit 0) or a worker failure (non-zero).
 pub fn run(config: Config, reloader: Reloader) -> i32 {
-    let start = StartPrivilege::detect();
-    let workers = config.effective_workers();
-    let listeners = match listen::bind_all(&config, workers) {
-        Ok(l) => l,
+    match start(config, reloader) {
+        Ok(running) => supervise(running),
         Err(e) => {
             error!("{e}");
             // Under journald the operator at the terminal still gets the reason.
             if !crate::observe::log::errors_reach_stderr() {
                 eprintln!("ferry: {e}");
             }
-            return EXIT_STARTUP;
+            EXIT_STARTUP
         }
-    };
-    let root = match Root::open(&config.root) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            error!(root = %config.root.display(), "cannot open the served root: {e}");
-            return EXIT_STARTUP;
-        }
-    };
+    }
+}
+
+/// A started server: what [`supervise`] holds until the end.
+struct Running {
+    events: mpsc::Receiver<Event>,
+    workers: usize,
+    shutdown: tokio::sync::watch::Sender<Phase>,
+    wakers: Vec<OwnedFd>,
+    shared: Arc<Shared>,
+    reload: Reload,
+}
+
+/// Starts serving: binds while privileged and single-threaded, opens what the service user
+/// may not reach, starts the binder, drops privileges, then starts the workers.
+fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
+    let start = StartPrivilege::detect();
+    let workers = config.effective_workers();
+    let listeners = listen::bind_all(&config, workers)?;
+    let root = Root::open(&config.root)
+        .map_err(|source| StartupError::Root { path: config.root.clone(), source })?;
+    let root = Arc::new(root);
     // Opened before the drop: the log directory and a low metrics port may need privilege.
-    let xferlog = match config.xferlog.enabled.then(|| Xferlog::open(&config.xferlog.path)).transpose() {
-        Ok(x) => x,
-        Err(e) => {
-            error!(path = %config.xferlog.path.display(), "cannot open the xferlog: {e}");
-            return EXIT_STARTUP;
-        }
-    };
-    let metrics_listener = match config
+    let xferlog = config
+        .xferlog
+        .enabled
+        .then(|| Xferlog::open(&config.xferlog.path))
+        .transpose()
+        .map_err(|source| StartupError::Xferlog { path: config.xferlog.path.clone(), source })?;
+    let metrics_listener = config
         .metrics
         .enabled
         .then(|| std::net::TcpListener::bind(config.metrics.listen))
         .transpose()
-    {
-        Ok(l) => l,
-        Err(e) => {
-            error!(listen = %config.metrics.listen, "cannot bind the metrics endpoint: {e}");
-            return EXIT_STARTUP;
-        }
-    };
+        .map_err(|source| StartupError::MetricsBind { listen: config.metrics.listen, source })?;
     // Every FTP account root is opened now, so the service user needs no search permission
     // on the directories above them.
-    let ftp_state = match config.ftp.enabled.then(|| FtpShared::open(&config, &root, workers)).transpose() {
-        Ok(f) => f.map(Arc::new),
-        Err(e) => {
-            error!("{e}");
-            return EXIT_STARTUP;
-        }
-    };
+    let ftp_state = config
+        .ftp
+        .enabled
+        .then(|| FtpShared::open(&config, &root, workers))
+        .transpose()
+        .map_err(StartupError::FtpRoots)?
+        .map(Arc::new);
     // TFTP may serve its own directory; opened now, while the path is still reachable.
     let tftp_root = match &config.tftp.root {
-        Some(path) if config.tftp.enabled => match Root::open(path) {
-            Ok(r) => Arc::new(r),
-            Err(e) => {
-                error!(root = %path.display(), "cannot open the TFTP root: {e}");
-                return EXIT_STARTUP;
-            }
-        },
+        Some(path) if config.tftp.enabled => {
+            let r =
+                Root::open(path).map_err(|source| StartupError::TftpRoot { path: path.clone(), source })?;
+            Arc::new(r)
+        }
         _ => Arc::clone(&root),
     };
-    let mut binder_clients = match start_binder(&config, start, workers) {
-        Ok(clients) => clients,
-        Err(code) => return code,
-    };
+    let mut binder_clients = start_binder(&config, start, workers)?;
     let user = match start {
         StartPrivilege::Root => ServiceUser::lookup(&config.user),
         _ => Ok(ServiceUser::current()),
@@ -130,26 +178,17 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             warn!(path = %config.xferlog.path.display(), "cannot hand the xferlog to the service user: {e}");
         }
     }
-    if let Err(e) = user.and_then(|u| privs::drop_server(start, &u)) {
-        error!("cannot drop privileges: {e}");
-        return EXIT_STARTUP;
-    }
+    user.and_then(|u| privs::drop_server(start, &u)).map_err(StartupError::PrivilegeDrop)?;
     // Every thread started from here inherits this mask, so signals reach only `sigwait`.
     let signals = handled_signals();
-    if let Err(e) = signals.thread_block() {
-        error!("cannot block signals: {e}");
-        return EXIT_STARTUP;
-    }
+    signals.thread_block().map_err(StartupError::Signals)?;
     let wakers = shutdown_handles(&listeners);
     let (events_tx, events) = mpsc::channel::<Event>();
     install_panic_hook(events_tx.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(Phase::Serving);
     let metrics = Arc::new(Metrics::new(workers));
     if let Some(listener) = metrics_listener {
-        if let Err(e) = crate::observe::http::spawn(listener, Arc::clone(&metrics)) {
-            error!("cannot start the metrics endpoint: {e}");
-            return EXIT_STARTUP;
-        }
+        crate::observe::http::spawn(listener, Arc::clone(&metrics)).map_err(StartupError::Metrics)?;
     }
     let tftp_state = Arc::new(TftpShared::new(&config, tftp_root));
     let config = Arc::new(config);
@@ -173,10 +212,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
             live: live.subscribe(),
             running: running_tx.clone(),
         };
-        if let Err(e) = worker::spawn(setup, exit_tx.clone()) {
-            error!("cannot start worker {id}: {e}");
-            return EXIT_STARTUP;
-        }
+        worker::spawn(setup, exit_tx.clone()).map_err(|source| StartupError::Worker { id, source })?;
     }
     drop(running_tx);
     wait_until_running(&running_rx, workers);
@@ -187,7 +223,7 @@ pub fn run(config: Config, reloader: Reloader) -> i32 {
         std::process::id()
     ));
     info!(workers, ftp = ?shared.config.ftp.listen, tftp = ?shared.config.tftp.listen, "ferry serving {}", shared.config.root.display());
-    supervise(events, workers, &shutdown_tx, &wakers, &shared, &Reload { live, reloader })
+    Ok(Running { events, workers, shutdown: shutdown_tx, wakers, shared, reload: Reload { live, reloader } })
 }
 
 /// Waits until every worker serves, so READY=1 (and the "serving" line) means what it says:
@@ -210,7 +246,7 @@ fn start_binder(
     config: &Config,
     start: StartPrivilege,
     workers: usize,
-) -> Result<Option<std::collections::VecDeque<binder::client::BinderClient>>, i32> {
+) -> Result<Option<std::collections::VecDeque<binder::client::BinderClient>>, StartupError> {
     let port = config.ftp.active_source_port;
     if !config.ftp.enabled || port == 0 || port >= 1024 {
         return Ok(None);
@@ -220,30 +256,15 @@ fn start_binder(
         return Ok(None);
     }
     if start == StartPrivilege::BindCapability {
-        if let Err(e) = privs::pass_bind_cap_across_exec() {
-            error!("cannot pass CAP_NET_BIND_SERVICE to the binder: {e}");
-            return Err(EXIT_STARTUP);
-        }
+        privs::pass_bind_cap_across_exec().map_err(StartupError::BinderCapability)?;
     }
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            error!("cannot find our own executable to start the binder: {e}");
-            return Err(EXIT_STARTUP);
-        }
-    };
-    match binder::spawn::spawn(&exe, port, &config.user, workers, &config.log) {
-        Ok(b) => {
-            info!(pid = b.child.id(), port, "binder started");
-            // The child is reaped by init when we exit; it exits when its channels close.
-            std::mem::forget(b.child);
-            Ok(Some(b.clients.into()))
-        }
-        Err(e) => {
-            error!("cannot start the binder: {e}");
-            Err(EXIT_STARTUP)
-        }
-    }
+    let exe = std::env::current_exe().map_err(StartupError::OwnExecutable)?;
+    let b =
+        binder::spawn::spawn(&exe, port, &config.user, workers, &config.log).map_err(StartupError::Binder)?;
+    info!(pid = b.child.id(), port, "binder started");
+    // The child is reaped by init when we exit; it exits when its channels close.
+    std::mem::forget(b.child);
+    Ok(Some(b.clients.into()))
 }
 
 fn handled_signals() -> SigSet {
@@ -332,14 +353,10 @@ impl Reload {
 /// timeout, before the process exits anyway.
 const CUT_GRACE: Duration = Duration::from_secs(2);
 
-fn supervise(
-    events: mpsc::Receiver<Event>,
-    workers: usize,
-    shutdown: &tokio::sync::watch::Sender<Phase>,
-    wakers: &[OwnedFd],
-    shared: &Shared,
-    reload: &Reload,
-) -> i32 {
+/// Waits for signals and worker exits: SIGHUP reloads, SIGTERM/SIGINT drain then cut the
+/// transfers still running; returns the exit code.
+fn supervise(started: Running) -> i32 {
+    let Running { events, workers, shutdown, wakers, shared, reload } = started;
     let mut running = workers;
     let mut deadline: Option<Instant> = None;
     let mut cutting = false;
@@ -391,7 +408,7 @@ fn supervise(
                 deadline = Some(Instant::now() + drain);
                 crate::observe::sdnotify::notify("STOPPING=1\nSTATUS=draining transfers");
                 let _ = shutdown.send(Phase::Draining);
-                for fd in wakers {
+                for fd in &wakers {
                     // SAFETY-free: shutdown(2) on a socket fd we own; errors (ENOTCONN on
                     // UDP) still wake the waiters, which is all we need.
                     let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);

@@ -2,9 +2,10 @@
 //! through openat2 with RESOLVE_IN_ROOT relative to a directory fd opened at start-up, so
 //! `..`, absolute paths and symlinks cannot reach outside, whatever the protocol layer does.
 
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// A directory every path of a session or transfer is resolved in.
@@ -24,11 +25,12 @@ impl Root {
     /// Opens `path` as a root. Done before the privilege drop, so the service user needs no
     /// search permission on the directories above it.
     pub fn open(path: &Path) -> std::io::Result<Root> {
-        let fd =
-            nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-        // SAFETY: open returned a new fd that nothing else owns.
-        let dir = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Root { dir, path: path.to_path_buf() })
+        // O_PATH ignores the access mode; std adds O_CLOEXEC.
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(path)?;
+        Ok(Root { dir: dir.into(), path: path.to_path_buf() })
     }
 
     /// The directory this root was opened from (for logs).
@@ -45,9 +47,7 @@ impl Root {
     pub fn open_at(&self, rel: &Path, flags: OFlag, mode: Mode) -> std::io::Result<OwnedFd> {
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
         let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).mode(mode).resolve(resolve_flags());
-        let fd = openat2(self.dir.as_raw_fd(), rel, how)?;
-        // SAFETY: openat2 returned a new fd that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        sys::openat2(self.dir.as_fd(), rel, how)
     }
 
     /// Opens the directory holding `rel`'s last component, for the `*at` calls that create,
@@ -63,7 +63,12 @@ impl Root {
     }
 }
 
+mod error;
 mod ops;
+// Raw openat2/openat hand back fds to own, and utimensat(AT_EMPTY_PATH) has no safe wrapper.
+#[allow(unsafe_code)]
+mod sys;
+pub use error::{classify, FileErrorKind};
 pub use ops::{DirEntry, UploadTarget, WriteMode};
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! and then acts on a parent directory fd and a plain name, so no path string is ever
 //! handed to a path-walking syscall. These are short metadata calls, done synchronously.
 
-use super::Root;
+use super::error::{kind_error, FileErrorKind};
+use super::{sys, Root};
 use nix::fcntl::{AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, Mode};
 use std::ffi::OsString;
@@ -122,12 +123,11 @@ impl Root {
         let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK, Mode::empty())?;
         let file = std::fs::File::from(fd);
         let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
         if !meta.is_file() {
-            return Err(io::Error::from_raw_os_error(if meta.is_dir() {
-                libc::EISDIR
-            } else {
-                libc::EINVAL
-            }));
+            return Err(kind_error(FileErrorKind::NotRegular));
         }
         Ok((file.into(), meta))
     }
@@ -145,10 +145,9 @@ impl Root {
             }
             Err(e) => return Err(e),
         };
-        let mut dir = nix::dir::Dir::from_fd(fd.as_raw_fd()).map_err(io_err)?;
-        // Dir::from_fd takes ownership of the raw fd; keep ours from double-closing it.
-        std::mem::forget(fd);
-        let dir_fd = dir.as_raw_fd();
+        // The stream reads through a duplicate, so `fd` stays ours to stat the entries with
+        // (fstatat does not touch the shared directory offset).
+        let mut dir = nix::dir::Dir::from(fd.try_clone()?).map_err(io_err)?;
         let mut out = Vec::new();
         for entry in dir.iter() {
             let entry = entry.map_err(io_err)?;
@@ -157,9 +156,7 @@ impl Root {
                 continue;
             }
             // An entry removed between readdir and stat is simply skipped.
-            // SAFETY-free: borrow of dir_fd while `dir` is alive.
-            let borrowed = unsafe_borrow(dir_fd);
-            if let Ok(e) = entry_at(&borrowed, std::ffi::OsStr::from_bytes(name)) {
+            if let Ok(e) = entry_at(&fd, std::ffi::OsStr::from_bytes(name)) {
                 out.push(e);
             }
         }
@@ -229,18 +226,7 @@ impl Root {
     /// Sets the modification time (MFMT), leaving the access time alone.
     pub fn set_mtime(&self, rel: &Path, unix_secs: i64) -> io::Result<()> {
         let fd = self.open_at(rel, OFlag::O_PATH, Mode::empty())?;
-        let times = [
-            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-            libc::timespec { tv_sec: unix_secs as libc::time_t, tv_nsec: 0 },
-        ];
-        let empty = c"";
-        // SAFETY: utimensat with AT_EMPTY_PATH on an fd we own; the pointers are valid locals.
-        let r =
-            unsafe { libc::utimensat(fd.as_raw_fd(), empty.as_ptr(), times.as_ptr(), libc::AT_EMPTY_PATH) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::set_mtime(fd.as_fd(), unix_secs)
     }
 
     /// Opens `rel` for an upload. `atomic` writes to a hidden temporary name first.
@@ -254,12 +240,7 @@ impl Root {
         let (parent, final_name) = self.parent_of(rel)?;
         let base = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         let perm = Mode::from_bits_truncate(0o644);
-        let open = |name: &Path, flags: OFlag| -> io::Result<OwnedFd> {
-            let fd =
-                nix::fcntl::openat(Some(parent.as_raw_fd()), name, base | flags, perm).map_err(io_err)?;
-            // SAFETY: openat returned a new fd nothing else owns.
-            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-        };
+        let open = |name: &Path, flags: OFlag| sys::openat(parent.as_fd(), name, base | flags, perm);
         // Appends and resumes extend the existing file in place, so they cannot be atomic.
         let atomic = atomic && matches!(mode, WriteMode::Truncate | WriteMode::CreateNew);
         if atomic {
@@ -310,11 +291,6 @@ impl Root {
             done: false,
         })
     }
-}
-
-fn unsafe_borrow(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: only used while the owning nix::dir::Dir is alive, inside `Root::list`.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
 fn entry_at(dir: &impl AsFd, name: &std::ffi::OsStr) -> io::Result<DirEntry> {

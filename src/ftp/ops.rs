@@ -170,43 +170,9 @@ pub enum Action {
     },
 }
 
-/// File system failures the io layer reports (from errno).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum FsError {
-    /// ENOENT.
-    #[error("not found")]
-    NotFound,
-    /// EACCES, EPERM, EROFS, or escaping the root.
-    #[error("permission denied")]
-    PermissionDenied,
-    /// EEXIST.
-    #[error("already exists")]
-    Exists,
-    /// ENOTEMPTY.
-    #[error("directory not empty")]
-    NotEmpty,
-    /// ENOTDIR.
-    #[error("not a directory")]
-    NotADirectory,
-    /// EISDIR.
-    #[error("is a directory")]
-    IsADirectory,
-    /// ENOSPC, EDQUOT, EFBIG.
-    #[error("no space left")]
-    NoSpace,
-    /// ENAMETOOLONG, EINVAL on a name.
-    #[error("invalid file name")]
-    InvalidName,
-    /// A REST offset past the end of the file (RFC 3659 §5: 554).
-    #[error("restart offset beyond the end of the file")]
-    BadRestart,
-    /// The server holds too much for others already (a memory budget); retry later.
-    #[error("server busy")]
-    Busy,
-    /// Anything else (EIO, ...).
-    #[error("local error")]
-    Other,
-}
+/// File system failures the io layer reports: the protocol-neutral kind, which `fs::classify`
+/// makes from errno and [`Reply::for_file`](super::Reply::for_file) answers.
+pub type FsError = crate::file_error::FileErrorKind;
 
 /// Why a transfer did not finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

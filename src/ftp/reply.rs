@@ -2,6 +2,8 @@
 //! or the multi-line form `123-first` ... `123 last`, every line CRLF-terminated.
 //! Text is bytes because path names in replies need not be UTF-8 (RFC 2640 §2.2).
 
+use crate::file_error::FileErrorKind;
+
 /// One reply to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -63,6 +65,30 @@ impl Reply {
         self.encode(&mut out);
         out
     }
+
+    /// The answer to a failed file operation or transfer (RFC 959 §4.2.1): 550 file
+    /// unavailable, 553 name not allowed, 552 storage allocation exceeded, 451 local error;
+    /// RFC 3659 §5: 554 for a REST offset past the end. Full disks get 552 rather than 452:
+    /// they mostly strike mid-transfer, where RFC 959 §5.4 allows 552 and not 452.
+    pub fn for_file(kind: FileErrorKind) -> Reply {
+        use FileErrorKind::*;
+        let (code, text) = match kind {
+            NotFound => (550, "No such file or directory."),
+            NotADirectory => (550, "Not a directory."),
+            IsADirectory => (550, "Is a directory."),
+            NotRegular => (550, "Not a regular file."),
+            NotEmpty => (550, "Directory not empty."),
+            Exists => (550, "File exists."),
+            PermissionDenied => (550, "Permission denied."),
+            NameTooLong | InvalidName => (553, "File name not allowed."),
+            NoSpace => (552, "Insufficient storage space."),
+            QuotaExceeded | TooLarge => (552, "Exceeded storage allocation."),
+            OffsetBeyondEnd => (554, "Requested action not taken: invalid REST parameter."),
+            Busy => (451, "Server busy; try again later."),
+            Other => (451, "Local error in processing."),
+        };
+        Reply::new(code, text)
+    }
 }
 
 fn push_text(out: &mut Vec<u8>, text: &[u8]) {
@@ -92,6 +118,32 @@ pub fn quote_path(path: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_file_error_kind_has_its_rfc_959_code() {
+        // RFC 959 §4.2.1; 554 for REST from RFC 3659 §5.
+        let table = [
+            (FileErrorKind::NotFound, 550),
+            (FileErrorKind::NotADirectory, 550),
+            (FileErrorKind::IsADirectory, 550),
+            (FileErrorKind::NotRegular, 550),
+            (FileErrorKind::NotEmpty, 550),
+            (FileErrorKind::Exists, 550),
+            (FileErrorKind::NameTooLong, 553),
+            (FileErrorKind::InvalidName, 553),
+            (FileErrorKind::PermissionDenied, 550),
+            (FileErrorKind::NoSpace, 552),
+            (FileErrorKind::QuotaExceeded, 552),
+            (FileErrorKind::TooLarge, 552),
+            (FileErrorKind::OffsetBeyondEnd, 554),
+            (FileErrorKind::Busy, 451),
+            (FileErrorKind::Other, 451),
+        ];
+        assert_eq!(table.map(|(k, _)| k), FileErrorKind::ALL, "one row per kind, in order");
+        for (kind, code) in table {
+            assert_eq!(Reply::for_file(kind).code, code, "{kind:?}");
+        }
+    }
 
     #[test]
     fn single_line() {

@@ -402,19 +402,7 @@ impl Session {
 
     fn fs_failure(&mut self, e: FsError, what: &str) {
         tracing::info!(peer = %self.peer, error = %e, "{what} failed");
-        match e {
-            FsError::NoSpace => self.reply(552, "Exceeded storage allocation."),
-            FsError::InvalidName => self.reply(553, "File name not allowed."),
-            FsError::Other => self.reply(451, "Local error in processing."),
-            FsError::Busy => self.reply(451, "Server busy; try again later."),
-            FsError::BadRestart => self.reply(554, "Requested action not taken: invalid REST parameter."),
-            FsError::NotFound => self.reply(550, "No such file or directory."),
-            FsError::PermissionDenied => self.reply(550, "Permission denied."),
-            FsError::Exists => self.reply(550, "File exists."),
-            FsError::NotEmpty => self.reply(550, "Directory not empty."),
-            FsError::NotADirectory => self.reply(550, "Not a directory."),
-            FsError::IsADirectory => self.reply(550, "Is a directory."),
-        }
+        self.push_reply(Reply::for_file(e));
     }
 
     fn reply(&mut self, code: u16, text: impl Into<Vec<u8>>) {

@@ -1,9 +1,8 @@
 //! The FTP session's file-system actions carried out under the account's [`Root`]: stat,
 //! directory reads and metadata changes (short syscalls, done inline on the worker), plus
-//! the mapping of errno values to the core's [`FsError`] and of stat data to [`FileMeta`].
-#![forbid(unsafe_code)]
+//! the mapping of stat data to [`FileMeta`]; errno values are read by [`fs::classify`].
 
-use crate::fs::{DirEntry, Root};
+use crate::fs::{self, DirEntry, Root};
 use crate::ftp::{Action, FileKind, FileMeta, FsError, OpResult, VirtualPath};
 use std::ffi::OsStr;
 use std::io;
@@ -17,24 +16,6 @@ const DIR_MODE: u32 = 0o755;
 /// The path to hand to [`Root`] (openat2 RESOLVE_IN_ROOT confines it whatever it holds).
 pub fn rel(path: &VirtualPath) -> &Path {
     Path::new(OsStr::from_bytes(path.relative()))
-}
-
-/// The core's view of an errno.
-pub fn fs_error(e: &io::Error) -> FsError {
-    match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ELOOP) => FsError::NotFound,
-        Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::EXDEV | libc::ETXTBSY) => {
-            FsError::PermissionDenied
-        }
-        Some(libc::EEXIST) => FsError::Exists,
-        Some(libc::ENOTEMPTY) => FsError::NotEmpty,
-        Some(libc::ENOTDIR) => FsError::NotADirectory,
-        Some(libc::EISDIR) => FsError::IsADirectory,
-        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => FsError::NoSpace,
-        Some(libc::ENAMETOOLONG | libc::EINVAL | libc::EILSEQ) => FsError::InvalidName,
-        _ if e.kind() == io::ErrorKind::StorageFull => FsError::NoSpace,
-        _ => FsError::Other,
-    }
 }
 
 /// Seconds since the epoch now (for LIST's time-or-year column).
@@ -90,7 +71,7 @@ fn stat_meta(path: &VirtualPath, m: &std::fs::Metadata) -> FileMeta {
 
 /// Reads `path` as a directory (or the one entry of a non-directory), names sorted.
 pub fn read_dir(root: &Root, path: &VirtualPath, hidden: bool) -> Result<Vec<FileMeta>, FsError> {
-    let entries = root.list(rel(path)).map_err(|e| fs_error(&e))?;
+    let entries = root.list(rel(path)).map_err(fs::classify)?;
     Ok(entries
         .into_iter()
         .filter(|e| hidden || !e.name.as_bytes().starts_with(b"."))
@@ -101,10 +82,10 @@ pub fn read_dir(root: &Root, path: &VirtualPath, hidden: bool) -> Result<Vec<Fil
 /// Carries out a metadata action; `None` for actions this module does not handle
 /// (passwords, passive listeners, transfers).
 pub fn run(root: &Root, action: &Action) -> Option<OpResult> {
-    let done = |r: io::Result<()>| Some(OpResult::Done(r.map_err(|e| fs_error(&e))));
+    let done = |r: io::Result<()>| Some(OpResult::Done(r.map_err(fs::classify)));
     match action {
         Action::Stat { path } => {
-            Some(OpResult::Stat(root.stat(rel(path)).map(|m| stat_meta(path, &m)).map_err(|e| fs_error(&e))))
+            Some(OpResult::Stat(root.stat(rel(path)).map(|m| stat_meta(path, &m)).map_err(fs::classify)))
         }
         Action::ReadDir { path } => {
             Some(OpResult::Entries { entries: read_dir(root, path, true), now_unix: now_unix() })
@@ -135,10 +116,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn maps_errno_and_reads_entries() {
-        assert_eq!(fs_error(&io::Error::from_raw_os_error(libc::ENOENT)), FsError::NotFound);
-        assert_eq!(fs_error(&io::Error::from_raw_os_error(libc::EDQUOT)), FsError::NoSpace);
-        assert_eq!(fs_error(&io::Error::from_raw_os_error(libc::EIO)), FsError::Other);
+    fn reads_entries_and_stats() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), b"12345").unwrap();
         std::fs::write(dir.path().join(".hidden"), b"").unwrap();

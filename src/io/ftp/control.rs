@@ -2,7 +2,6 @@
 //! driver that feeds the sans-IO [`Session`] and carries out its outputs. A reader task owns
 //! the socket's read loop and transfer tasks report back, both over one bounded channel, so
 //! the driver only ever waits on cancel-safe futures (channel, timer, shutdown signal).
-#![deny(unsafe_code)]
 
 use super::actions;
 use super::data;
@@ -86,10 +85,8 @@ async fn refuse(ctx: Rc<WorkerContext>, stream: TcpStream, why: Refusal) {
 /// SO_OOBINLINE, as vsftpd does: clients send ABOR as TCP urgent data (Python's ftplib sends
 /// `ABOR\r\n` with MSG_OOB), and without it the kernel takes the urgent last byte, the LF,
 /// out of the stream, so the line never ends. TCP_NODELAY: replies are small and awaited.
-#[allow(unsafe_code)]
 fn prepare_control(stream: &TcpStream) -> std::io::Result<SocketAddr> {
-    // SAFETY: the fd belongs to `stream`, which outlives this borrow.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let fd = ops::stream_fd(stream);
     let sock = socket2::SockRef::from(&fd);
     sock.set_out_of_band_inline(true)?;
     sock.set_nodelay(true)?;

@@ -1,7 +1,6 @@
 //! FTP data connections: passive listeners in the configured port range (no SO_REUSEPORT, so
 //! no two sessions share a port), accepting with the same-peer check, and active connections
 //! from port 20 (via the binder) or an ephemeral port; each wait bounded (`ring::sockets`).
-#![forbid(unsafe_code)]
 
 use crate::binder::client::BinderClient;
 use crate::config::PortRange;

@@ -1,7 +1,6 @@
 //! Admission and bandwidth limits for FTP: total and per-IP session counts checked when a
 //! control connection is accepted (a permit releases its slot on drop), and the rate a new
 //! transfer may use given the per-session and server-wide caps.
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,6 +1,5 @@
 //! The one channel into a session's driver: control input, end of input, and completions of
 //! asynchronous actions (password checks, transfer progress) sent by the tasks it started.
-#![forbid(unsafe_code)]
 
 use crate::ftp::{OpResult, OpToken};
 

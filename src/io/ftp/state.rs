@@ -1,7 +1,6 @@
 //! FTP state outside the sessions: [`FtpShared`] (settings, every account root opened before
 //! the privilege drop, session counters, the listing memory budget) is read by all workers; [`FtpWorker`] (pipe pool,
 //! password verifier, transfer count) belongs to one worker thread.
-#![forbid(unsafe_code)]
 
 use super::limits::{self, SessionLimits};
 use crate::config::ftp::FtpConfig;

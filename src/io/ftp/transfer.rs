@@ -1,13 +1,12 @@
 //! One FTP data transfer as a task: the file (or listing) is opened first by [`prepare`],
 //! then [`run`] gets the data connection, reports `Started`, moves the bytes (zero-copy for
 //! binary files, buffered with CRLF conversion for TYPE A and listings) and reports the end.
-#![forbid(unsafe_code)]
 
-use super::actions::{self, fs_error, rel};
+use super::actions::{self, rel};
 use super::data;
 use super::msg::Msg;
 use super::state::{FtpWorker, SessionConfig};
-use crate::fs::{Root, UploadTarget, WriteMode};
+use crate::fs::{self, Root, UploadTarget, WriteMode};
 use crate::ftp::ListFormat;
 use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
 use crate::io::context::WorkerContext;
@@ -84,9 +83,9 @@ pub fn prepare(
 ) -> Result<Source, FsError> {
     match kind {
         TransferKind::Retr { path, offset, ascii } => {
-            let (file, meta) = root.open_read(rel(path)).map_err(|e| fs_error(&e))?;
+            let (file, meta) = root.open_read(rel(path)).map_err(fs::classify)?;
             if *offset > meta.len() {
-                return Err(FsError::BadRestart);
+                return Err(FsError::OffsetBeyondEnd);
             }
             Ok(Source::Retr { file: Rc::new(file), offset: *offset, ascii: *ascii })
         }
@@ -97,19 +96,19 @@ pub fn prepare(
                 StoreMode::Append => WriteMode::Append,
                 StoreMode::CreateNew => WriteMode::CreateNew,
             };
-            let target =
-                root.open_upload(rel(path), wmode, atomic, keep_partial).map_err(|e| fs_error(&e))?;
+            let target = root.open_upload(rel(path), wmode, atomic, keep_partial).map_err(fs::classify)?;
             let mut offset = *offset;
             if wmode == WriteMode::Append {
                 // splice(2) refuses O_APPEND targets: write at the current end explicitly.
-                offset = append_offset(&target).map_err(|e| fs_error(&e))?;
+                offset = append_offset(&target).map_err(fs::classify)?;
             } else if wmode == WriteMode::Resume {
                 // RFC 3659 §5.3: a restart past the end would leave a hole the client never
                 // sent; refused (554) like a RETR past the end.
-                let size =
-                    nix::sys::stat::fstat(target.file.as_raw_fd()).map_err(|e| fs_error(&e.into()))?.st_size;
+                let size = nix::sys::stat::fstat(target.file.as_raw_fd())
+                    .map_err(|e| fs::classify(io::Error::from(e)))?
+                    .st_size;
                 if offset > size.max(0) as u64 {
-                    return Err(FsError::BadRestart);
+                    return Err(FsError::OffsetBeyondEnd);
                 }
             }
             Ok(Source::Stor { target, offset, ascii: *ascii })
@@ -117,7 +116,7 @@ pub fn prepare(
         TransferKind::List { path, format, hidden } => {
             // MLSD lists directories only; LIST and NLST also show a single file, as `ls`.
             if matches!(format, ListFormat::Facts { .. })
-                && !root.stat(rel(path)).map_err(|e| fs_error(&e))?.is_dir()
+                && !root.stat(rel(path)).map_err(fs::classify)?.is_dir()
             {
                 return Err(FsError::NotADirectory);
             }
@@ -303,23 +302,27 @@ async fn drive(
     }
 }
 
-/// The core's reading of a mid-transfer error.
+/// The core's reading of a mid-transfer error: a file out of room keeps its kind (it has a
+/// reply of its own); the data connection's end is an abort; the rest is a local error.
 fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
     if cancel.is_aborted() {
         return TransferError::Aborted;
     }
-    match e.raw_os_error() {
-        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => TransferError::Fs(FsError::NoSpace),
-        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ESHUTDOWN | libc::ETIMEDOUT) => {
-            TransferError::Aborted
-        }
-        _ => match e.kind() {
-            io::ErrorKind::StorageFull => TransferError::Fs(FsError::NoSpace),
-            io::ErrorKind::TimedOut | io::ErrorKind::Interrupted | io::ErrorKind::WriteZero => {
-                TransferError::Aborted
-            }
-            _ => TransferError::Local,
-        },
+    let kind = fs::classify(e);
+    if kind.is_out_of_room() {
+        return TransferError::Fs(kind);
+    }
+    let peer_gone = matches!(
+        e.raw_os_error(),
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ESHUTDOWN | libc::ETIMEDOUT)
+    ) || matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::Interrupted | io::ErrorKind::WriteZero
+    );
+    if peer_gone {
+        TransferError::Aborted
+    } else {
+        TransferError::Local
     }
 }
 
@@ -351,7 +354,7 @@ async fn move_data(
             drop(file);
             return match got {
                 Ok(n) if !cancel.is_aborted() => {
-                    target.commit().map_err(|e| TransferError::Fs(fs_error(&e)))?;
+                    target.commit().map_err(|e| TransferError::Fs(fs::classify(e)))?;
                     Ok(n)
                 }
                 Ok(_) => {

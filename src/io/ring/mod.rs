@@ -4,7 +4,11 @@
 
 pub mod buf_pool;
 pub mod memory_budget;
+// io_uring SQEs point at fds and buffers the kernel uses until the completion.
+#[allow(unsafe_code)]
 pub mod ops;
 pub mod sockets;
+// recvmsg/sendmsg headers, cmsgs and socket addresses are raw C structures.
+#[allow(unsafe_code)]
 pub mod udp_msg;
 pub mod zerocopy;

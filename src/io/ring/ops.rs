@@ -1,13 +1,12 @@
 //! Custom io_uring operations submitted through tokio-uring's oneshot API: splice, poll,
 //! accept, connect, send and recv on fds we own. Every op keeps the fds and buffers it
 //! points at alive until its completion arrives, whatever happens to the future.
-#![allow(unsafe_code)]
 
 use io_uring::{opcode, squeue, types};
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use tokio_uring::{OneshotOutputTransform, UnsubmittedOneshot};
 
@@ -34,6 +33,14 @@ impl<D> OneshotOutputTransform for KeepData<D> {
 /// valid until the operation completes.
 async unsafe fn submit<D: Unpin + 'static>(data: D, sqe: squeue::Entry) -> (io::Result<u32>, D) {
     UnsubmittedOneshot::new(data, KeepData(PhantomData), sqe).submit().await
+}
+
+/// The fd of a tokio-uring TCP stream, borrowed for as long as the stream (tokio-uring
+/// offers only `AsRawFd`), for socket options through `socket2::SockRef`.
+pub fn stream_fd(stream: &tokio_uring::net::TcpStream) -> BorrowedFd<'_> {
+    // SAFETY: the stream owns its fd until it is dropped or closed, which needs it back by
+    // value, so the fd stays open for the borrow's lifetime.
+    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
 }
 
 fn fd(f: &SharedFd) -> types::Fd {

@@ -1,7 +1,6 @@
 //! Time-bounded operations on non-blocking sockets through the ring: an op that outlives
 //! its deadline is woken by shutting the socket down and then awaited (never dropped in
 //! flight), plus the cancel handle a transfer's control side uses to wake whatever it waits on.
-#![forbid(unsafe_code)]
 
 use super::ops::{self, SharedFd};
 use super::zerocopy::AbortHandle;

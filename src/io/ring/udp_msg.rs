@@ -2,7 +2,6 @@
 //! address (IP_PKTINFO / IPV6_PKTINFO), send from a chosen local address and, with UDP GSO
 //! (`UDP_SEGMENT`), many equal-sized datagrams in one call. Unlike tokio-uring's `recv_from`,
 //! a receive woken by `shutdown(2)` (no source address) is a normal result, not a panic.
-#![allow(unsafe_code)]
 
 use super::ops::SharedFd;
 use io_uring::{opcode, squeue, types};

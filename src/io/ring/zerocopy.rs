@@ -2,7 +2,6 @@
 //! socket bytes to the file) through a pipe with io_uring splice, or with sendfile(2),
 //! never through user space. Stalls are bounded by a progress deadline, and an abort or a
 //! timeout shuts the socket down and waits for the in-flight op instead of abandoning it.
-#![allow(unsafe_code)]
 
 use super::ops::{self, SharedFd};
 pub use crate::config::ftp::ZeroCopy;

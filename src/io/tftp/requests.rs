@@ -6,7 +6,7 @@ use super::limits::{LiveTransfers, TransferSlot};
 use super::state::TftpShared;
 use super::transfer::{Opened, Start};
 use crate::config::Config;
-use crate::fs::WriteMode;
+use crate::fs::{self, WriteMode};
 use crate::io::context::WorkerContext;
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::SharedFd;
@@ -250,7 +250,7 @@ impl TftpWorker {
         let path = request.path.as_path();
         match request.direction {
             Direction::Read => {
-                let (file, meta) = root.open_read(path).map_err(|e| open_refusal(&e))?;
+                let (file, meta) = root.open_read(path).map_err(open_refusal)?;
                 // io_uring reads must wait for the disk, not fail with EAGAIN.
                 clear_nonblock(&file);
                 Ok(Opened::Read { file, len: meta.len() })
@@ -263,7 +263,7 @@ impl TftpWorker {
                 let mode =
                     if exists || policy.overwrite { WriteMode::Truncate } else { WriteMode::CreateNew };
                 // Atomic: the bytes go to a hidden temporary name, renamed on completion.
-                let target = root.open_upload(path, mode, true, false).map_err(|e| open_refusal(&e))?;
+                let target = root.open_upload(path, mode, true, false).map_err(open_refusal)?;
                 Ok(Opened::Write { target })
             }
         }
@@ -278,27 +278,9 @@ fn clear_nonblock(file: &OwnedFd) {
     }
 }
 
-/// The ERROR for a failed open (RFC 1350 §5 codes).
-fn open_refusal(e: &io::Error) -> Refusal {
-    match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR) => Refusal::new(ErrorCode::FileNotFound, "file not found"),
-        // Still ERROR 1 (there is no file to send), with a message that says why.
-        Some(libc::EISDIR) => Refusal::new(ErrorCode::FileNotFound, "is a directory"),
-        Some(libc::EINVAL) => Refusal::new(ErrorCode::FileNotFound, "not a regular file"),
-        // No name that long can exist; tftp-hpa answers ERROR 0 here, which says less.
-        Some(libc::ENAMETOOLONG) => Refusal::new(ErrorCode::FileNotFound, "file name too long"),
-        Some(libc::EEXIST) => Refusal::new(ErrorCode::FileExists, "file already exists"),
-        Some(libc::ENOSPC | libc::EDQUOT) => {
-            Refusal::new(ErrorCode::DiskFull, "disk full or allocation exceeded")
-        }
-        // EXDEV/ELOOP: openat2 refused to leave the root or follow a magic link.
-        Some(libc::EACCES | libc::EPERM | libc::EXDEV | libc::ELOOP | libc::EROFS) => {
-            Refusal::new(ErrorCode::AccessViolation, "access violation")
-        }
-        // Out of descriptors or memory: the file may well exist; the client should retry.
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Refusal::busy(),
-        _ => Refusal::new(ErrorCode::NotDefined, "cannot open file"),
-    }
+/// The ERROR for a failed open.
+fn open_refusal(e: io::Error) -> Refusal {
+    Refusal::for_file(fs::classify(e), "cannot open file")
 }
 
 #[cfg(test)]
@@ -307,9 +289,12 @@ mod tests {
 
     #[test]
     fn open_errors_map_to_rfc_1350_codes() {
-        let refusal = |errno| open_refusal(&io::Error::from_raw_os_error(errno));
+        let refusal = |errno| open_refusal(io::Error::from_raw_os_error(errno));
         assert_eq!(refusal(libc::ENOENT), Refusal::new(ErrorCode::FileNotFound, "file not found"));
         assert_eq!(refusal(libc::EXDEV), Refusal::new(ErrorCode::AccessViolation, "access violation"));
+        assert_eq!(refusal(libc::ELOOP), Refusal::new(ErrorCode::AccessViolation, "access violation"));
+        let full = Refusal::new(ErrorCode::DiskFull, "disk full or allocation exceeded");
+        assert_eq!(refusal(libc::EFBIG), full, "EFBIG at open, as on write");
         assert_eq!(refusal(libc::EEXIST), Refusal::new(ErrorCode::FileExists, "file already exists"));
         assert_eq!(refusal(libc::EMFILE), Refusal::busy());
         assert_eq!(refusal(libc::ENFILE), Refusal::busy());

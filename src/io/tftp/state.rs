@@ -1,6 +1,5 @@
 //! TFTP state every worker reads: the served directory, the server-wide transfer count, the
 //! per-IP request rate and the netascii memory budget. Built once before the privilege drop.
-#![forbid(unsafe_code)]
 
 use super::limits::RateLimiter;
 use crate::config::Config;

@@ -3,7 +3,7 @@
 //! (send a window, store a chunk, commit an upload), and logs one line when it ends.
 
 use super::send::{Link, ReadFailed, Source};
-use crate::fs::UploadTarget;
+use crate::fs::{self, UploadTarget};
 use crate::io::context::{CutSignal, Shared};
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::memory_budget::MemoryCharge;
@@ -352,15 +352,9 @@ async fn on_datagram(job: &mut Job, from: SocketAddr, buf: Vec<u8>) -> Vec<u8> {
             let (res, buf) = sink.store(buf, &chunk).await;
             if let Err(e) = res {
                 debug!("upload write failed: {e}");
-                let (code, msg) = match e.raw_os_error() {
-                    Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => {
-                        (ErrorCode::DiskFull, "disk full or allocation exceeded")
-                    }
-                    // A create-only upload whose name appeared meanwhile (commit refused).
-                    Some(libc::EEXIST) => (ErrorCode::FileExists, "file already exists"),
-                    _ => (ErrorCode::NotDefined, "write error"),
-                };
-                t.abort(code, msg);
+                // EEXIST: a create-only upload whose name appeared meanwhile (commit refused).
+                let refusal = Refusal::for_file(fs::classify(e), "write error");
+                t.abort(refusal.code, refusal.message);
             }
             buf
         }

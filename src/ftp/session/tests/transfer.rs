@@ -72,7 +72,7 @@ fn rest_beyond_the_end_of_the_file_is_554() {
     c.passive();
     let (t, _) = c.action("RETR small.txt\r\n");
     let outs =
-        c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::BadRestart))));
+        c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::OffsetBeyondEnd))));
     assert_eq!(replies(&outs), "554 Requested action not taken: invalid REST parameter.\r\n");
     // Nothing touched the data connection: the PASV still holds, and the offset is gone.
     let (_, a) = c.action("RETR small.txt\r\n");

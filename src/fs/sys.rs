@@ -1,0 +1,38 @@
+//! The raw calls of the confinement layer, wrapped so that each hands back an fd it owns or
+//! borrows one for no longer than its argument lives: the only `unsafe` under `fs/`.
+
+use nix::fcntl::{OFlag, OpenHow};
+use nix::sys::stat::Mode;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// openat2(2) of `path` relative to `dir`, resolved as `how` says.
+pub fn openat2(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::openat2(dir.as_raw_fd(), path, how)?;
+    // SAFETY: openat2 returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// openat(2) of the plain `name` in `dir`.
+pub fn openat(dir: BorrowedFd<'_>, name: &Path, flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags, mode)?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets the modification time of what `fd` refers to (an O_PATH fd will do), leaving the
+/// access time alone. nix's utimensat takes a path, not AT_EMPTY_PATH on an fd.
+pub fn set_mtime(fd: BorrowedFd<'_>, unix_secs: i64) -> io::Result<()> {
+    let times = [
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        libc::timespec { tv_sec: unix_secs as libc::time_t, tv_nsec: 0 },
+    ];
+    let empty = c"";
+    // SAFETY: `fd` is open for the call (borrowed); the path and times are valid locals.
+    let r = unsafe { libc::utimensat(fd.as_raw_fd(), empty.as_ptr(), times.as_ptr(), libc::AT_EMPTY_PATH) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
