@@ -1,6 +1,7 @@
 //! Typed configuration and its layering: compiled-in defaults < TOML file < `FERRY_*`
 //! environment < command-line flags (figment). Validation names the key and the reason.
 
+mod env;
 mod error;
 pub mod ftp;
 pub mod tftp;
@@ -11,7 +12,7 @@ pub use ftp::FtpConfig;
 pub use tftp::TftpConfig;
 pub use types::PortRange;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -219,7 +220,8 @@ impl Config {
     }
 }
 
-/// Defaults, then the TOML file, then `FERRY_*` variables (`__` separates nested keys).
+/// Defaults, then the TOML file, then `FERRY_*` variables (`__` separates nested keys; see
+/// [`env::layer`] for the variables that are not keys).
 fn layers(source: &ConfigSource) -> Result<Figment, ConfigError> {
     let mut fig = Figment::from(Serialized::defaults(Config::default()));
     match source {
@@ -237,8 +239,7 @@ fn layers(source: &ConfigSource) -> Result<Figment, ConfigError> {
         }
         ConfigSource::Default | ConfigSource::None => {}
     }
-    // FERRY_CONFIG names the file itself and is not a key.
-    Ok(fig.merge(Env::prefixed("FERRY_").split("__").ignore(&["config"])))
+    Ok(fig.merge(env::layer()))
 }
 
 /// Renders every error figment collected, each naming its key path and source.
@@ -250,6 +251,10 @@ fn describe_figment_error(err: figment::Error) -> String {
                 // A file names itself: `TOML file /etc/ferry/ferry.toml`.
                 Some(m) => match &m.source {
                     Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+                    // The variable, not the key, is what the operator has to find and fix.
+                    _ if m.name.contains("environment variable") => {
+                        format!("environment variable {}", env::variable(&e.path))
+                    }
                     _ => m.name.to_string(),
                 },
                 None => "configuration".into(),
