@@ -1,6 +1,7 @@
 //! Typed configuration and its layering: compiled-in defaults < TOML file < `FERRY_*`
 //! environment < command-line flags (figment). Validation names the key and the reason.
 
+pub mod bounds;
 mod env;
 mod error;
 pub mod ftp;
@@ -170,12 +171,7 @@ impl Config {
                 format!("directory {} does not exist or is not a directory", self.root.display()),
             ));
         }
-        if self.workers > 1024 {
-            return Err(ConfigError::invalid(
-                "workers",
-                format!("{} is more than 1024 worker threads", self.workers),
-            ));
-        }
+        bounds::check(self)?;
         if self.user.is_empty() {
             return Err(ConfigError::invalid("user", "must name a user"));
         }
