@@ -119,3 +119,33 @@ fn the_example_file_states_each_range_next_to_its_key() {
         assert!(text.contains(&range), "config/ferry.toml should give {}'s range `{range}`:\n{text}", b.key);
     }
 }
+
+/// A user whose password hash has `algorithm`, `version` and `params` (never verified here).
+fn user_with_hash(algorithm: &str, version: &str, params: &str) -> String {
+    format!(
+        "[[ftp.users]]\nname = \"alice\"\npassword_hash = \
+         \"${algorithm}${version}${params}$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObGmMdFRA4sSA0\"\n"
+    )
+}
+
+#[test]
+fn argon2_costs_are_bounded_at_load_not_at_the_first_login() {
+    for params in ["m=262144,t=16,p=8", "m=19456,t=2,p=1"] {
+        load(&user_with_hash("argon2id", "v=19", params)).expect(params);
+    }
+    load(&user_with_hash("argon2i", "v=16", "m=4096,t=3,p=1")).expect("argon2i, version 16");
+    load(&user_with_hash("argon2d", "v=19", "m=4096,t=3,p=1")).expect("argon2d");
+    for (algorithm, version, params, reason) in [
+        // 256 GiB a login: the allocation aborts the process.
+        ("argon2id", "v=19", "m=268435455,t=2,p=1", "262144 KiB"),
+        ("argon2id", "v=19", "m=262145,t=2,p=1", "262144 KiB"),
+        ("argon2id", "v=19", "m=19456,t=17,p=1", "16"),
+        ("argon2id", "v=19", "m=19456,t=2,p=9", "8"),
+        ("argon2id", "v=19", "m=4,t=2,p=1", "parameters"),
+        ("argon2id", "v=20", "m=19456,t=2,p=1", "version"),
+        ("argon2x", "v=19", "m=19456,t=2,p=1", "argon2x"),
+    ] {
+        let err = load(&user_with_hash(algorithm, version, params)).expect_err(params);
+        assert!(err.contains("`ftp.users[0].password_hash`") && err.contains(reason), "{params}: {err}");
+    }
+}

@@ -270,18 +270,8 @@ impl FtpConfig {
                     format!("user `{}` is defined twice", user.name),
                 ));
             }
-            match argon2::PasswordHash::new(&user.password_hash) {
-                Ok(hash) if hash.algorithm.as_str().starts_with("argon2") => {}
-                Ok(hash) => {
-                    return Err(ConfigError::invalid(
-                        key("password_hash"),
-                        format!("algorithm `{}` is not argon2 (use argon2id)", hash.algorithm),
-                    ))
-                }
-                Err(e) => {
-                    return Err(ConfigError::invalid(key("password_hash"), format!("not a PHC string: {e}")))
-                }
-            }
+            check_password_hash(&user.password_hash)
+                .map_err(|e| ConfigError::invalid(key("password_hash"), e))?;
             if let Some(root) = &user.root {
                 check_root(&key("root"), root)?;
             }
@@ -338,6 +328,39 @@ impl LimitsConfig {
         }
         Ok(())
     }
+}
+
+/// Largest argon2 memory cost a password hash may ask for, in KiB (256 MiB): each login
+/// attempt allocates this much, so an unbounded `m=` aborts the process at the first login.
+const ARGON2_MAX_M_KIB: u32 = 256 * 1024;
+/// Largest argon2 time cost (passes over the memory); OWASP suggests 2 to 5.
+const ARGON2_MAX_T: u32 = 16;
+/// Largest argon2 parallelism (lanes).
+const ARGON2_MAX_P: u32 = 8;
+
+/// Parses a PHC string the way login will and bounds what verifying it costs.
+fn check_password_hash(phc: &str) -> Result<(), String> {
+    let hash = argon2::PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+    argon2::Algorithm::try_from(hash.algorithm)
+        .map_err(|_| format!("algorithm `{}` is not argon2id, argon2i or argon2d", hash.algorithm))?;
+    if let Some(v) = hash.version {
+        argon2::Version::try_from(v).map_err(|_| format!("argon2 version v={v} is not 16 or 19"))?;
+    }
+    if hash.hash.is_none() {
+        return Err("has no hash value after the salt".into());
+    }
+    let params = argon2::Params::try_from(&hash).map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+    let costs = [
+        ("memory cost m", params.m_cost(), ARGON2_MAX_M_KIB, " KiB (256 MiB)"),
+        ("time cost t", params.t_cost(), ARGON2_MAX_T, ""),
+        ("parallelism p", params.p_cost(), ARGON2_MAX_P, ""),
+    ];
+    for (name, value, max, unit) in costs {
+        if value > max {
+            return Err(format!("argon2 {name}={value} is more than the {max}{unit} allowed"));
+        }
+    }
+    Ok(())
 }
 
 fn check_root(key: &str, root: &std::path::Path) -> Result<(), ConfigError> {
@@ -490,6 +513,12 @@ mod tests {
             "$pbkdf2-sha256$i=1000$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObGmMdFRA4sSA0".into();
         cfg.ftp.users.push(u);
         assert_eq!(key_of(&cfg), "ftp.users[0].password_hash");
+    }
+
+    #[test]
+    fn what_hash_password_makes_is_within_the_argon2_bounds() {
+        let phc = crate::auth::hash_password("correct horse").expect("hash");
+        assert_eq!(check_password_hash(&phc), Ok(()));
     }
 
     #[test]
