@@ -149,3 +149,27 @@ fn argon2_costs_are_bounded_at_load_not_at_the_first_login() {
         assert!(err.contains("`ftp.users[0].password_hash`") && err.contains(reason), "{params}: {err}");
     }
 }
+
+#[test]
+fn port_0_in_a_listen_address_is_refused_naming_the_key() {
+    const WHY: &str = "port 0 is not allowed: each worker would bind a different port";
+    for (toml, key, why) in [
+        ("ftp.listen = [\"127.0.0.1:2121\", \"127.0.0.1:0\"]\n", "ftp.listen[1]", WHY),
+        ("tftp.listen = [\"[::]:0\"]\n", "tftp.listen[0]", WHY),
+        // One socket, but no scraper would know its port. Refused even while disabled:
+        // enabling it later must not be what reveals the mistake.
+        ("metrics.listen = \"127.0.0.1:0\"\n", "metrics.listen", "port 0 is not allowed"),
+    ] {
+        let err = load(toml).expect_err(key);
+        assert!(err.contains(&format!("`{key}`")) && err.contains(why), "{err}");
+    }
+    let dir = common::served_dir();
+    let out = Command::new(common::ferry_bin())
+        .args(["check-config", "--ftp-port", "0", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`ftp.listen[0]`") && err.contains(WHY), "{err}");
+}

@@ -172,6 +172,7 @@ impl Config {
             ));
         }
         bounds::check(self)?;
+        self.check_listen_ports()?;
         if self.user.is_empty() {
             return Err(ConfigError::invalid("user", "must name a user"));
         }
@@ -197,6 +198,26 @@ impl Config {
             return Err(ConfigError::invalid(
                 "ftp.enabled",
                 "both FTP and TFTP are disabled: nothing to serve",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses port 0 in every listen address: the kernel would pick the port, and each
+    /// worker binds its own SO_REUSEPORT socket to an FTP or TFTP address, so each would get a
+    /// different one while the log shows `:0`.
+    fn check_listen_ports(&self) -> Result<(), ConfigError> {
+        const PER_WORKER: &str = "port 0 is not allowed: each worker would bind a different port";
+        let listeners = [("ftp.listen", &self.ftp.listen), ("tftp.listen", &self.tftp.listen)];
+        for (key, addrs) in listeners {
+            if let Some(i) = addrs.iter().position(|a| a.port() == 0) {
+                return Err(ConfigError::invalid(format!("{key}[{i}]"), PER_WORKER));
+            }
+        }
+        if self.metrics.listen.port() == 0 {
+            return Err(ConfigError::invalid(
+                "metrics.listen",
+                "port 0 is not allowed: the kernel would pick a port no scraper knows",
             ));
         }
         Ok(())
