@@ -243,6 +243,26 @@ fn check_config_on_a_bad_file_names_the_key_and_fails() {
     assert!(err.contains("bad.toml"), "the file at fault is named, as the README shows: {err}");
 }
 
+#[test]
+fn toml_syntax_errors_are_one_line_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("root = {:?}\n", dir.path().display().to_string());
+    for (name, body, place) in [
+        ("dup.toml", "[ftp]\nbanner = \"a\"\nbanner = \"b\"\n", ":4:1: duplicate key `banner`"),
+        ("header.toml", "workers = 2\n[ftp\n", ":3:5: invalid table header"),
+        ("string.toml", "user = \"ferry\n", ":2:"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, format!("{root}{body}")).unwrap();
+        let out = Command::new(common::ferry_bin()).arg("check-config").arg(&file).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line:\n{err}");
+        let expected = format!("ferry: configuration error: {}{place}", file.display());
+        assert!(err.starts_with(&expected), "{name}: expected `{expected}...`, got {err}");
+    }
+}
+
 /// Every key path of a TOML document (tables recursed, arrays are leaves).
 fn key_paths(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(t) = v {

@@ -249,14 +249,34 @@ fn layers(source: &ConfigSource) -> Result<Figment, ConfigError> {
                     path.display()
                 )));
             }
-            fig = fig.merge(Toml::file_exact(path));
+            fig = fig.merge(toml_file(path)?);
         }
         ConfigSource::Default if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
-            fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+            fig = fig.merge(toml_file(Path::new(DEFAULT_CONFIG_PATH))?);
         }
         ConfigSource::Default | ConfigSource::None => {}
     }
     Ok(fig.merge(env::layer()))
+}
+
+/// The file layer, after checking its syntax here: figment reports a syntax error as a
+/// multi-line excerpt under the key `<top level>`, where one `file:line:column: reason` line
+/// says it all.
+fn toml_file(path: &Path) -> Result<figment::providers::Data<Toml>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Load(format!("{}: cannot read the configuration file: {e}", path.display()))
+    })?;
+    if let Err(e) = text.parse::<toml::Table>() {
+        let mut location = path.display().to_string();
+        if let Some(before) = e.span().and_then(|span| text.get(..span.start)) {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            location = format!("{location}:{line}:{column}");
+        }
+        let reason = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>();
+        return Err(ConfigError::Syntax { location, reason: reason.join("; ") });
+    }
+    Ok(Toml::file_exact(path))
 }
 
 /// Renders every error figment collected, each naming its key path and source.
