@@ -108,7 +108,75 @@ fn unknown_keys_are_refused_with_their_name() {
     expect_error("rot = \"/srv\"\n", &[], &["rot", "unknown field"]);
     expect_error("root = \"ROOT\"\n[ftp]\nlisen = []\n", &[], &["ftp", "lisen"]);
     expect_error("root = \"ROOT\"\n[log]\nlevle = \"x\"\n", &[], &["log", "levle"]);
-    expect_error("root = \"ROOT\"\n", &[("FERRY_WROKERS", "2")], &["wrokers"]);
+    expect_error("root = \"ROOT\"\n", &[("FERRY_WROKERS", "2")], &["wrokers", "FERRY_WROKERS"]);
+}
+
+/// What Kubernetes puts in the environment of every pod in a namespace with service links on
+/// (the default): here for a Service `ferry` with named ports `ftp`, `tftp` and `pasv-50000`,
+/// and a Service `ferry-metrics` on an IPv6 cluster address.
+const SERVICE_LINKS: &[(&str, &str)] = &[
+    ("FERRY_SERVICE_HOST", "10.96.0.10"),
+    ("FERRY_SERVICE_PORT", "21"),
+    ("FERRY_SERVICE_PORT_FTP", "21"),
+    ("FERRY_SERVICE_PORT_TFTP", "69"),
+    ("FERRY_SERVICE_PORT_PASV_50000", "50000"),
+    ("FERRY_PORT", "tcp://10.96.0.10:21"),
+    ("FERRY_PORT_21_TCP", "tcp://10.96.0.10:21"),
+    ("FERRY_PORT_21_TCP_PROTO", "tcp"),
+    ("FERRY_PORT_21_TCP_PORT", "21"),
+    ("FERRY_PORT_21_TCP_ADDR", "10.96.0.10"),
+    ("FERRY_PORT_69_UDP", "udp://10.96.0.10:69"),
+    ("FERRY_PORT_69_UDP_PROTO", "udp"),
+    ("FERRY_PORT_69_UDP_PORT", "69"),
+    ("FERRY_PORT_69_UDP_ADDR", "10.96.0.10"),
+    ("FERRY_PORT_50000_TCP", "tcp://10.96.0.10:50000"),
+    ("FERRY_PORT_50000_TCP_PROTO", "tcp"),
+    ("FERRY_PORT_50000_TCP_PORT", "50000"),
+    ("FERRY_PORT_50000_TCP_ADDR", "10.96.0.10"),
+    ("FERRY_METRICS_SERVICE_HOST", "fd00::a"),
+    ("FERRY_METRICS_SERVICE_PORT", "9121"),
+    ("FERRY_METRICS_PORT", "tcp://[fd00::a]:9121"),
+    ("FERRY_METRICS_PORT_9121_SCTP", "sctp://[fd00::a]:9121"),
+    ("FERRY_METRICS_PORT_9121_SCTP_PROTO", "sctp"),
+    ("FERRY_METRICS_PORT_9121_SCTP_PORT", "9121"),
+    ("FERRY_METRICS_PORT_9121_SCTP_ADDR", "fd00::a"),
+];
+
+#[test]
+fn kubernetes_service_links_are_not_configuration() {
+    let dir = common::served_dir();
+    let check = |env: &[(&str, &str)]| {
+        let out = Command::new(common::ferry_bin())
+            .args(["check-config", "--root"])
+            .arg(dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = check(SERVICE_LINKS);
+    assert_eq!(code, Some(0), "{err}");
+    // Among them, a typo in a real key is still refused, by its variable's name.
+    let typo = [SERVICE_LINKS, &[("FERRY_FTP__BANER", "x")]].concat();
+    let (code, err) = check(&typo);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("FERRY_FTP__BANER") && err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn look_alikes_of_service_links_are_refused() {
+    // The names Kubernetes uses, with values it never writes: someone meant a setting.
+    for (var, value) in [
+        ("FERRY_PORT", "2121"),
+        ("FERRY_FTP_PORT", "2121"),
+        ("FERRY_SERVICE_HOST", "ferry.example"),
+        ("FERRY_SERVICE_PORT_FTP", "ftp"),
+        ("FERRY_PORT_21_TCP", "tcp://10.96.0.10:22"),
+        ("FERRY_PORT_21_TCP_PROTO", "udp"),
+        ("FERRY_PORT_21_TCP_PORT", "2121"),
+    ] {
+        expect_error("root = \"ROOT\"\n", &[(var, value)], &[var, "unknown field"]);
+    }
 }
 
 #[test]
@@ -173,6 +241,26 @@ fn check_config_on_a_bad_file_names_the_key_and_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lisen") && err.contains("tftp"), "{err}");
     assert!(err.contains("bad.toml"), "the file at fault is named, as the README shows: {err}");
+}
+
+#[test]
+fn toml_syntax_errors_are_one_line_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("root = {:?}\n", dir.path().display().to_string());
+    for (name, body, place) in [
+        ("dup.toml", "[ftp]\nbanner = \"a\"\nbanner = \"b\"\n", ":4:1: duplicate key `banner`"),
+        ("header.toml", "workers = 2\n[ftp\n", ":3:5: invalid table header"),
+        ("string.toml", "user = \"ferry\n", ":2:"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, format!("{root}{body}")).unwrap();
+        let out = Command::new(common::ferry_bin()).arg("check-config").arg(&file).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line:\n{err}");
+        let expected = format!("ferry: configuration error: {}{place}", file.display());
+        assert!(err.starts_with(&expected), "{name}: expected `{expected}...`, got {err}");
+    }
 }
 
 /// Every key path of a TOML document (tables recursed, arrays are leaves).

@@ -167,6 +167,8 @@ for k in ("ConfigMap", "DaemonSet", "Service"):
     assert k in kinds, "missing " + k
 pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
 c = pod["containers"][0]
+# A Service named ferry would otherwise inject FERRY_SERVICE_HOST, FERRY_PORT, ...
+assert pod.get("enableServiceLinks") is False, "enableServiceLinks: false"
 sc = c["securityContext"]
 assert sc["capabilities"]["drop"] == ["ALL"], sc
 assert sc["capabilities"]["add"] == ["NET_BIND_SERVICE"], sc

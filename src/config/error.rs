@@ -7,6 +7,10 @@ pub enum ConfigError {
     /// A value that parsed but cannot work (inverted range, missing directory, ...).
     #[error("config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
+    /// The TOML file is not TOML: `/etc/ferry/ferry.toml:12:5: duplicate key `banner``, one
+    /// line an editor or a terminal can jump to.
+    #[error("{location}: {reason}")]
+    Syntax { location: String, reason: String },
     /// A layer could not be read or did not match the schema (unknown key, wrong type).
     #[error("{0}")]
     Load(String),

@@ -1,6 +1,8 @@
 //! Typed configuration and its layering: compiled-in defaults < TOML file < `FERRY_*`
 //! environment < command-line flags (figment). Validation names the key and the reason.
 
+pub mod bounds;
+mod env;
 mod error;
 pub mod ftp;
 pub mod tftp;
@@ -11,7 +13,7 @@ pub use ftp::FtpConfig;
 pub use tftp::TftpConfig;
 pub use types::PortRange;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -169,12 +171,8 @@ impl Config {
                 format!("directory {} does not exist or is not a directory", self.root.display()),
             ));
         }
-        if self.workers > 1024 {
-            return Err(ConfigError::invalid(
-                "workers",
-                format!("{} is more than 1024 worker threads", self.workers),
-            ));
-        }
+        bounds::check(self)?;
+        self.check_listen_ports()?;
         if self.user.is_empty() {
             return Err(ConfigError::invalid("user", "must name a user"));
         }
@@ -205,6 +203,26 @@ impl Config {
         Ok(())
     }
 
+    /// Refuses port 0 in every listen address: the kernel would pick the port, and each
+    /// worker binds its own SO_REUSEPORT socket to an FTP or TFTP address, so each would get a
+    /// different one while the log shows `:0`.
+    fn check_listen_ports(&self) -> Result<(), ConfigError> {
+        const PER_WORKER: &str = "port 0 is not allowed: each worker would bind a different port";
+        let listeners = [("ftp.listen", &self.ftp.listen), ("tftp.listen", &self.tftp.listen)];
+        for (key, addrs) in listeners {
+            if let Some(i) = addrs.iter().position(|a| a.port() == 0) {
+                return Err(ConfigError::invalid(format!("{key}[{i}]"), PER_WORKER));
+            }
+        }
+        if self.metrics.listen.port() == 0 {
+            return Err(ConfigError::invalid(
+                "metrics.listen",
+                "port 0 is not allowed: the kernel would pick a port no scraper knows",
+            ));
+        }
+        Ok(())
+    }
+
     /// Worker thread count after resolving 0 to the CPUs this process may use.
     pub fn effective_workers(&self) -> usize {
         if self.workers > 0 {
@@ -219,7 +237,8 @@ impl Config {
     }
 }
 
-/// Defaults, then the TOML file, then `FERRY_*` variables (`__` separates nested keys).
+/// Defaults, then the TOML file, then `FERRY_*` variables (`__` separates nested keys; see
+/// [`env::layer`] for the variables that are not keys).
 fn layers(source: &ConfigSource) -> Result<Figment, ConfigError> {
     let mut fig = Figment::from(Serialized::defaults(Config::default()));
     match source {
@@ -230,15 +249,34 @@ fn layers(source: &ConfigSource) -> Result<Figment, ConfigError> {
                     path.display()
                 )));
             }
-            fig = fig.merge(Toml::file_exact(path));
+            fig = fig.merge(toml_file(path)?);
         }
         ConfigSource::Default if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
-            fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+            fig = fig.merge(toml_file(Path::new(DEFAULT_CONFIG_PATH))?);
         }
         ConfigSource::Default | ConfigSource::None => {}
     }
-    // FERRY_CONFIG names the file itself and is not a key.
-    Ok(fig.merge(Env::prefixed("FERRY_").split("__").ignore(&["config"])))
+    Ok(fig.merge(env::layer()))
+}
+
+/// The file layer, after checking its syntax here: figment reports a syntax error as a
+/// multi-line excerpt under the key `<top level>`, where one `file:line:column: reason` line
+/// says it all.
+fn toml_file(path: &Path) -> Result<figment::providers::Data<Toml>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Load(format!("{}: cannot read the configuration file: {e}", path.display()))
+    })?;
+    if let Err(e) = text.parse::<toml::Table>() {
+        let mut location = path.display().to_string();
+        if let Some(before) = e.span().and_then(|span| text.get(..span.start)) {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            location = format!("{location}:{line}:{column}");
+        }
+        let reason = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>();
+        return Err(ConfigError::Syntax { location, reason: reason.join("; ") });
+    }
+    Ok(Toml::file_exact(path))
 }
 
 /// Renders every error figment collected, each naming its key path and source.
@@ -250,6 +288,10 @@ fn describe_figment_error(err: figment::Error) -> String {
                 // A file names itself: `TOML file /etc/ferry/ferry.toml`.
                 Some(m) => match &m.source {
                     Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+                    // The variable, not the key, is what the operator has to find and fix.
+                    _ if m.name.contains("environment variable") => {
+                        format!("environment variable {}", env::variable(&e.path))
+                    }
                     _ => m.name.to_string(),
                 },
                 None => "configuration".into(),
