@@ -447,6 +447,25 @@ fn wrq_data_larger_than_the_block_size_is_error_4() {
     assert!(gone, "the failed upload left a file");
 }
 
+/// Asks for `file` from a new port every 250 ms until the only transfer slot is free (a
+/// transfer starts instead of ERROR 0 "server busy"); fetches it and returns how long
+/// that took. Fails once `limit` has passed.
+fn wait_for_the_slot(server: &Server, file: &str, want: &[u8], limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let c = Raw::new(v4(server));
+        c.send(&request(1, file, "octet", &[]));
+        let (p, tid) = c.recv();
+        if opcode(&p) == 3 {
+            assert_eq!(c.continue_get(&p, tid), want);
+            return started.elapsed();
+        }
+        assert_error(&p, 0, "busy while the slot is held");
+        assert!(started.elapsed() < limit, "the slot was not freed within {limit:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn a_vanished_client_is_freed_after_the_give_up_time() {
     let dir = served_dir();
@@ -461,19 +480,28 @@ fn a_vanished_client_is_freed_after_the_give_up_time() {
     let c = Raw::new(v4(&server));
     c.send(&request(1, "f", "octet", &[]));
     assert_error(&c.recv().0, 0, "busy while the first transfer holds the only slot");
-    // Give-up time 2 s of silence (plus the doubling retransmit timer's last wait).
-    let started = std::time::Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let c = Raw::new(v4(&server));
-        c.send(&request(1, "f", "octet", &[]));
-        let (p, tid) = c.recv();
-        if opcode(&p) == 3 {
-            assert_eq!(c.continue_get(&p, tid), want);
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the vanished client's slot was never freed");
-    }
+    // Give-up time 2 s of silence (plus room for a loaded machine).
+    wait_for_the_slot(&server, "f", &want, Duration::from_secs(10));
+}
+
+#[test]
+fn a_spoofed_request_with_a_long_timeout_frees_its_slot_on_the_server_clock() {
+    // RFC 2349 timeout 255 from a source that never answers: the OACK echoes 255, but the
+    // slot is given back after (1 + unproven_retransmits) x the server's 1 s timeout, not
+    // after retransmissions 255 s apart.
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 3000);
+    let env = [("FERRY_TFTP__MAX_TRANSFERS", "1"), ("FERRY_TFTP__UNPROVEN_RETRANSMITS", "1")];
+    let server = start_tftp(dir.path(), &env);
+    let spoofed = Raw::new(v4(&server));
+    spoofed.send(&request(1, "f", "octet", &[("timeout", "255")]));
+    let (p, _) = spoofed.recv();
+    assert_eq!(oack_options(&p), vec![("timeout".into(), "255".into())]);
+    let took = wait_for_the_slot(&server, "f", &want, Duration::from_secs(8));
+    // The OACK went out twice, 1 s apart: the server's clock, not the client's 255 s.
+    let again = spoofed.collect_for(Duration::from_millis(100));
+    assert_eq!(again.len(), 1, "expected one retransmitted OACK, got {again:?}");
+    eprintln!("slot freed {took:?} after the spoofed request");
 }
 
 #[test]

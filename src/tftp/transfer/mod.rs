@@ -55,11 +55,15 @@ impl BlockWrap {
 /// Timing and limits of transfers, from `[tftp]` configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferSettings {
-    /// Base retransmission timeout when the client did not negotiate `timeout`.
+    /// Base retransmission timeout when the client did not negotiate `timeout`; also the
+    /// fixed interval (the client's timeout when shorter) before the client proved its
+    /// address.
     pub timeout: Duration,
-    /// Give up after this long without progress (RFC 1350 §2: a timeout ends the transfer).
+    /// Give up after this long without progress (RFC 1350 §2: a timeout ends the transfer),
+    /// whatever `timeout` the client negotiated.
     pub max_retransmit_time: Duration,
-    /// Retransmissions of the first packet before the client proved its address.
+    /// Retransmissions of the first packet before the client proved its address: such a
+    /// transfer is dropped after `1 + unproven_retransmits` timeouts.
     pub unproven_retransmits: u32,
     /// RRQ: once every block was sent, end after this many silent timeouts (lost final ACK).
     pub final_retransmits: u32,
@@ -165,7 +169,12 @@ struct Core {
     settings: TransferSettings,
     /// Current retransmission timeout; doubles on each timeout, resets on progress.
     rto: Duration,
+    /// The client's RFC 2349 timeout, else the server's: paces a proven transfer.
     base_rto: Duration,
+    /// The server's own clock (the client's timeout when shorter), for the phase where
+    /// the peer may be spoofed: before it proved its address. A client's long `timeout`
+    /// must not hold a slot there.
+    short_rto: Duration,
     deadline: Option<Instant>,
     last_progress: Instant,
 }
@@ -173,13 +182,16 @@ struct Core {
 impl Core {
     fn new(peer: SocketAddr, timeout_secs: Option<u8>, settings: &TransferSettings, now: Instant) -> Core {
         let base = timeout_secs.map_or(settings.timeout, |s| Duration::from_secs(u64::from(s)));
+        let short = base.min(settings.timeout);
         Core {
             peer,
             queue: VecDeque::with_capacity(2),
             outcome: None,
             settings: *settings,
-            rto: base,
+            // Every transfer starts unproven.
+            rto: short,
             base_rto: base,
+            short_rto: short,
             deadline: None,
             last_progress: now,
         }
@@ -243,22 +255,27 @@ impl Core {
         self.rto = self.base_rto;
     }
 
-    /// How long without progress before giving up: the configured time, but never less
-    /// than four of the client's RFC 2349 timeouts, so a long `timeout` still gets retries.
-    fn give_up_after(&self) -> Duration {
-        self.settings.max_retransmit_time.max(self.base_rto.saturating_mul(4))
-    }
-
-    /// When the transfer gives up if nothing moves; checked so no setting can overflow.
+    /// When the transfer gives up if nothing moves: `max_retransmit_time` after the last
+    /// progress, however long the client's RFC 2349 timeout (a slot is never held longer);
+    /// checked so no setting can overflow.
     fn give_up_at(&self) -> Instant {
         // A day caps absurd settings so the addition cannot overflow `Instant`.
-        let after = self.give_up_after().min(Duration::from_secs(86_400));
+        let after = self.settings.max_retransmit_time.min(Duration::from_secs(86_400));
         self.last_progress.checked_add(after).unwrap_or(self.last_progress)
     }
 
     fn arm(&mut self, now: Instant) {
         let give_up = self.give_up_at().max(now);
-        self.deadline = Some(now.checked_add(self.rto).map_or(give_up, |at| at.min(give_up)));
+        // At most half the give-up time, so a timeout longer than that still gets one
+        // retransmission before the transfer is given up.
+        let wait = self.rto.min(self.settings.max_retransmit_time / 2);
+        self.deadline = Some(now.checked_add(wait).map_or(give_up, |at| at.min(give_up)));
+    }
+
+    /// Arms the short clock.
+    fn arm_short(&mut self, now: Instant) {
+        self.rto = self.short_rto;
+        self.arm(now);
     }
 
     /// True when the deadline passed and the transfer is still running.
@@ -280,7 +297,9 @@ impl Core {
 
     /// Timeout before the client proved its address: queue the first packet again, at most
     /// `unproven_retransmits` times, then drop the transfer without a word (a spoofed
-    /// request must not reflect more than `1 + unproven_retransmits` packets).
+    /// request must not reflect more than `1 + unproven_retransmits` packets). The interval
+    /// stays at the short clock, without backoff: a spoofed request holds its slot for
+    /// `(1 + unproven_retransmits) x` the server's timeout, whatever `timeout` it asked.
     fn unproven_timeout(&mut self, retransmits: &mut u32, pending: &mut bool, now: Instant) {
         if *retransmits >= self.settings.unproven_retransmits || now >= self.give_up_at() {
             tracing::debug!(peer = %self.peer, "client never answered; dropping (amplification guard)");
@@ -290,8 +309,7 @@ impl Core {
         *retransmits += 1;
         *pending = true;
         tracing::debug!(peer = %self.peer, retransmits = *retransmits, "retransmitting first packet");
-        self.rto = self.rto.saturating_mul(2);
-        self.arm(now);
+        self.arm_short(now);
     }
 
     /// Doubles the timeout (exponential backoff) and rearms; fails when out of time.

@@ -482,6 +482,10 @@ struct Stats {
     committed: bool,
     oack: Option<Vec<u8>>,
     refusal: Option<ErrorCode>,
+    /// When each DATA (by the same key as `data_per_block`) first went out.
+    first_data_at: HashMap<(u64, u16), Instant>,
+    /// When the server's outcome was set (the client model may run on after it).
+    ended_at: Option<Instant>,
 }
 
 struct Sim {
@@ -571,6 +575,7 @@ impl Sim {
                 Transmit::Data { to, block, offset, len } => {
                     self.stats.data += 1;
                     *self.stats.data_per_block.entry((offset, block)).or_default() += 1;
+                    self.stats.first_data_at.entry((offset, block)).or_insert(self.now);
                     let mut buf = vec![0u8; 4];
                     write_data_header(&mut buf, block).unwrap();
                     match &self.netascii_file {
@@ -635,6 +640,9 @@ impl Sim {
                 self.link.send(self.now, addr(CLIENT), to, bytes);
             }
             self.flush_server();
+            if self.stats.ended_at.is_none() && self.outcome().is_some() {
+                self.stats.ended_at = Some(self.now);
+            }
             let next =
                 [self.link.next_at(), self.server_deadline(), client.deadline()].into_iter().flatten().min();
             let Some(next) = next else { return self.outcome() };
@@ -765,6 +773,46 @@ fn lost_final_ack_ends_after_a_short_dally() {
     let last = sim.stats.data_per_block.iter().filter(|((o, _), _)| *o == 1536).map(|(_, c)| *c).sum::<u32>();
     assert_eq!(last, 1 + sim.settings.final_retransmits);
     assert!(sim.now - sim.start < sim.settings.max_retransmit_time);
+}
+
+#[test]
+fn a_spoofed_long_timeout_request_is_dropped_on_the_server_clock() {
+    // RFC 2349 timeout 255 from a client that never answers (a spoofed source): the OACK
+    // still echoes 255, but the unproven phase runs on the server's own timeout, so the
+    // transfer is dropped after 1 + unproven_retransmits of them, not 4 x 255 s.
+    for write in [false, true] {
+        let mut sim = Sim::new(17, LinkConf { client_budget: Some(1), ..CLEAN }, File::Synthetic(1 << 20));
+        let opts = [("timeout", "255"), ("blksize", "1024")];
+        let outcome = if write {
+            sim.run(&mut WriteClient::new(File::Synthetic(1 << 20), &opts))
+        } else {
+            sim.run(&mut ReadClient::new(File::Synthetic(1 << 20), &opts))
+        };
+        assert_eq!(outcome, Some(Outcome::Failed { reason: FailReason::Unproven }), "write {write}");
+        let oack = sim.stats.oack.clone().unwrap();
+        assert!(oack.windows(12).any(|w| w == b"timeout\x00255\0"), "RFC 2349: the OACK echoes the value");
+        let n = 1 + sim.settings.unproven_retransmits;
+        assert_eq!(sim.stats.data + sim.stats.control, u64::from(n), "write {write}");
+        let held = sim.stats.ended_at.unwrap() - sim.start;
+        let bound = sim.settings.timeout * n + Duration::from_millis(50);
+        assert!(held <= bound, "write {write}: held {held:?}, bound {bound:?}");
+    }
+}
+
+#[test]
+fn a_proven_transfer_never_outlives_max_retransmit_time_whatever_its_timeout() {
+    // The client proves itself (ACK 0, ACK 1), then vanishes. Its RFC 2349 timeout of 255 s
+    // paces retransmissions, but the slot is given back after max_retransmit_time of
+    // silence; the timer is also capped so at least one retransmission happens before.
+    let mut sim = Sim::new(18, LinkConf { client_budget: Some(3), ..CLEAN }, File::Synthetic(1 << 20));
+    let mut client = ReadClient::new(File::Synthetic(1 << 20), &[("timeout", "255")]);
+    let outcome = sim.run(&mut client);
+    assert_eq!(outcome, Some(Outcome::Failed { reason: FailReason::TimedOut }));
+    let last_progress = sim.stats.first_data_at[&(512, 2)];
+    let held = sim.stats.ended_at.unwrap() - last_progress;
+    let max = sim.settings.max_retransmit_time;
+    assert!(held <= max + Duration::from_millis(50), "held {held:?} after the last ACK");
+    assert!(sim.stats.data_per_block[&(512, 2)] >= 2, "no retransmission before giving up");
 }
 
 #[test]
