@@ -505,6 +505,25 @@ fn a_spoofed_request_with_a_long_timeout_frees_its_slot_on_the_server_clock() {
 }
 
 #[test]
+fn a_last_block_never_acknowledged_frees_the_slot_within_7_s() {
+    // The client takes every block but never acknowledges the last (its final ACK lost, or
+    // it is gone): the server resends it a few times on its own timeout, then lets go.
+    // tftp-hpa does in about 7 s; Ferry held it 15 s.
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 1000);
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "f", "octet", &[]));
+    let (p, tid) = c.recv();
+    assert_eq!((opcode(&p), block(&p)), (3, 1));
+    c.send_to(&ack(1), tid);
+    let (p, _) = c.recv();
+    assert_eq!((opcode(&p), block(&p), p.len() - 4), (3, 2, 1000 - 512));
+    let took = wait_for_the_slot(&server, "f", &want, Duration::from_secs(9));
+    eprintln!("slot freed {took:?} after the unacknowledged last block");
+}
+
+#[test]
 fn a_request_to_a_broadcast_address_gets_one_transfer_from_a_unicast_address() {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 700);

@@ -27,8 +27,8 @@ pub struct TftpConfig {
     pub max_windowsize: u16,
     /// Retransmission timeout in seconds when the client sets none (RFC 2349 range 1..=255;
     /// 1 like tftp-hpa). Doubles on each retransmission, except before the client proved
-    /// its address: there it stays at this value (or the client's, when shorter), so a
-    /// long client `timeout` cannot hold a transfer slot.
+    /// its address and once every block was sent: there it stays at this value (or the
+    /// client's, when shorter), so a long client `timeout` cannot hold a transfer slot.
     pub default_timeout_secs: u8,
     /// Give up on a transfer after this many seconds without progress, whatever `timeout`
     /// the client asked.

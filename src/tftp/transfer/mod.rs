@@ -57,7 +57,7 @@ impl BlockWrap {
 pub struct TransferSettings {
     /// Base retransmission timeout when the client did not negotiate `timeout`; also the
     /// fixed interval (the client's timeout when shorter) before the client proved its
-    /// address.
+    /// address and once every block was sent.
     pub timeout: Duration,
     /// Give up after this long without progress (RFC 1350 §2: a timeout ends the transfer),
     /// whatever `timeout` the client negotiated.
@@ -65,7 +65,8 @@ pub struct TransferSettings {
     /// Retransmissions of the first packet before the client proved its address: such a
     /// transfer is dropped after `1 + unproven_retransmits` timeouts.
     pub unproven_retransmits: u32,
-    /// RRQ: once every block was sent, end after this many silent timeouts (lost final ACK).
+    /// RRQ: once every block was sent, end after this many silent timeouts (lost final ACK):
+    /// a last block never acknowledged holds the transfer `1 + final_retransmits` timeouts.
     pub final_retransmits: u32,
     /// WRQ: how long to stay after the final ACK to answer a repeated last DATA (RFC 1350 §6).
     pub dally: Duration,
@@ -171,9 +172,9 @@ struct Core {
     rto: Duration,
     /// The client's RFC 2349 timeout, else the server's: paces a proven transfer.
     base_rto: Duration,
-    /// The server's own clock (the client's timeout when shorter), for the phase where
-    /// the peer may be spoofed: before it proved its address. A client's long `timeout`
-    /// must not hold a slot there.
+    /// The server's own clock (the client's timeout when shorter), for the phases where
+    /// the peer may be absent or spoofed: before it proved its address, and once every
+    /// block was sent. A client's long `timeout` must not hold a slot there.
     short_rto: Duration,
     deadline: Option<Instant>,
     last_progress: Instant,
@@ -272,7 +273,8 @@ impl Core {
         self.deadline = Some(now.checked_add(wait).map_or(give_up, |at| at.min(give_up)));
     }
 
-    /// Arms the short clock.
+    /// Arms the short clock: before the client proved its address, and for the window that
+    /// holds the last block, whose silence more likely means a client gone than a slow one.
     fn arm_short(&mut self, now: Instant) {
         self.rto = self.short_rto;
         self.arm(now);
@@ -314,12 +316,22 @@ impl Core {
 
     /// Doubles the timeout (exponential backoff) and rearms; fails when out of time.
     fn backoff(&mut self, now: Instant) -> bool {
+        self.retry(now, self.rto.saturating_mul(2))
+    }
+
+    /// Rearms on the short clock, without backoff; fails when out of time.
+    fn retry_short(&mut self, now: Instant) -> bool {
+        self.retry(now, self.short_rto)
+    }
+
+    /// Rearms with timeout `rto` after a timeout; fails when out of time.
+    fn retry(&mut self, now: Instant, rto: Duration) -> bool {
         if now >= self.give_up_at() {
             tracing::debug!(peer = %self.peer, "giving up: no progress within max_retransmit_time");
             self.finish(Outcome::Failed { reason: FailReason::TimedOut });
             return false;
         }
-        self.rto = self.rto.saturating_mul(2);
+        self.rto = rto;
         self.arm(now);
         true
     }

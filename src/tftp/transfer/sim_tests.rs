@@ -776,6 +776,34 @@ fn lost_final_ack_ends_after_a_short_dally() {
 }
 
 #[test]
+fn an_unacknowledged_last_block_is_held_for_a_few_short_timeouts() {
+    // Once every block was sent, silence means the client is gone (its final ACK lost):
+    // the last block is resent on the server's own timeout, without growing backoff, and
+    // the transfer ends after `final_retransmits` of them, whatever `timeout` was asked.
+    let len = 5000;
+    type Opts<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Opts, u64); 4] =
+        [(&[], 1), (&[("timeout", "255")], 1), (&[("windowsize", "8")], 1), (&[("timeout", "5")], 2)];
+    for (i, (opts, server_timeout)) in cases.into_iter().enumerate() {
+        let mut sim = Sim::new(16, CLEAN, File::Synthetic(len));
+        sim.settings.timeout = Duration::from_secs(server_timeout);
+        let mut client = ReadClient::new(File::Synthetic(len), opts);
+        client.skip_final_ack = true;
+        let outcome = sim.run(&mut client);
+        assert_eq!(outcome, Some(Outcome::Complete { bytes: len, confirmed: false }), "case {i}");
+        let last = (len / 512 * 512, (len / 512 + 1) as u16);
+        let held = sim.stats.ended_at.unwrap() - sim.stats.first_data_at[&last];
+        let bound = sim.settings.timeout * (1 + sim.settings.final_retransmits);
+        assert!(held <= bound + Duration::from_millis(50), "case {i}: held {held:?}, bound {bound:?}");
+        if server_timeout == 1 {
+            // tftp-hpa gives up on a lost final ACK in about 7 s; so must the defaults.
+            assert!(held <= Duration::from_secs(7), "case {i}: held {held:?}");
+        }
+        assert_eq!(sim.stats.data_per_block[&last], 1 + sim.settings.final_retransmits, "case {i}");
+    }
+}
+
+#[test]
 fn a_spoofed_long_timeout_request_is_dropped_on_the_server_clock() {
     // RFC 2349 timeout 255 from a client that never answers (a spoofed source): the OACK
     // still echoes 255, but the unproven phase runs on the server's own timeout, so the
