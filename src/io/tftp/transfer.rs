@@ -123,6 +123,8 @@ pub async fn run(start: Start) {
     let running = metrics.track(Metric::TftpTransfersActive);
     let mut link = Link::new(Rc::new(sock), pool);
     let limits = Limits { caps, settings, netascii_max, netascii_memory };
+    let file = request.path.display();
+    let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     let mut complete = false;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes).await {
         Ok(mut job) => {
@@ -131,10 +133,18 @@ pub async fn run(start: Start) {
             // A failed transfer still logs and counts what the client acknowledged.
             let bytes = match &outcome {
                 Outcome::Complete { bytes, .. } => *bytes,
-                Outcome::Failed { .. } => both!(&job, t => t.bytes_acknowledged()),
+                Outcome::Failed { .. } | Outcome::OptionsDeclined => both!(&job, t => t.bytes_acknowledged()),
             };
             if let Job::Write { sink, .. } = job {
                 sink.finish(&outcome);
+            }
+            if outcome == Outcome::OptionsDeclined {
+                // RFC 2347: ERROR 8 to our OACK before any data. UEFI does it on every boot
+                // to learn the size, then asks again: not a transfer, so no xferlog line.
+                info!(kind, %file, duration_ms = began.elapsed().as_millis() as u64, "TFTP options probe");
+                drop(running);
+                metrics.inc(Metric::TftpOptionProbes);
+                return;
             }
             (bytes, format!("{outcome:?}"))
         }
@@ -146,8 +156,6 @@ pub async fn run(start: Start) {
         }
     };
     let took = began.elapsed();
-    let file = request.path.display();
-    let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     info!(kind, %file, bytes, duration_ms = took.as_millis() as u64, outcome, "TFTP transfer ended");
     // No longer active before it counts as finished: a scrape never sees it as both.
     drop(running);

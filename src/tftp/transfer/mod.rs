@@ -8,6 +8,7 @@ mod write;
 pub use read::ReadTransfer;
 pub use write::{WriteChunk, WriteTransfer};
 
+use super::options::Negotiation;
 use super::wire::{Datagram, ErrorCode, Opcode, Packet};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -129,12 +130,16 @@ pub enum Outcome {
         /// Why.
         reason: FailReason,
     },
+    /// The client answered our OACK with ERROR 8 (RFC 2347: it declines the options) before
+    /// any data moved. Nothing failed: UEFI (EDK2) does this on purpose to learn a file's
+    /// size from `tsize`, then asks again from a new port.
+    OptionsDeclined,
 }
 
 /// Why a transfer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FailReason {
-    /// The peer sent ERROR (RFC 1350 §7); e.g. UEFI's ERROR 8 after a `tsize` probe.
+    /// The peer sent ERROR (RFC 1350 §7), other than ERROR 8 to the OACK.
     #[error("peer aborted with ERROR {code}: {message}")]
     PeerAborted {
         /// The peer's raw error code.
@@ -178,10 +183,13 @@ struct Core {
     short_rto: Duration,
     deadline: Option<Instant>,
     last_progress: Instant,
+    /// An OACK went out and no data has moved since: ERROR 8 now declines the options.
+    oack_unanswered: bool,
 }
 
 impl Core {
-    fn new(peer: SocketAddr, timeout_secs: Option<u8>, settings: &TransferSettings, now: Instant) -> Core {
+    fn new(peer: SocketAddr, negotiation: &Negotiation, settings: &TransferSettings, now: Instant) -> Core {
+        let timeout_secs = negotiation.values.timeout_secs;
         let base = timeout_secs.map_or(settings.timeout, |s| Duration::from_secs(u64::from(s)));
         let short = base.min(settings.timeout);
         Core {
@@ -195,6 +203,7 @@ impl Core {
             short_rto: short,
             deadline: None,
             last_progress: now,
+            oack_unanswered: negotiation.oack.is_some(),
         }
     }
 
@@ -227,7 +236,11 @@ impl Core {
             Ok(super::wire::Repr::Error { code, message }) => {
                 let message = String::from_utf8_lossy(message).into_owned();
                 tracing::debug!(peer = %self.peer, code, %message, "peer aborted the transfer");
-                self.finish(Outcome::Failed { reason: FailReason::PeerAborted { code, message } });
+                if code == ErrorCode::OptionNegotiation as u16 && self.oack_unanswered {
+                    self.finish(Outcome::OptionsDeclined);
+                } else {
+                    self.finish(Outcome::Failed { reason: FailReason::PeerAborted { code, message } });
+                }
                 None
             }
             Ok(repr) => Some(repr),
@@ -254,6 +267,7 @@ impl Core {
     fn progress(&mut self, now: Instant) {
         self.last_progress = now;
         self.rto = self.base_rto;
+        self.oack_unanswered = false;
     }
 
     /// When the transfer gives up if nothing moves: `max_retransmit_time` after the last

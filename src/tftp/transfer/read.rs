@@ -58,7 +58,7 @@ impl ReadTransfer {
     ) -> ReadTransfer {
         let v = negotiation.values;
         let blksize = u64::from(v.blksize.max(1));
-        let mut core = Core::new(peer, v.timeout_secs, settings, now);
+        let mut core = Core::new(peer, negotiation, settings, now);
         let phase = match negotiation.oack {
             Some(_) => Phase::OackSent { retransmits: 0, pending: true },
             None => Phase::FirstBlock { retransmits: 0, pending: true },

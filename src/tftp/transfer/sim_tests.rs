@@ -874,15 +874,42 @@ fn uefi_tsize_probe_error_8_frees_at_once() {
     let mut client = ReadClient::new(File::Synthetic(len), &[("tsize", "0"), ("blksize", "1468")]);
     client.abort_on_oack = Some(8);
     let outcome = sim.run(&mut client);
-    assert!(
-        matches!(outcome, Some(Outcome::Failed { reason: FailReason::PeerAborted { code: 8, .. } })),
-        "{outcome:?}"
-    );
+    // RFC 2347: ERROR 8 to the OACK declines the options; nothing moved, nothing failed.
+    assert_eq!(outcome, Some(Outcome::OptionsDeclined));
     assert_eq!(client.oack_tsize, None, "client aborted before reading the OACK");
     assert_eq!((sim.stats.data, sim.stats.control), (0, 1));
     // Freed at once: ended one link delay after the OACK, no timer left.
     assert_eq!(sim.server_deadline(), None);
     assert!(sim.now - sim.start < Duration::from_millis(50));
+}
+
+#[test]
+fn error_8_declines_options_only_as_the_answer_to_an_oack() {
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let error_8 = emit(&Repr::error(ErrorCode::OptionNegotiation, "option negotiation refused"));
+    let declined = |r: Option<Outcome>| r == Some(Outcome::OptionsDeclined);
+    let aborted = |r: Option<Outcome>| {
+        matches!(r, Some(Outcome::Failed { reason: FailReason::PeerAborted { code: 8, .. } }))
+    };
+    // WRQ: the answer to the OACK.
+    let mut w = write_transfer(&[("blksize", "1024")], now);
+    assert_eq!(w.handle_datagram(peer, &error_8, now), None);
+    assert!(declined(w.outcome()), "{:?}", w.outcome());
+    // RRQ after the OACK was accepted with ACK 0: a transfer the client ended.
+    let mut r = ReadTransfer::new(peer, &negotiation(&[("tsize", "0")]), 10_000, &Default::default(), now);
+    let _ = drain(&mut r);
+    r.handle_datagram(peer, &emit(&Repr::Ack { block: 0 }), now);
+    r.handle_datagram(peer, &error_8, now);
+    assert!(aborted(r.outcome()), "{:?}", r.outcome());
+    // No OACK was sent (RFC 1350 DATA 1 first): there were no options to decline.
+    let mut r = ReadTransfer::new(peer, &negotiation(&[]), 10_000, &Default::default(), now);
+    let _ = drain(&mut r);
+    r.handle_datagram(peer, &error_8, now);
+    assert!(aborted(r.outcome()), "{:?}", r.outcome());
+    let mut w = write_transfer(&[], now);
+    assert_eq!(w.handle_datagram(peer, &error_8, now), None);
+    assert!(aborted(w.outcome()), "{:?}", w.outcome());
 }
 
 #[test]

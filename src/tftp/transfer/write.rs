@@ -63,7 +63,7 @@ impl WriteTransfer {
         now: Instant,
     ) -> WriteTransfer {
         let v = negotiation.values;
-        let mut core = Core::new(peer, v.timeout_secs, settings, now);
+        let mut core = Core::new(peer, negotiation, settings, now);
         core.arm(now);
         tracing::debug!(%peer, blksize = v.blksize, window = v.windowsize, "WRQ transfer started");
         WriteTransfer {
