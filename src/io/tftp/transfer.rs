@@ -2,6 +2,7 @@
 //! or `WriteTransfer` with received datagrams and timer expiries, carrying out what it asks
 //! (send a window, store a chunk, commit an upload), and logs one line when it ends.
 
+use super::limits::LiveEntry;
 use super::send::{Link, ReadFailed, Source};
 use crate::fs::UploadTarget;
 use crate::io::context::{CutSignal, Shared};
@@ -43,6 +44,9 @@ pub enum Opened {
 pub struct Start {
     /// The client's address and port (canonical: IPv4 clients as IPv4).
     pub peer: SocketAddr,
+    /// The client's TID in the worker's table of running transfers, which ignores a
+    /// repeated request; given up once the outcome is settled.
+    pub tid: LiveEntry,
     /// The validated request.
     pub request: Request,
     /// The opened file.
@@ -106,6 +110,7 @@ pub async fn run(start: Start) {
     let began = Instant::now();
     let Start {
         peer,
+        tid,
         request,
         opened,
         sock,
@@ -128,7 +133,7 @@ pub async fn run(start: Start) {
     let mut complete = false;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes).await {
         Ok(mut job) => {
-            let outcome = drive(&mut job, &mut link, metrics, &cut).await;
+            let outcome = drive(&mut job, &mut link, metrics, &cut, tid).await;
             complete = matches!(outcome, Outcome::Complete { .. });
             // A failed transfer still logs and counts what the client acknowledged.
             let bytes = match &outcome {
@@ -268,15 +273,27 @@ async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
 }
 
 /// The loop: send what the machine wants, then wait for a datagram or its deadline.
-async fn drive(job: &mut Job, link: &mut Link, metrics: &WorkerMetrics, cut: &CutSignal) -> Outcome {
+async fn drive(
+    job: &mut Job,
+    link: &mut Link,
+    metrics: &WorkerMetrics,
+    cut: &CutSignal,
+    tid: LiveEntry,
+) -> Outcome {
     let mut items: Vec<Transmit> = Vec::new();
     let mut recv: RecvOp = udp_msg::recv_msg(&link.sock, link.pool.take());
     let mut recv_errors = 0u32;
     let mut was_cut = false;
+    let mut tid = Some(tid);
     let outcome = loop {
         flush(job, link, &mut items).await;
         if let Some(outcome) = both!(job, t => t.outcome()) {
             break outcome;
+        }
+        // An upload that sent its final ACK only dallies for a repeated last DATA (RFC 1350
+        // §6), which comes to this socket: a request from the client's port is new.
+        if matches!(job, Job::Write { t, .. } if t.settled()) {
+            drop(tid.take());
         }
         let now = Instant::now();
         // A running machine always has a deadline; the fallback only guards a bug.

@@ -1229,3 +1229,32 @@ fn wrq_repeated_data_is_acked_once_and_never_stored_twice() {
     let chunk = w.handle_datagram(peer, &emit(&Repr::Data { block: 2, data: b"end" }), now).unwrap();
     assert_eq!((chunk.offset, chunk.last), (512, true));
 }
+
+#[test]
+fn wrq_settles_with_the_final_ack_and_dallies_on() {
+    // RFC 1350 §6: after the final ACK the server dallies to re-ACK a repeated last DATA.
+    // The outcome is settled from the moment that ACK went out (the io layer then frees the
+    // client's TID for new requests), and nothing during the dally can turn it into a failure.
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let mut w = write_transfer(&[], now);
+    let last = emit(&Repr::Data { block: 1, data: b"tail" });
+    assert!(w.handle_datagram(peer, &last, now).unwrap().last);
+    assert!(!w.settled(), "the final ACK is not out yet: a failed commit still aborts");
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 1);
+    assert!(w.settled() && w.outcome().is_none(), "settled, still dallying");
+    // A repeated last DATA is ACKed again; the dally ends complete.
+    assert_eq!(w.handle_datagram(peer, &last, now), None);
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 1);
+    // A shutdown during the dally ends it quietly: no ERROR after the final ACK.
+    w.abort(ErrorCode::NotDefined, "server shutting down");
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 0);
+    assert_eq!(w.outcome(), Some(Outcome::Complete { bytes: 4, confirmed: true }));
+    // Without an abort the dally timer ends it the same way.
+    let mut w = write_transfer(&[], now);
+    assert!(w.handle_datagram(peer, &last, now).is_some());
+    let _ = std::iter::from_fn(|| w.poll_transmit()).count();
+    let t = w.poll_timeout().unwrap();
+    w.handle_timeout(t);
+    assert_eq!(w.outcome(), Some(Outcome::Complete { bytes: 4, confirmed: true }));
+}
