@@ -299,38 +299,33 @@ async fn drive(
         // A running machine always has a deadline; the fallback only guards a bug.
         let deadline = both!(job, t => t.poll_timeout()).unwrap_or(now + Duration::from_secs(1));
         let event = tokio::select! {
-            r = &mut recv => Some(r),
-            _ = tokio::time::sleep_until(deadline.into()) => None,
+            // In this order: the cut, so no flood of datagrams can hide it; a datagram
+            // before the timer, so a worker that wakes late reads the ACK that is waiting
+            // before it resends what that ACK acknowledged.
+            biased;
             _ = cut.wait(), if !was_cut => {
                 was_cut = true;
                 both!(job, t => t.abort(ErrorCode::NotDefined, "server shutting down"));
                 continue;
             }
+            r = &mut recv => Some(r),
+            _ = tokio::time::sleep_until(deadline.into()) => None,
         };
         if let Some((res, buf)) = event {
-            let buf = match res {
-                Ok(Received { from: Some(from), .. }) => {
-                    recv_errors = 0;
-                    on_datagram(job, from, buf).await
-                }
-                other => {
-                    recv_errors += 1;
-                    debug!(?other, "receive failed");
-                    if recv_errors >= MAX_RECV_ERRORS {
-                        both!(job, t => t.abort(ErrorCode::NotDefined, "server receive error"));
-                    }
-                    buf
-                }
-            };
+            let buf = on_receive(job, res, buf, &mut recv_errors).await;
             recv = udp_msg::recv_msg(&link.sock, buf);
         }
         // Checked after datagrams too, so a stream of stray packets cannot starve the timer.
-        let now = Instant::now();
-        if both!(job, t => t.poll_timeout()).is_some_and(|d| d <= now) {
-            both!(job, t => t.handle_timeout(now));
-            // What a timeout makes the machine send again is a retransmission.
-            let resent = flush(job, link, &mut items).await;
-            metrics.add(Metric::TftpRetransmissions, resent as u64);
+        if timer_due(job) {
+            // The ring receive brings one datagram; more may wait in the socket. They
+            // go first too: each may move the deadline or end the transfer.
+            drain(job, link, &mut recv_errors).await;
+            if timer_due(job) {
+                both!(job, t => t.handle_timeout(Instant::now()));
+                // What a timeout makes the machine send again is a retransmission.
+                let resent = flush(job, link, &mut items).await;
+                metrics.add(Metric::TftpRetransmissions, resent as u64);
+            }
         }
     };
     // Wake the pending receive and collect it, so its buffer and socket are released now.
@@ -339,6 +334,58 @@ async fn drive(
         link.pool.give(buf);
     }
     outcome
+}
+
+/// True when the machine's deadline has passed.
+fn timer_due(job: &Job) -> bool {
+    both!(job, t => t.poll_timeout()).is_some_and(|d| d <= Instant::now())
+}
+
+/// Datagrams taken from the socket without waiting before a timeout is handled: a whole
+/// window of DATA from an uploading client at the default `max_windowsize` (RFC 7440).
+const DRAIN_MAX: usize = 64;
+
+/// Feeds the datagrams already queued on the socket, without waiting.
+async fn drain(job: &mut Job, link: &Link, recv_errors: &mut u32) {
+    for _ in 0..DRAIN_MAX {
+        let (res, buf) = udp_msg::try_recv_msg(&link.sock, link.pool.take());
+        let res = match res {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                link.pool.give(buf);
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        let failed = res.is_err();
+        link.pool.give(on_receive(job, res, buf, recv_errors).await);
+        if failed || both!(job, t => t.outcome()).is_some() {
+            return;
+        }
+    }
+}
+
+/// Feeds one receive's result; receive errors in a row end the transfer.
+async fn on_receive(
+    job: &mut Job,
+    res: io::Result<Received>,
+    buf: Vec<u8>,
+    recv_errors: &mut u32,
+) -> Vec<u8> {
+    match res {
+        Ok(Received { from: Some(from), .. }) => {
+            *recv_errors = 0;
+            on_datagram(job, from, buf).await
+        }
+        other => {
+            *recv_errors += 1;
+            debug!(?other, "receive failed");
+            if *recv_errors >= MAX_RECV_ERRORS {
+                both!(job, t => t.abort(ErrorCode::NotDefined, "server receive error"));
+            }
+            buf
+        }
+    }
 }
 
 /// Drains `poll_transmit` and sends it; a failed file read aborts, whose ERROR goes next.
@@ -466,3 +513,7 @@ async fn write_all_at(
     }
     (Ok(()), buf)
 }
+
+#[cfg(test)]
+#[path = "transfer_tests.rs"]
+mod tests;
