@@ -250,6 +250,44 @@ fn tftp_metrics_and_xferlog_match_the_load() {
 }
 
 #[test]
+fn a_uefi_size_probe_is_counted_as_a_probe_not_as_a_failed_transfer() {
+    // EDK2 asks for tsize, reads the size from the OACK, answers ERROR 8 (RFC 2347: option
+    // negotiation refused) and asks again from a new port. That is how it boots: no failed
+    // transfer, no incomplete xferlog line, a count of its own.
+    use common::tftp::*;
+    let dir = served_dir();
+    let want = random_file(dir.path(), "bootx64.efi", 3000);
+    let (server, listen, xferlog, _logs) = start_observed(dir.path());
+    let probe = Raw::new(v4(&server));
+    probe.send(&request(1, "bootx64.efi", "octet", &[("tsize", "0"), ("blksize", "1468")]));
+    let (p, tid) = probe.recv();
+    assert_eq!(oack_options(&p)[0], ("tsize".to_string(), "3000".to_string()));
+    probe.send_to(&error(8, "User aborted"), tid);
+    let fetch = Raw::new(v4(&server));
+    assert_eq!(fetch.get("bootx64.efi", "octet"), want);
+    let series = |outcome: &str| {
+        format!("ferry_transfers_total{{worker=\"all\",proto=\"tftp\",outcome=\"{outcome}\"}}")
+    };
+    let probes = "ferry_tftp_option_probes_total{worker=\"all\"}";
+    let page = eventually(Duration::from_secs(5), "one probe and one complete transfer counted", || {
+        let page = http(&listen, "GET /metrics HTTP/1.0\r\n\r\n");
+        check(Text(page), |p| metric(&p.0, probes) == 1 && metric(&p.0, &series("complete")) == 1)
+    })
+    .0;
+    assert_eq!(metric(&page, &series("failed")), 0, "{page}");
+    eventually(Duration::from_secs(5), "the xferlog line", || {
+        check(std::fs::read_to_string(&xferlog).unwrap_or_default(), |l| !l.is_empty())
+    });
+    let log = std::fs::read_to_string(&xferlog).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "only the real fetch is logged:\n{log}");
+    assert!(lines[0].ends_with(" c"), "{log}");
+    let stderr = server.stderr();
+    assert_eq!(stderr.matches("TFTP options probe").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("TFTP transfer ended").count(), 1, "{stderr}");
+}
+
+#[test]
 fn failed_ftp_logins_are_counted() {
     // A wrong password for a virtual user and an unknown user both count as login failures
     // (the counter once moved only when the password verifier was too busy to answer).

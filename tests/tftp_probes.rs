@@ -454,6 +454,21 @@ fn wrq_data_larger_than_the_block_size_is_error_4() {
     });
 }
 
+/// Asks for `file` from a new port until the only transfer slot is free (a transfer starts
+/// instead of ERROR 0 "server busy"); fetches it and returns how long that took. Fails once
+/// `limit` has passed.
+fn wait_for_the_slot(server: &Server, file: &str, want: &[u8], limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    let (c, p, tid) = eventually(limit, "the only transfer slot freed", || {
+        let c = Raw::new(v4(server));
+        c.send(&request(1, file, "octet", &[]));
+        let (p, tid) = c.recv();
+        check(p, |p| opcode(p) == 3).map(|p| (c, p, tid)).map_err(|p| error_of(&p))
+    });
+    assert_eq!(c.continue_get(&p, tid), want);
+    started.elapsed()
+}
+
 #[test]
 fn a_vanished_client_is_freed_after_the_give_up_time() {
     let dir = served_dir();
@@ -468,15 +483,47 @@ fn a_vanished_client_is_freed_after_the_give_up_time() {
     let c = Raw::new(v4(&server));
     c.send(&request(1, "f", "octet", &[]));
     assert_error(&c.recv().0, 0, "busy while the first transfer holds the only slot");
-    // Give-up time 2 s of silence (plus the doubling retransmit timer's last wait); until
-    // then a request is answered "server busy".
-    let (c, p, tid) = eventually(Duration::from_secs(10), "the vanished client's slot freed", || {
-        let c = Raw::new(v4(&server));
-        c.send(&request(1, "f", "octet", &[]));
-        let (p, tid) = c.recv();
-        check(p, |p| opcode(p) == 3).map(|p| (c, p, tid)).map_err(|p| error_of(&p))
-    });
-    assert_eq!(c.continue_get(&p, tid), want);
+    // Give-up time 2 s of silence (plus room for a loaded machine).
+    wait_for_the_slot(&server, "f", &want, Duration::from_secs(10));
+}
+
+#[test]
+fn a_spoofed_request_with_a_long_timeout_frees_its_slot_on_the_server_clock() {
+    // RFC 2349 timeout 255 from a source that never answers: the OACK echoes 255, but the
+    // slot is given back after (1 + unproven_retransmits) x the server's 1 s timeout, not
+    // after retransmissions 255 s apart.
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 3000);
+    let env = [("FERRY_TFTP__MAX_TRANSFERS", "1"), ("FERRY_TFTP__UNPROVEN_RETRANSMITS", "1")];
+    let server = start_tftp(dir.path(), &env);
+    let spoofed = Raw::new(v4(&server));
+    spoofed.send(&request(1, "f", "octet", &[("timeout", "255")]));
+    let (p, _) = spoofed.recv();
+    assert_eq!(oack_options(&p), vec![("timeout".into(), "255".into())]);
+    let took = wait_for_the_slot(&server, "f", &want, Duration::from_secs(8));
+    // The OACK went out twice, 1 s apart: the server's clock, not the client's 255 s.
+    let again = spoofed.collect_for(Duration::from_millis(100));
+    assert_eq!(again.len(), 1, "expected one retransmitted OACK, got {again:?}");
+    eprintln!("slot freed {took:?} after the spoofed request");
+}
+
+#[test]
+fn a_last_block_never_acknowledged_frees_the_slot_within_7_s() {
+    // The client takes every block but never acknowledges the last (its final ACK lost, or
+    // it is gone): the server resends it a few times on its own timeout, then lets go.
+    // tftp-hpa does in about 7 s; Ferry held it 15 s.
+    let dir = served_dir();
+    let want = random_file(dir.path(), "f", 1000);
+    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "f", "octet", &[]));
+    let (p, tid) = c.recv();
+    assert_eq!((opcode(&p), block(&p)), (3, 1));
+    c.send_to(&ack(1), tid);
+    let (p, _) = c.recv();
+    assert_eq!((opcode(&p), block(&p), p.len() - 4), (3, 2, 1000 - 512));
+    let took = wait_for_the_slot(&server, "f", &want, Duration::from_secs(9));
+    eprintln!("slot freed {took:?} after the unacknowledged last block");
 }
 
 #[test]

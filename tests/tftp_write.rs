@@ -158,3 +158,30 @@ fn netascii_upload_is_decoded() {
     want.extend_from_slice(b"\nb\rc");
     assert_eq!(std::fs::read(up.join("menu.txt")).unwrap(), want);
 }
+
+#[test]
+fn a_request_from_the_port_of_a_finished_upload_is_served_at_once() {
+    // Clients reuse a port for their next request. While the finished upload dallies to
+    // re-ACK a repeated last DATA (RFC 1350 §6), a new request from that port is a new
+    // transfer, served at once; it was ignored as a repeat for the 5 s of the dally.
+    let dir = served_dir();
+    upload_dir(dir.path(), "up");
+    let server = start_tftp(dir.path(), &[WRITE_ON]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(2, "up/f", "octet", &[]));
+    let (p, upload) = c.recv();
+    assert_eq!((opcode(&p), block(&p)), (4, 0));
+    c.send_to(&data(1, b"hello"), upload);
+    let (p, _) = c.recv();
+    assert_eq!((opcode(&p), block(&p)), (4, 1), "final ACK");
+    c.send(&request(1, "up/f", "octet", &[]));
+    let (p, fetch) =
+        c.recv_within(Duration::from_secs(1)).expect("the RRQ from the upload's port was ignored");
+    assert_eq!((opcode(&p), block(&p), &p[4..]), (3, 1, &b"hello"[..]));
+    assert_ne!(fetch, upload);
+    // The dallying upload still answers a repeated last DATA with the final ACK.
+    c.send_to(&data(1, b"hello"), upload);
+    let again = c.collect_for(Duration::from_millis(500));
+    assert!(again.iter().any(|(p, from)| *from == upload && p == &ack(1)), "{again:?}");
+    assert_eq!(c.continue_get(&p, fetch), b"hello");
+}

@@ -26,12 +26,16 @@ pub struct TftpConfig {
     /// Largest window granted (RFC 7440, 1..=65535).
     pub max_windowsize: u16,
     /// Retransmission timeout in seconds when the client sets none (RFC 2349 range 1..=255;
-    /// 1 like tftp-hpa). Doubles on each retransmission.
+    /// 1 like tftp-hpa). Doubles on each retransmission, except before the client proved
+    /// its address and once every block was sent: there it stays at this value (or the
+    /// client's, when shorter), so a long client `timeout` cannot hold a transfer slot.
     pub default_timeout_secs: u8,
-    /// Give up on a transfer after this many seconds without progress.
+    /// Give up on a transfer after this many seconds without progress, whatever `timeout`
+    /// the client asked.
     pub max_retransmit_time_secs: u64,
     /// Retransmissions of the first packet (OACK or DATA 1) before the client's first ACK
-    /// proves its address; bounds what a spoofed request can reflect to 1 + this packets.
+    /// proves its address; bounds what a spoofed request can reflect to 1 + this packets,
+    /// and how long it holds a slot to 1 + this times `default_timeout_secs`.
     pub unproven_retransmits: u32,
     /// Block number after 65535: `"zero"` (most clients) or `"one"`.
     pub block_wrap: BlockWrap,

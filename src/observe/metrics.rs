@@ -48,6 +48,8 @@ pub enum Metric {
     TftpBytesReceived,
     /// TFTP DATA/OACK retransmissions.
     TftpRetransmissions,
+    /// TFTP OACKs the client declined with ERROR 8 before any data (UEFI size probes).
+    TftpOptionProbes,
 }
 
 struct Desc {
@@ -62,7 +64,7 @@ const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: K
 }
 
 /// Indexed by `Metric as usize`; several entries may share a name with different labels.
-const DESCS: [Desc; 16] = [
+const DESCS: [Desc; 17] = [
     d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
@@ -79,6 +81,12 @@ const DESCS: [Desc; 16] = [
     d("ferry_bytes_sent_total", "proto=\"tftp\"", "Payload bytes sent.", Kind::Counter),
     d("ferry_bytes_received_total", "proto=\"tftp\"", "Payload bytes received.", Kind::Counter),
     d("ferry_tftp_retransmissions_total", "", "TFTP DATA/OACK retransmissions.", Kind::Counter),
+    d(
+        "ferry_tftp_option_probes_total",
+        "",
+        "TFTP OACKs declined with ERROR 8 before any data (size probes).",
+        Kind::Counter,
+    ),
 ];
 
 /// One worker's block of values; aligned so two workers never share a cache line.
@@ -223,7 +231,7 @@ mod tests {
                 assert!(line.starts_with(last), "series {line} outside its block {last}");
             }
         }
-        assert_eq!(seen_names.len(), 9);
+        assert_eq!(seen_names.len(), 10);
     }
 
     #[test]

@@ -99,7 +99,8 @@ impl RateLimiter {
     }
 }
 
-/// Client TIDs (address and port) with a transfer running on this worker.
+/// Client TIDs (address and port) with a transfer running on this worker whose outcome is
+/// still open (an upload that dallies after its final ACK has left the table).
 #[derive(Debug, Default)]
 pub struct LiveTransfers {
     peers: RefCell<HashSet<SocketAddr>>,

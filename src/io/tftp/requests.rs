@@ -220,10 +220,11 @@ impl TftpWorker {
             warn!(%peer, "cannot bind a transfer socket: {e}");
             Refusal::new(ErrorCode::NotDefined, "no transfer port available")
         })?;
-        let Some(live) = self.live.register(peer) else { return Ok(None) };
+        let Some(tid) = self.live.register(peer) else { return Ok(None) };
         let activity = self.ctx.activity();
         let start = Start {
             peer,
+            tid,
             request,
             opened,
             sock,
@@ -238,8 +239,9 @@ impl TftpWorker {
             cut: self.ctx.cut.clone(),
         };
         Ok(Some(async move {
-            // Held until the transfer ends: the global count, the TID entry, the drain count.
-            let _guards = (slot, live, activity);
+            // Held until the transfer ends: the global count and the drain count (the TID
+            // entry goes with `start`, given up when the outcome is settled).
+            let _guards = (slot, activity);
             super::transfer::run(start).await;
         }))
     }

@@ -2,6 +2,7 @@
 //! or `WriteTransfer` with received datagrams and timer expiries, carrying out what it asks
 //! (send a window, store a chunk, commit an upload), and logs one line when it ends.
 
+use super::limits::LiveEntry;
 use super::send::{Link, ReadFailed, Source};
 use crate::fs::{self, UploadTarget};
 use crate::io::context::{CutSignal, Shared};
@@ -43,6 +44,9 @@ pub enum Opened {
 pub struct Start {
     /// The client's address and port (canonical: IPv4 clients as IPv4).
     pub peer: SocketAddr,
+    /// The client's TID in the worker's table of running transfers, which ignores a
+    /// repeated request; given up once the outcome is settled.
+    pub tid: LiveEntry,
     /// The validated request.
     pub request: Request,
     /// The opened file.
@@ -106,6 +110,7 @@ pub async fn run(start: Start) {
     let began = Instant::now();
     let Start {
         peer,
+        tid,
         request,
         opened,
         sock,
@@ -123,18 +128,28 @@ pub async fn run(start: Start) {
     let running = metrics.track(Metric::TftpTransfersActive);
     let mut link = Link::new(Rc::new(sock), pool);
     let limits = Limits { caps, settings, netascii_max, netascii_memory };
+    let file = request.path.display();
+    let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     let mut complete = false;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes).await {
         Ok(mut job) => {
-            let outcome = drive(&mut job, &mut link, metrics, &cut).await;
+            let outcome = drive(&mut job, &mut link, metrics, &cut, tid).await;
             complete = matches!(outcome, Outcome::Complete { .. });
             // A failed transfer still logs and counts what the client acknowledged.
             let bytes = match &outcome {
                 Outcome::Complete { bytes, .. } => *bytes,
-                Outcome::Failed { .. } => both!(&job, t => t.bytes_acknowledged()),
+                Outcome::Failed { .. } | Outcome::OptionsDeclined => both!(&job, t => t.bytes_acknowledged()),
             };
             if let Job::Write { sink, .. } = job {
                 sink.finish(&outcome);
+            }
+            if outcome == Outcome::OptionsDeclined {
+                // RFC 2347: ERROR 8 to our OACK before any data. UEFI does it on every boot
+                // to learn the size, then asks again: not a transfer, so no xferlog line.
+                info!(kind, %file, duration_ms = began.elapsed().as_millis() as u64, "TFTP options probe");
+                drop(running);
+                metrics.inc(Metric::TftpOptionProbes);
+                return;
             }
             (bytes, format!("{outcome:?}"))
         }
@@ -146,8 +161,6 @@ pub async fn run(start: Start) {
         }
     };
     let took = began.elapsed();
-    let file = request.path.display();
-    let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     info!(kind, %file, bytes, duration_ms = took.as_millis() as u64, outcome, "TFTP transfer ended");
     // No longer active before it counts as finished: a scrape never sees it as both.
     drop(running);
@@ -260,52 +273,59 @@ async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
 }
 
 /// The loop: send what the machine wants, then wait for a datagram or its deadline.
-async fn drive(job: &mut Job, link: &mut Link, metrics: &WorkerMetrics, cut: &CutSignal) -> Outcome {
+async fn drive(
+    job: &mut Job,
+    link: &mut Link,
+    metrics: &WorkerMetrics,
+    cut: &CutSignal,
+    tid: LiveEntry,
+) -> Outcome {
     let mut items: Vec<Transmit> = Vec::new();
     let mut recv: RecvOp = udp_msg::recv_msg(&link.sock, link.pool.take());
     let mut recv_errors = 0u32;
     let mut was_cut = false;
+    let mut tid = Some(tid);
     let outcome = loop {
         flush(job, link, &mut items).await;
         if let Some(outcome) = both!(job, t => t.outcome()) {
             break outcome;
         }
+        // An upload that sent its final ACK only dallies for a repeated last DATA (RFC 1350
+        // §6), which comes to this socket: a request from the client's port is new.
+        if matches!(job, Job::Write { t, .. } if t.settled()) {
+            drop(tid.take());
+        }
         let now = Instant::now();
         // A running machine always has a deadline; the fallback only guards a bug.
         let deadline = both!(job, t => t.poll_timeout()).unwrap_or(now + Duration::from_secs(1));
         let event = tokio::select! {
-            r = &mut recv => Some(r),
-            _ = tokio::time::sleep_until(deadline.into()) => None,
+            // In this order: the cut, so no flood of datagrams can hide it; a datagram
+            // before the timer, so a worker that wakes late reads the ACK that is waiting
+            // before it resends what that ACK acknowledged.
+            biased;
             _ = cut.wait(), if !was_cut => {
                 was_cut = true;
                 both!(job, t => t.abort(ErrorCode::NotDefined, "server shutting down"));
                 continue;
             }
+            r = &mut recv => Some(r),
+            _ = tokio::time::sleep_until(deadline.into()) => None,
         };
         if let Some((res, buf)) = event {
-            let buf = match res {
-                Ok(Received { from: Some(from), .. }) => {
-                    recv_errors = 0;
-                    on_datagram(job, from, buf).await
-                }
-                other => {
-                    recv_errors += 1;
-                    debug!(?other, "receive failed");
-                    if recv_errors >= MAX_RECV_ERRORS {
-                        both!(job, t => t.abort(ErrorCode::NotDefined, "server receive error"));
-                    }
-                    buf
-                }
-            };
+            let buf = on_receive(job, res, buf, &mut recv_errors).await;
             recv = udp_msg::recv_msg(&link.sock, buf);
         }
         // Checked after datagrams too, so a stream of stray packets cannot starve the timer.
-        let now = Instant::now();
-        if both!(job, t => t.poll_timeout()).is_some_and(|d| d <= now) {
-            both!(job, t => t.handle_timeout(now));
-            // What a timeout makes the machine send again is a retransmission.
-            let resent = flush(job, link, &mut items).await;
-            metrics.add(Metric::TftpRetransmissions, resent as u64);
+        if timer_due(job) {
+            // The ring receive brings one datagram; more may wait in the socket. They
+            // go first too: each may move the deadline or end the transfer.
+            drain(job, link, &mut recv_errors).await;
+            if timer_due(job) {
+                both!(job, t => t.handle_timeout(Instant::now()));
+                // What a timeout makes the machine send again is a retransmission.
+                let resent = flush(job, link, &mut items).await;
+                metrics.add(Metric::TftpRetransmissions, resent as u64);
+            }
         }
     };
     // Wake the pending receive and collect it, so its buffer and socket are released now.
@@ -314,6 +334,58 @@ async fn drive(job: &mut Job, link: &mut Link, metrics: &WorkerMetrics, cut: &Cu
         link.pool.give(buf);
     }
     outcome
+}
+
+/// True when the machine's deadline has passed.
+fn timer_due(job: &Job) -> bool {
+    both!(job, t => t.poll_timeout()).is_some_and(|d| d <= Instant::now())
+}
+
+/// Datagrams taken from the socket without waiting before a timeout is handled: a whole
+/// window of DATA from an uploading client at the default `max_windowsize` (RFC 7440).
+const DRAIN_MAX: usize = 64;
+
+/// Feeds the datagrams already queued on the socket, without waiting.
+async fn drain(job: &mut Job, link: &Link, recv_errors: &mut u32) {
+    for _ in 0..DRAIN_MAX {
+        let (res, buf) = udp_msg::try_recv_msg(&link.sock, link.pool.take());
+        let res = match res {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                link.pool.give(buf);
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        let failed = res.is_err();
+        link.pool.give(on_receive(job, res, buf, recv_errors).await);
+        if failed || both!(job, t => t.outcome()).is_some() {
+            return;
+        }
+    }
+}
+
+/// Feeds one receive's result; receive errors in a row end the transfer.
+async fn on_receive(
+    job: &mut Job,
+    res: io::Result<Received>,
+    buf: Vec<u8>,
+    recv_errors: &mut u32,
+) -> Vec<u8> {
+    match res {
+        Ok(Received { from: Some(from), .. }) => {
+            *recv_errors = 0;
+            on_datagram(job, from, buf).await
+        }
+        other => {
+            *recv_errors += 1;
+            debug!(?other, "receive failed");
+            if *recv_errors >= MAX_RECV_ERRORS {
+                both!(job, t => t.abort(ErrorCode::NotDefined, "server receive error"));
+            }
+            buf
+        }
+    }
 }
 
 /// Drains `poll_transmit` and sends it; a failed file read aborts, whose ERROR goes next.
@@ -435,3 +507,7 @@ async fn write_all_at(
     }
     (Ok(()), buf)
 }
+
+#[cfg(test)]
+#[path = "transfer_tests.rs"]
+mod tests;

@@ -8,6 +8,7 @@ mod write;
 pub use read::ReadTransfer;
 pub use write::{WriteChunk, WriteTransfer};
 
+use super::options::Negotiation;
 use super::wire::{Datagram, ErrorCode, Opcode, Packet};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -55,13 +56,18 @@ impl BlockWrap {
 /// Timing and limits of transfers, from `[tftp]` configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferSettings {
-    /// Base retransmission timeout when the client did not negotiate `timeout`.
+    /// Base retransmission timeout when the client did not negotiate `timeout`; also the
+    /// fixed interval (the client's timeout when shorter) before the client proved its
+    /// address and once every block was sent.
     pub timeout: Duration,
-    /// Give up after this long without progress (RFC 1350 §2: a timeout ends the transfer).
+    /// Give up after this long without progress (RFC 1350 §2: a timeout ends the transfer),
+    /// whatever `timeout` the client negotiated.
     pub max_retransmit_time: Duration,
-    /// Retransmissions of the first packet before the client proved its address.
+    /// Retransmissions of the first packet before the client proved its address: such a
+    /// transfer is dropped after `1 + unproven_retransmits` timeouts.
     pub unproven_retransmits: u32,
-    /// RRQ: once every block was sent, end after this many silent timeouts (lost final ACK).
+    /// RRQ: once every block was sent, end after this many silent timeouts (lost final ACK):
+    /// a last block never acknowledged holds the transfer `1 + final_retransmits` timeouts.
     pub final_retransmits: u32,
     /// WRQ: how long to stay after the final ACK to answer a repeated last DATA (RFC 1350 §6).
     pub dally: Duration,
@@ -124,12 +130,16 @@ pub enum Outcome {
         /// Why.
         reason: FailReason,
     },
+    /// The client answered our OACK with ERROR 8 (RFC 2347: it declines the options) before
+    /// any data moved. Nothing failed: UEFI (EDK2) does this on purpose to learn a file's
+    /// size from `tsize`, then asks again from a new port.
+    OptionsDeclined,
 }
 
 /// Why a transfer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FailReason {
-    /// The peer sent ERROR (RFC 1350 §7); e.g. UEFI's ERROR 8 after a `tsize` probe.
+    /// The peer sent ERROR (RFC 1350 §7), other than ERROR 8 to the OACK.
     #[error("peer aborted with ERROR {code}: {message}")]
     PeerAborted {
         /// The peer's raw error code.
@@ -165,23 +175,35 @@ struct Core {
     settings: TransferSettings,
     /// Current retransmission timeout; doubles on each timeout, resets on progress.
     rto: Duration,
+    /// The client's RFC 2349 timeout, else the server's: paces a proven transfer.
     base_rto: Duration,
+    /// The server's own clock (the client's timeout when shorter), for the phases where
+    /// the peer may be absent or spoofed: before it proved its address, and once every
+    /// block was sent. A client's long `timeout` must not hold a slot there.
+    short_rto: Duration,
     deadline: Option<Instant>,
     last_progress: Instant,
+    /// An OACK went out and no data has moved since: ERROR 8 now declines the options.
+    oack_unanswered: bool,
 }
 
 impl Core {
-    fn new(peer: SocketAddr, timeout_secs: Option<u8>, settings: &TransferSettings, now: Instant) -> Core {
+    fn new(peer: SocketAddr, negotiation: &Negotiation, settings: &TransferSettings, now: Instant) -> Core {
+        let timeout_secs = negotiation.values.timeout_secs;
         let base = timeout_secs.map_or(settings.timeout, |s| Duration::from_secs(u64::from(s)));
+        let short = base.min(settings.timeout);
         Core {
             peer,
             queue: VecDeque::with_capacity(2),
             outcome: None,
             settings: *settings,
-            rto: base,
+            // Every transfer starts unproven.
+            rto: short,
             base_rto: base,
+            short_rto: short,
             deadline: None,
             last_progress: now,
+            oack_unanswered: negotiation.oack.is_some(),
         }
     }
 
@@ -214,7 +236,11 @@ impl Core {
             Ok(super::wire::Repr::Error { code, message }) => {
                 let message = String::from_utf8_lossy(message).into_owned();
                 tracing::debug!(peer = %self.peer, code, %message, "peer aborted the transfer");
-                self.finish(Outcome::Failed { reason: FailReason::PeerAborted { code, message } });
+                if code == ErrorCode::OptionNegotiation as u16 && self.oack_unanswered {
+                    self.finish(Outcome::OptionsDeclined);
+                } else {
+                    self.finish(Outcome::Failed { reason: FailReason::PeerAborted { code, message } });
+                }
                 None
             }
             Ok(repr) => Some(repr),
@@ -241,24 +267,31 @@ impl Core {
     fn progress(&mut self, now: Instant) {
         self.last_progress = now;
         self.rto = self.base_rto;
+        self.oack_unanswered = false;
     }
 
-    /// How long without progress before giving up: the configured time, but never less
-    /// than four of the client's RFC 2349 timeouts, so a long `timeout` still gets retries.
-    fn give_up_after(&self) -> Duration {
-        self.settings.max_retransmit_time.max(self.base_rto.saturating_mul(4))
-    }
-
-    /// When the transfer gives up if nothing moves; checked so no setting can overflow.
+    /// When the transfer gives up if nothing moves: `max_retransmit_time` after the last
+    /// progress, however long the client's RFC 2349 timeout (a slot is never held longer);
+    /// checked so no setting can overflow.
     fn give_up_at(&self) -> Instant {
         // A day caps absurd settings so the addition cannot overflow `Instant`.
-        let after = self.give_up_after().min(Duration::from_secs(86_400));
+        let after = self.settings.max_retransmit_time.min(Duration::from_secs(86_400));
         self.last_progress.checked_add(after).unwrap_or(self.last_progress)
     }
 
     fn arm(&mut self, now: Instant) {
         let give_up = self.give_up_at().max(now);
-        self.deadline = Some(now.checked_add(self.rto).map_or(give_up, |at| at.min(give_up)));
+        // At most half the give-up time, so a timeout longer than that still gets one
+        // retransmission before the transfer is given up.
+        let wait = self.rto.min(self.settings.max_retransmit_time / 2);
+        self.deadline = Some(now.checked_add(wait).map_or(give_up, |at| at.min(give_up)));
+    }
+
+    /// Arms the short clock: before the client proved its address, and for the window that
+    /// holds the last block, whose silence more likely means a client gone than a slow one.
+    fn arm_short(&mut self, now: Instant) {
+        self.rto = self.short_rto;
+        self.arm(now);
     }
 
     /// True when the deadline passed and the transfer is still running.
@@ -280,7 +313,9 @@ impl Core {
 
     /// Timeout before the client proved its address: queue the first packet again, at most
     /// `unproven_retransmits` times, then drop the transfer without a word (a spoofed
-    /// request must not reflect more than `1 + unproven_retransmits` packets).
+    /// request must not reflect more than `1 + unproven_retransmits` packets). The interval
+    /// stays at the short clock, without backoff: a spoofed request holds its slot for
+    /// `(1 + unproven_retransmits) x` the server's timeout, whatever `timeout` it asked.
     fn unproven_timeout(&mut self, retransmits: &mut u32, pending: &mut bool, now: Instant) {
         if *retransmits >= self.settings.unproven_retransmits || now >= self.give_up_at() {
             tracing::debug!(peer = %self.peer, "client never answered; dropping (amplification guard)");
@@ -290,18 +325,27 @@ impl Core {
         *retransmits += 1;
         *pending = true;
         tracing::debug!(peer = %self.peer, retransmits = *retransmits, "retransmitting first packet");
-        self.rto = self.rto.saturating_mul(2);
-        self.arm(now);
+        self.arm_short(now);
     }
 
     /// Doubles the timeout (exponential backoff) and rearms; fails when out of time.
     fn backoff(&mut self, now: Instant) -> bool {
+        self.retry(now, self.rto.saturating_mul(2))
+    }
+
+    /// Rearms on the short clock, without backoff; fails when out of time.
+    fn retry_short(&mut self, now: Instant) -> bool {
+        self.retry(now, self.short_rto)
+    }
+
+    /// Rearms with timeout `rto` after a timeout; fails when out of time.
+    fn retry(&mut self, now: Instant, rto: Duration) -> bool {
         if now >= self.give_up_at() {
             tracing::debug!(peer = %self.peer, "giving up: no progress within max_retransmit_time");
             self.finish(Outcome::Failed { reason: FailReason::TimedOut });
             return false;
         }
-        self.rto = self.rto.saturating_mul(2);
+        self.rto = rto;
         self.arm(now);
         true
     }

@@ -58,7 +58,7 @@ impl ReadTransfer {
     ) -> ReadTransfer {
         let v = negotiation.values;
         let blksize = u64::from(v.blksize.max(1));
-        let mut core = Core::new(peer, v.timeout_secs, settings, now);
+        let mut core = Core::new(peer, negotiation, settings, now);
         let phase = match negotiation.oack {
             Some(_) => Phase::OackSent { retransmits: 0, pending: true },
             None => Phase::FirstBlock { retransmits: 0, pending: true },
@@ -127,7 +127,11 @@ impl ReadTransfer {
     fn open_window(&mut self, now: Instant) {
         self.next = self.acked + 1;
         self.window_end = (self.acked + self.window).min(self.last_block);
-        self.core.arm(now);
+        if self.window_end == self.last_block {
+            self.core.arm_short(now);
+        } else {
+            self.core.arm(now);
+        }
     }
 
     fn on_window_ack(&mut self, block: u16, now: Instant) {
@@ -168,17 +172,21 @@ impl ReadTransfer {
                 self.core.unproven_timeout(retransmits, pending, now);
             }
             Phase::Sending => {
-                if self.max_sent == self.last_block {
+                let rearmed = if self.max_sent == self.last_block {
                     // Final ACK may be lost (RFC 1350 §6): the client may be gone. Stop after
-                    // a few silent rounds instead of the whole max_retransmit_time.
+                    // a few silent rounds on the short clock, without backoff, so the hold
+                    // is at most (1 + final_retransmits) x the server's timeout.
                     self.silent_rounds += 1;
                     if self.silent_rounds > self.core.settings.final_retransmits {
                         tracing::debug!(peer = %self.core.peer, "final ACK never came; ending");
                         self.complete(false);
                         return;
                     }
-                }
-                if self.core.backoff(now) {
+                    self.core.retry_short(now)
+                } else {
+                    self.core.backoff(now)
+                };
+                if rearmed {
                     tracing::debug!(peer = %self.core.peer, from = self.acked + 1, "timeout: resending window");
                     self.next = self.acked + 1;
                 }

@@ -482,6 +482,10 @@ struct Stats {
     committed: bool,
     oack: Option<Vec<u8>>,
     refusal: Option<ErrorCode>,
+    /// When each DATA (by the same key as `data_per_block`) first went out.
+    first_data_at: HashMap<(u64, u16), Instant>,
+    /// When the server's outcome was set (the client model may run on after it).
+    ended_at: Option<Instant>,
 }
 
 struct Sim {
@@ -571,6 +575,7 @@ impl Sim {
                 Transmit::Data { to, block, offset, len } => {
                     self.stats.data += 1;
                     *self.stats.data_per_block.entry((offset, block)).or_default() += 1;
+                    self.stats.first_data_at.entry((offset, block)).or_insert(self.now);
                     let mut buf = vec![0u8; 4];
                     write_data_header(&mut buf, block).unwrap();
                     match &self.netascii_file {
@@ -635,6 +640,9 @@ impl Sim {
                 self.link.send(self.now, addr(CLIENT), to, bytes);
             }
             self.flush_server();
+            if self.stats.ended_at.is_none() && self.outcome().is_some() {
+                self.stats.ended_at = Some(self.now);
+            }
             let next =
                 [self.link.next_at(), self.server_deadline(), client.deadline()].into_iter().flatten().min();
             let Some(next) = next else { return self.outcome() };
@@ -768,6 +776,74 @@ fn lost_final_ack_ends_after_a_short_dally() {
 }
 
 #[test]
+fn an_unacknowledged_last_block_is_held_for_a_few_short_timeouts() {
+    // Once every block was sent, silence means the client is gone (its final ACK lost):
+    // the last block is resent on the server's own timeout, without growing backoff, and
+    // the transfer ends after `final_retransmits` of them, whatever `timeout` was asked.
+    let len = 5000;
+    type Opts<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Opts, u64); 4] =
+        [(&[], 1), (&[("timeout", "255")], 1), (&[("windowsize", "8")], 1), (&[("timeout", "5")], 2)];
+    for (i, (opts, server_timeout)) in cases.into_iter().enumerate() {
+        let mut sim = Sim::new(16, CLEAN, File::Synthetic(len));
+        sim.settings.timeout = Duration::from_secs(server_timeout);
+        let mut client = ReadClient::new(File::Synthetic(len), opts);
+        client.skip_final_ack = true;
+        let outcome = sim.run(&mut client);
+        assert_eq!(outcome, Some(Outcome::Complete { bytes: len, confirmed: false }), "case {i}");
+        let last = (len / 512 * 512, (len / 512 + 1) as u16);
+        let held = sim.stats.ended_at.unwrap() - sim.stats.first_data_at[&last];
+        let bound = sim.settings.timeout * (1 + sim.settings.final_retransmits);
+        assert!(held <= bound + Duration::from_millis(50), "case {i}: held {held:?}, bound {bound:?}");
+        if server_timeout == 1 {
+            // tftp-hpa gives up on a lost final ACK in about 7 s; so must the defaults.
+            assert!(held <= Duration::from_secs(7), "case {i}: held {held:?}");
+        }
+        assert_eq!(sim.stats.data_per_block[&last], 1 + sim.settings.final_retransmits, "case {i}");
+    }
+}
+
+#[test]
+fn a_spoofed_long_timeout_request_is_dropped_on_the_server_clock() {
+    // RFC 2349 timeout 255 from a client that never answers (a spoofed source): the OACK
+    // still echoes 255, but the unproven phase runs on the server's own timeout, so the
+    // transfer is dropped after 1 + unproven_retransmits of them, not 4 x 255 s.
+    for write in [false, true] {
+        let mut sim = Sim::new(17, LinkConf { client_budget: Some(1), ..CLEAN }, File::Synthetic(1 << 20));
+        let opts = [("timeout", "255"), ("blksize", "1024")];
+        let outcome = if write {
+            sim.run(&mut WriteClient::new(File::Synthetic(1 << 20), &opts))
+        } else {
+            sim.run(&mut ReadClient::new(File::Synthetic(1 << 20), &opts))
+        };
+        assert_eq!(outcome, Some(Outcome::Failed { reason: FailReason::Unproven }), "write {write}");
+        let oack = sim.stats.oack.clone().unwrap();
+        assert!(oack.windows(12).any(|w| w == b"timeout\x00255\0"), "RFC 2349: the OACK echoes the value");
+        let n = 1 + sim.settings.unproven_retransmits;
+        assert_eq!(sim.stats.data + sim.stats.control, u64::from(n), "write {write}");
+        let held = sim.stats.ended_at.unwrap() - sim.start;
+        let bound = sim.settings.timeout * n + Duration::from_millis(50);
+        assert!(held <= bound, "write {write}: held {held:?}, bound {bound:?}");
+    }
+}
+
+#[test]
+fn a_proven_transfer_never_outlives_max_retransmit_time_whatever_its_timeout() {
+    // The client proves itself (ACK 0, ACK 1), then vanishes. Its RFC 2349 timeout of 255 s
+    // paces retransmissions, but the slot is given back after max_retransmit_time of
+    // silence; the timer is also capped so at least one retransmission happens before.
+    let mut sim = Sim::new(18, LinkConf { client_budget: Some(3), ..CLEAN }, File::Synthetic(1 << 20));
+    let mut client = ReadClient::new(File::Synthetic(1 << 20), &[("timeout", "255")]);
+    let outcome = sim.run(&mut client);
+    assert_eq!(outcome, Some(Outcome::Failed { reason: FailReason::TimedOut }));
+    let last_progress = sim.stats.first_data_at[&(512, 2)];
+    let held = sim.stats.ended_at.unwrap() - last_progress;
+    let max = sim.settings.max_retransmit_time;
+    assert!(held <= max + Duration::from_millis(50), "held {held:?} after the last ACK");
+    assert!(sim.stats.data_per_block[&(512, 2)] >= 2, "no retransmission before giving up");
+}
+
+#[test]
 fn vanished_client_times_out() {
     let len = 100_000;
     let mut sim = Sim::new(11, LinkConf { client_budget: Some(20), ..CLEAN }, File::Synthetic(len));
@@ -798,15 +874,42 @@ fn uefi_tsize_probe_error_8_frees_at_once() {
     let mut client = ReadClient::new(File::Synthetic(len), &[("tsize", "0"), ("blksize", "1468")]);
     client.abort_on_oack = Some(8);
     let outcome = sim.run(&mut client);
-    assert!(
-        matches!(outcome, Some(Outcome::Failed { reason: FailReason::PeerAborted { code: 8, .. } })),
-        "{outcome:?}"
-    );
+    // RFC 2347: ERROR 8 to the OACK declines the options; nothing moved, nothing failed.
+    assert_eq!(outcome, Some(Outcome::OptionsDeclined));
     assert_eq!(client.oack_tsize, None, "client aborted before reading the OACK");
     assert_eq!((sim.stats.data, sim.stats.control), (0, 1));
     // Freed at once: ended one link delay after the OACK, no timer left.
     assert_eq!(sim.server_deadline(), None);
     assert!(sim.now - sim.start < Duration::from_millis(50));
+}
+
+#[test]
+fn error_8_declines_options_only_as_the_answer_to_an_oack() {
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let error_8 = emit(&Repr::error(ErrorCode::OptionNegotiation, "option negotiation refused"));
+    let declined = |r: Option<Outcome>| r == Some(Outcome::OptionsDeclined);
+    let aborted = |r: Option<Outcome>| {
+        matches!(r, Some(Outcome::Failed { reason: FailReason::PeerAborted { code: 8, .. } }))
+    };
+    // WRQ: the answer to the OACK.
+    let mut w = write_transfer(&[("blksize", "1024")], now);
+    assert_eq!(w.handle_datagram(peer, &error_8, now), None);
+    assert!(declined(w.outcome()), "{:?}", w.outcome());
+    // RRQ after the OACK was accepted with ACK 0: a transfer the client ended.
+    let mut r = ReadTransfer::new(peer, &negotiation(&[("tsize", "0")]), 10_000, &Default::default(), now);
+    let _ = drain(&mut r);
+    r.handle_datagram(peer, &emit(&Repr::Ack { block: 0 }), now);
+    r.handle_datagram(peer, &error_8, now);
+    assert!(aborted(r.outcome()), "{:?}", r.outcome());
+    // No OACK was sent (RFC 1350 DATA 1 first): there were no options to decline.
+    let mut r = ReadTransfer::new(peer, &negotiation(&[]), 10_000, &Default::default(), now);
+    let _ = drain(&mut r);
+    r.handle_datagram(peer, &error_8, now);
+    assert!(aborted(r.outcome()), "{:?}", r.outcome());
+    let mut w = write_transfer(&[], now);
+    assert_eq!(w.handle_datagram(peer, &error_8, now), None);
+    assert!(aborted(w.outcome()), "{:?}", w.outcome());
 }
 
 #[test]
@@ -1125,4 +1228,33 @@ fn wrq_repeated_data_is_acked_once_and_never_stored_twice() {
     assert_eq!(w.handle_datagram(peer, &emit(&Repr::Data { block: 5, data: b"x" }), now), None);
     let chunk = w.handle_datagram(peer, &emit(&Repr::Data { block: 2, data: b"end" }), now).unwrap();
     assert_eq!((chunk.offset, chunk.last), (512, true));
+}
+
+#[test]
+fn wrq_settles_with_the_final_ack_and_dallies_on() {
+    // RFC 1350 §6: after the final ACK the server dallies to re-ACK a repeated last DATA.
+    // The outcome is settled from the moment that ACK went out (the io layer then frees the
+    // client's TID for new requests), and nothing during the dally can turn it into a failure.
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let mut w = write_transfer(&[], now);
+    let last = emit(&Repr::Data { block: 1, data: b"tail" });
+    assert!(w.handle_datagram(peer, &last, now).unwrap().last);
+    assert!(!w.settled(), "the final ACK is not out yet: a failed commit still aborts");
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 1);
+    assert!(w.settled() && w.outcome().is_none(), "settled, still dallying");
+    // A repeated last DATA is ACKed again; the dally ends complete.
+    assert_eq!(w.handle_datagram(peer, &last, now), None);
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 1);
+    // A shutdown during the dally ends it quietly: no ERROR after the final ACK.
+    w.abort(ErrorCode::NotDefined, "server shutting down");
+    assert_eq!(std::iter::from_fn(|| w.poll_transmit()).count(), 0);
+    assert_eq!(w.outcome(), Some(Outcome::Complete { bytes: 4, confirmed: true }));
+    // Without an abort the dally timer ends it the same way.
+    let mut w = write_transfer(&[], now);
+    assert!(w.handle_datagram(peer, &last, now).is_some());
+    let _ = std::iter::from_fn(|| w.poll_transmit()).count();
+    let t = w.poll_timeout().unwrap();
+    w.handle_timeout(t);
+    assert_eq!(w.outcome(), Some(Outcome::Complete { bytes: 4, confirmed: true }));
 }

@@ -29,8 +29,9 @@ enum Phase {
     Greeting { retransmits: u32, pending: bool },
     /// RFC 7440 §4: receiving blocks in order, ACK after each full window.
     Receiving,
-    /// RFC 1350 §6: final ACK sent; dallying to re-ACK a repeated final DATA.
-    Dallying,
+    /// RFC 1350 §6: final block accepted; dallying to re-ACK a repeated final DATA.
+    /// `acked` once the final ACK went out: from then on the outcome is settled.
+    Dallying { acked: bool },
 }
 
 /// Server side of a write request (WRQ): receives DATA blocks and acknowledges them.
@@ -63,7 +64,7 @@ impl WriteTransfer {
         now: Instant,
     ) -> WriteTransfer {
         let v = negotiation.values;
-        let mut core = Core::new(peer, v.timeout_secs, settings, now);
+        let mut core = Core::new(peer, negotiation, settings, now);
         core.arm(now);
         tracing::debug!(%peer, blksize = v.blksize, window = v.windowsize, "WRQ transfer started");
         WriteTransfer {
@@ -108,7 +109,7 @@ impl WriteTransfer {
                 self.phase = Phase::Receiving;
             }
             Phase::Greeting { .. } => return None,
-            Phase::Dallying => {
+            Phase::Dallying { .. } => {
                 // The client missed our final ACK and repeats the last DATA: ACK it again.
                 // Each repeat restarts the dally: the client is alive and still waiting.
                 if block == wrap.wire(self.received) {
@@ -144,7 +145,7 @@ impl WriteTransfer {
         let last = len < self.blksize;
         if last {
             tracing::debug!(peer = %self.core.peer, bytes = self.bytes, "final block; dallying (RFC 1350 §6)");
-            self.phase = Phase::Dallying;
+            self.phase = Phase::Dallying { acked: false };
             self.ack_pending = true;
             self.core.deadline = Some(now.checked_add(self.core.settings.dally).unwrap_or(now));
         } else {
@@ -175,10 +176,12 @@ impl WriteTransfer {
                     self.since_ack = 0;
                 }
             }
-            Phase::Dallying => {
-                self.core.finish(Outcome::Complete { bytes: self.bytes, confirmed: true });
-            }
+            Phase::Dallying { .. } => self.complete(),
         }
+    }
+
+    fn complete(&mut self) {
+        self.core.finish(Outcome::Complete { bytes: self.bytes, confirmed: true });
     }
 
     /// Next datagram to send; call until `None` after every input.
@@ -198,10 +201,21 @@ impl WriteTransfer {
             return None;
         }
         if std::mem::take(&mut self.ack_pending) {
+            if let Phase::Dallying { acked } = &mut self.phase {
+                *acked = true;
+            }
             let block = self.core.settings.block_wrap.wire(self.received);
             return Some(Transmit::Datagram { to, packet: Datagram::ack(block) });
         }
         None
+    }
+
+    /// True once the outcome is decided: the final ACK went out and only the dally
+    /// (RFC 1350 §6) remains, or the transfer ended. A new request from the client's TID
+    /// is then a new transfer, not a repeat of this one.
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        matches!(self.phase, Phase::Dallying { acked: true }) || self.core.outcome.is_some()
     }
 
     /// When to call [`WriteTransfer::handle_timeout`] next.
@@ -223,9 +237,16 @@ impl WriteTransfer {
     }
 
     /// Ends the transfer from the io side (write failed, disk full): drops any pending ACK
-    /// and sends ERROR instead.
+    /// and sends ERROR instead. Once settled (the final ACK went out, the upload is
+    /// committed) it only ends the dally: an ERROR after the final ACK would contradict it.
     pub fn abort(&mut self, code: ErrorCode, message: &'static str) {
         self.ack_pending = false;
+        if self.settled() {
+            if self.core.outcome.is_none() {
+                self.complete();
+            }
+            return;
+        }
         self.core.abort(code, message);
     }
 }
