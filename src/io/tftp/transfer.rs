@@ -509,5 +509,4 @@ async fn write_all_at(
 }
 
 #[cfg(test)]
-#[path = "transfer_tests.rs"]
 mod tests;
