@@ -429,3 +429,24 @@ fn the_checker_passes_a_good_tree_and_fails_each_offence() {
     let bad = arrow_offences(&tree);
     assert!(bad.iter().any(|b| b.starts_with("import circle")), "circle not found: {bad:?}");
 }
+
+#[test]
+fn unit_tests_follow_one_file_convention() {
+    // Short tests inline in `mod tests { }`, long ones in a child file reached by a plain
+    // `mod tests;`: a `#[path]` attribute hides where a module lives.
+    let mut stack = vec![src_dir()];
+    let mut bad = Vec::new();
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read src") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && std::fs::read_to_string(&path).expect("read").contains("#[path")
+            {
+                bad.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(bad.is_empty(), "#[path] attributes in: {bad:?}");
+}

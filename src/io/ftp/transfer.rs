@@ -419,27 +419,15 @@ async fn recv_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Re
             out.push(b'\r');
         }
         let n = out.len();
-        out = write_all_at(file, out, pos).await?;
+        let (res, back) = ops::write_all_at(file, out, 0..n, pos).await;
+        out = back;
+        res?;
         pos += n as u64;
         pace.account(n as u64).await;
         if end {
             return Ok(pos - offset);
         }
     }
-}
-
-async fn write_all_at(file: &SharedFd, mut buf: Vec<u8>, mut pos: u64) -> io::Result<Vec<u8>> {
-    while !buf.is_empty() {
-        let (res, back) = ops::write_at(file, buf, pos).await;
-        buf = back;
-        let n = res? as usize;
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        buf.drain(..n);
-        pos += n as u64;
-    }
-    Ok(buf)
 }
 
 /// LF -> CRLF, leaving existing CRLF pairs alone; `prev_cr` carries across chunks.

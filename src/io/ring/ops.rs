@@ -295,6 +295,27 @@ pub async fn write_range_at(
     (res, buf)
 }
 
+/// pwrite of all of `buf[range]` at `offset`, continuing after short writes; the buffer
+/// comes back either way so the caller can reuse it.
+pub async fn write_all_at(
+    file: &SharedFd,
+    mut buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    offset: u64,
+) -> (io::Result<()>, Vec<u8>) {
+    let mut done = 0usize;
+    while range.start + done < range.end {
+        let (res, b) = write_range_at(file, buf, range.start + done..range.end, offset + done as u64).await;
+        buf = b;
+        match res {
+            Ok(0) => return (Err(io::Error::from(io::ErrorKind::WriteZero)), buf),
+            Ok(n) => done += n as usize,
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
 /// fdatasync(2) through the ring, so flushing an upload does not block the worker thread.
 pub async fn fdatasync(file: &SharedFd) -> io::Result<()> {
     let sqe = opcode::Fsync::new(fd(file)).flags(types::FsyncFlags::DATASYNC).build();

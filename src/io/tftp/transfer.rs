@@ -447,7 +447,7 @@ impl Sink {
     async fn store(&mut self, buf: Vec<u8>, chunk: &WriteChunk) -> (io::Result<()>, Vec<u8>) {
         let (res, buf) = match &mut self.decoder {
             None => {
-                let (res, buf) = write_all_at(&self.file, buf, chunk.data.clone(), chunk.offset).await;
+                let (res, buf) = ops::write_all_at(&self.file, buf, chunk.data.clone(), chunk.offset).await;
                 self.written = chunk.offset + chunk.data.len() as u64;
                 (res, buf)
             }
@@ -458,7 +458,7 @@ impl Sink {
                     decoder.finish(&mut out);
                 }
                 let n = out.len();
-                let (res, _) = write_all_at(&self.file, out, 0..n, self.written).await;
+                let (res, _) = ops::write_all_at(&self.file, out, 0..n, self.written).await;
                 self.written += n as u64;
                 (res, buf)
             }
@@ -488,25 +488,5 @@ impl Sink {
 }
 
 /// pwrite of all of `buf[range]` at `offset`, continuing after short writes.
-async fn write_all_at(
-    file: &SharedFd,
-    mut buf: Vec<u8>,
-    range: std::ops::Range<usize>,
-    offset: u64,
-) -> (io::Result<()>, Vec<u8>) {
-    let mut done = 0usize;
-    while range.start + done < range.end {
-        let (res, b) =
-            ops::write_range_at(file, buf, range.start + done..range.end, offset + done as u64).await;
-        buf = b;
-        match res {
-            Ok(0) => return (Err(io::Error::from(io::ErrorKind::WriteZero)), buf),
-            Ok(n) => done += n as usize,
-            Err(e) => return (Err(e), buf),
-        }
-    }
-    (Ok(()), buf)
-}
-
 #[cfg(test)]
 mod tests;
