@@ -134,6 +134,7 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     let start = StartPrivilege::detect();
     let workers = config.effective_workers();
     let listeners = listen::bind_all(&config, workers)?;
+    let (ftp_served, tftp_served) = listeners.served();
     let root = Root::open(&config.root)
         .map_err(|source| StartupError::Root { path: config.root.clone(), source })?;
     let root = Arc::new(root);
@@ -222,7 +223,8 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
         "READY=1\nSTATUS=serving with {workers} workers\nMAINPID={}",
         std::process::id()
     ));
-    info!(workers, ftp = ?shared.config.ftp.listen, tftp = ?shared.config.tftp.listen, "ferry serving {}", shared.config.root.display());
+    // What is really bound: nothing for a disabled protocol, the v4 fallback when IPv6 is off.
+    info!(workers, ftp = ?ftp_served, tftp = ?tftp_served, "ferry serving {}", shared.config.root.display());
     Ok(Running { events, workers, shutdown: shutdown_tx, wakers, shared, reload: Reload { live, reloader } })
 }
 

@@ -342,3 +342,32 @@ fn a_second_server_on_the_same_ports_refuses_to_start() {
         assert!(greeting.starts_with("220 "), "{greeting}");
     }
 }
+
+#[test]
+fn the_serving_line_names_what_is_really_bound() {
+    // With FTP disabled nothing listens on its address, and the line must not claim it does.
+    let dir = served_dir();
+    let logs = tempfile::tempdir().unwrap();
+    let stderr_path = logs.path().join("stderr.log");
+    let tftp = free_port();
+    let mut child = Command::new(ferry_bin())
+        .args(["--root"])
+        .arg(dir.path())
+        .args(["--ftp-port", &free_port().to_string(), "--tftp-port", &tftp.to_string(), "--workers", "1"])
+        .env("FERRY_FTP__ENABLED", "false")
+        .env_remove("RUST_LOG")
+        .env_remove("FERRY_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let line = poll(Duration::from_secs(10), || {
+        let log = strip_ansi(&std::fs::read_to_string(&stderr_path).unwrap_or_default());
+        log.lines().find(|l| l.contains("ferry serving")).map(str::to_string).ok_or(log)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.unwrap_or_else(|log| panic!("no serving line:\n{log}"));
+    assert!(line.contains("ftp=[]"), "{line}");
+    assert!(line.contains(&format!(":{tftp}]")), "{line}");
+}

@@ -43,6 +43,15 @@ pub struct Listeners {
     pub tftp: Vec<Vec<UdpSocket>>,
 }
 
+impl Listeners {
+    /// The addresses bound (worker 0's members; every worker has the same), FTP then TFTP.
+    pub fn served(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        let ftp = self.ftp.first().into_iter().flatten().filter_map(|l| l.local_addr().ok()).collect();
+        let tftp = self.tftp.first().into_iter().flatten().filter_map(|s| s.local_addr().ok()).collect();
+        (ftp, tftp)
+    }
+}
+
 /// Binds all configured addresses, `workers` members each. Refuses to start when another
 /// process already serves one of them (see [`probe_unused`]).
 pub fn bind_all(config: &Config, workers: usize) -> Result<Listeners, BindError> {
