@@ -24,6 +24,8 @@ pub enum Metric {
     FtpSessionsRefused,
     /// Failed FTP logins.
     FtpLoginFailures,
+    /// FTP logins refused (421) because the password verifier was busy; not failures.
+    FtpLoginsRefusedBusy,
     /// FTP data transfers running.
     FtpTransfersActive,
     /// FTP transfers completed.
@@ -62,11 +64,17 @@ const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: K
 }
 
 /// Indexed by `Metric as usize`; several entries may share a name with different labels.
-const DESCS: [Desc; 16] = [
+const DESCS: [Desc; 17] = [
     d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
     d("ferry_ftp_login_failures_total", "", "Failed FTP logins.", Kind::Counter),
+    d(
+        "ferry_ftp_logins_refused_busy_total",
+        "",
+        "FTP logins refused with 421 because the password verifier was busy (not failed logins).",
+        Kind::Counter,
+    ),
     d("ferry_transfers_active", "proto=\"ftp\"", "Transfers running.", Kind::Gauge),
     d("ferry_transfers_total", "proto=\"ftp\",outcome=\"complete\"", "Transfers finished.", Kind::Counter),
     d("ferry_transfers_total", "proto=\"ftp\",outcome=\"failed\"", "Transfers finished.", Kind::Counter),
@@ -223,7 +231,7 @@ mod tests {
                 assert!(line.starts_with(last), "series {line} outside its block {last}");
             }
         }
-        assert_eq!(seen_names.len(), 9);
+        assert_eq!(seen_names.len(), 10);
     }
 
     #[test]
