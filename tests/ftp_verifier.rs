@@ -1,9 +1,11 @@
 //! The password verifier under load, end to end: a swarm of guessing sessions from several
-//! addresses neither locks the real user out nor has its refusals counted as failed logins.
+//! addresses neither locks the real user out nor has its refusals counted as failed logins,
+//! many password checks leave the server's memory bounded, and an unknown user's 530 takes
+//! as long as a wrong password's.
 
 mod common;
 
-use common::ftp::{FtpServer, Opts, PASS};
+use common::ftp::{FtpServer, Opts, PASS, USER};
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -182,4 +184,87 @@ fn a_guessing_swarm_neither_locks_the_real_user_out_nor_counts_its_refusals_as_f
     });
     assert_eq!(metric(&page, "ferry_ftp_login_failures_total{worker=\"all\"}"), wrong, "{summary}");
     assert_eq!(metric(&page, "ferry_ftp_logins_refused_busy_total{worker=\"all\"}"), busy, "{summary}");
+}
+
+/// Resident memory of `pid` in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    process_status(pid)["VmRSS"].trim_end_matches(" kB").parse().unwrap()
+}
+
+#[test]
+fn password_checks_keep_the_servers_memory_bounded() {
+    // Two workers, and `alice`'s hash has argon2's default cost: 19 MiB per check.
+    let srv = FtpServer::start(Opts::default());
+    let (pid, server) = (srv.server.pid(), srv.server.ftp_addr());
+    let before = rss_kib(pid);
+    // 30 wrong passwords, from 5 addresses at once (each its own share of the verifier).
+    let (started, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+    let odd = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for i in 0..5u8 {
+            let (started, failed, odd) = (&started, &failed, &odd);
+            s.spawn(move || {
+                while started.load(Relaxed) < 30 {
+                    let mut c = match connect_from(loopback(20 + i), server) {
+                        Ok((c, _)) => c,
+                        Err(e) => return odd.lock().unwrap().push(format!("connect: {e}")),
+                    };
+                    for _ in 0..MAX_FAILURES {
+                        if started.fetch_add(1, Relaxed) >= 30 {
+                            started.fetch_sub(1, Relaxed);
+                            break;
+                        }
+                        match login(&mut c, USER, "not-the-password") {
+                            Ok(r) if r.starts_with("530") => {
+                                failed.fetch_add(1, Relaxed);
+                            }
+                            // The verifier was busy: this attempt did not count.
+                            Ok(r) if r.starts_with("421") => {
+                                started.fetch_sub(1, Relaxed);
+                                break;
+                            }
+                            other => {
+                                started.fetch_sub(1, Relaxed);
+                                odd.lock().unwrap().push(format!("{other:?}"));
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let after = rss_kib(pid);
+    eprintln!("VmRSS before {before} KiB, after 30 failed logins {after} KiB");
+    let odd = odd.into_inner().unwrap();
+    assert!(odd.is_empty(), "unexpected answers: {odd:?}");
+    assert_eq!(failed.load(Relaxed), 30);
+    // One 19 MiB block kept per worker, and some slack. Allocating the block per check left
+    // about 90 MiB per worker in the allocator's arenas.
+    let grown = after.saturating_sub(before);
+    assert!(grown < 50 * 1024, "VmRSS grew by {grown} KiB to {after} KiB after 30 failed logins");
+}
+
+#[test]
+fn an_unknown_users_530_takes_as_long_as_a_wrong_passwords() {
+    // The unknown name is checked against a dummy hash of the same cost, in the same queue and
+    // memory block; skipping that check would answer it in the 200 ms delay alone, where a
+    // wrong password adds argon2's (most of a second in a debug build).
+    let srv = FtpServer::start(Opts::default());
+    let time_to_530 = |user: &str| {
+        let (mut c, _) = connect_from(loopback(1), srv.server.ftp_addr()).unwrap();
+        let start = Instant::now();
+        let reply = login(&mut c, user, "not-the-password").unwrap();
+        assert!(reply.starts_with("530"), "{user}: {reply}");
+        start.elapsed()
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        known.push(time_to_530(USER));
+        unknown.push(time_to_530("mallory"));
+    }
+    // The fastest of each: other load on the machine only ever adds time.
+    let fastest = |v: &[Duration]| v.iter().min().unwrap().as_secs_f64();
+    let ratio = fastest(&unknown) / fastest(&known);
+    assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?}, known {known:?}");
 }

@@ -1,13 +1,16 @@
 //! One worker's password verifier: a thread that runs argon2 off the event loop, fed by a
-//! queue that serves client addresses in turn.
+//! queue that serves client addresses in turn, reusing one argon2 memory block for every check.
 #![forbid(unsafe_code)]
 
+use argon2::password_hash::{Output, PasswordHash};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tracing::warn;
 
 /// How much one worker's verifier queues, and how long a login may wait for its answer.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +29,10 @@ pub struct Limits {
 /// three seconds of work, and one address waits at most a round over the others; the wait
 /// bound only cuts in when the machine is starved.
 pub const LIMITS: Limits = Limits { per_address: 4, queued: 64, max_wait: Duration::from_secs(10) };
+
+/// The largest argon2 memory, in 1 KiB blocks, a worker holds: 256 MiB, the bound the
+/// configuration puts on m_cost. A hash asking for more never matches.
+const MAX_BLOCKS: usize = 256 * 1024;
 
 /// The outcome of a password check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,12 +210,15 @@ impl Drop for Verifier {
 }
 
 fn run(shared: &Shared) {
+    // Reused by every check (grown when a hash needs more): allocating argon2's memory per
+    // check left tens of MiB per worker in the allocator's arenas.
+    let mut memory = Vec::new();
     while let Some(job) = next(shared) {
         // The session ended or stopped waiting: nobody wants this answer.
         if job.done.is_closed() {
             continue;
         }
-        let _ = job.done.send(verify(&job.phc, &job.password));
+        let _ = job.done.send(verify(&job.phc, &job.password, &mut memory));
     }
 }
 
@@ -226,17 +236,38 @@ fn next(shared: &Shared) -> Option<Job> {
     }
 }
 
-/// Verifies raw password bytes (clients may send non-UTF-8); a malformed hash never matches.
-fn verify(phc: &str, password: &[u8]) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password, &h).is_ok())
+/// Verifies raw password bytes (clients may send non-UTF-8) as argon2's `verify_password`
+/// does, in `memory`, grown to the hash's size when smaller; a malformed hash never matches.
+fn verify(phc: &str, password: &[u8], memory: &mut Vec<Block>) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else { return false };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else { return false };
+    let Ok(version) = hash.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let Ok(params) = Params::try_from(&hash) else { return false };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        warn!(m_cost = params.m_cost(), "argon2 hash needs more memory than allowed; never matches");
+        return false;
+    }
+    if memory.len() < blocks {
+        // Freed first, so the old and the new block are never held together.
+        *memory = Vec::new();
+        *memory = vec![Block::default(); blocks];
+    }
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params);
+    // `Output`'s equality is constant-time.
+    argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..]).is_ok()
+        && Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    use argon2::{Algorithm, Argon2, Params, Version};
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -288,9 +319,43 @@ mod tests {
     #[test]
     fn verifies_bytes_against_phc() {
         let phc = crate::auth::hash_password("s3cret").unwrap();
-        assert!(verify(&phc, b"s3cret"));
-        assert!(!verify(&phc, b"s3cret\xff"));
-        assert!(!verify("garbage", b"s3cret"));
+        let mut memory = Vec::new();
+        assert!(verify(&phc, b"s3cret", &mut memory));
+        assert!(!verify(&phc, b"s3cret\xff", &mut memory));
+        assert!(!verify("garbage", b"s3cret", &mut memory));
+        assert!(!verify(&phc.replace("$argon2id$", "$scrypt$"), b"s3cret", &mut memory));
+    }
+
+    #[test]
+    fn agrees_with_argon2s_own_verifier_and_reuses_memory_across_sizes() {
+        let params = |m, t, p, len| Params::new(m, t, p, Some(len)).unwrap();
+        let hashes = [
+            phc("pw", Algorithm::Argon2id, Version::V0x13, params(256, 2, 1, 32)),
+            phc("pw", Algorithm::Argon2id, Version::V0x13, params(64, 1, 2, 16)),
+            phc("pw", Algorithm::Argon2i, Version::V0x10, params(128, 3, 1, 64)),
+            phc("pw", Algorithm::Argon2d, Version::V0x13, params(512, 1, 4, 24)),
+        ];
+        let mut memory = Vec::new();
+        // Growing, shrinking and growing again: stale blocks from a larger hash do not matter.
+        for phc in hashes.iter().chain(hashes.iter().rev()) {
+            let parsed = PasswordHash::new(phc).unwrap();
+            for password in [&b"pw"[..], b"pW", b"", b"pw\0"] {
+                let theirs = Argon2::default().verify_password(password, &parsed).is_ok();
+                assert_eq!(verify(phc, password, &mut memory), theirs, "{phc} {password:?}");
+            }
+        }
+        assert_eq!(memory.len(), 512, "the block grew to the largest hash and stayed");
+    }
+
+    #[test]
+    fn memory_beyond_the_bound_is_never_allocated() {
+        let huge = "$argon2id$v=19$m=4194304,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$\
+                    AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let params = Params::try_from(&PasswordHash::new(huge).unwrap()).unwrap();
+        assert!(params.block_count() > MAX_BLOCKS, "a valid hash, refused for its size alone");
+        let mut memory = Vec::new();
+        assert!(!verify(huge, b"pw", &mut memory));
+        assert!(memory.is_empty());
     }
 
     fn runtime() -> tokio::runtime::Runtime {
