@@ -97,7 +97,8 @@ pub enum TransferKind {
 /// The io layer's work items. Paths are inside the account's root ([`VirtualPath::relative`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Verify `password` against the argon2 PHC string -> `OpResult::Password`.
+    /// Verify `password` against the argon2 PHC string -> `OpResult::Password`, or
+    /// `OpResult::VerifierBusy` when the check cannot be done now.
     VerifyPassword {
         /// PHC string from configuration.
         phc: String,
@@ -213,6 +214,9 @@ pub enum OpResult {
         /// The password matched.
         valid: bool,
     },
+    /// Answer to `VerifyPassword` when the verifier is saturated and refused or gave up on
+    /// the check: the password was not judged, so this is not a failed login.
+    VerifierBusy,
     /// Answer to `Stat`.
     Stat(Result<FileMeta, FsError>),
     /// Answer to `ReadDir`, with the wall clock (unix seconds) for LIST's time-or-year rule.

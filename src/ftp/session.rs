@@ -332,6 +332,7 @@ impl Session {
     fn complete_op(&mut self, op: Op, result: OpResult, now: Instant) {
         match (op, result) {
             (Op::Login(account), OpResult::Password { valid }) => self.login_done(account, valid, now),
+            (Op::Login(_), OpResult::VerifierBusy) => self.login_refused_busy(),
             (Op::Passive { extended, advertise }, OpResult::Passive(port)) => {
                 self.passive_done(extended, advertise, port)
             }

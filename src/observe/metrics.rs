@@ -24,6 +24,8 @@ pub enum Metric {
     FtpSessionsRefused,
     /// Failed FTP logins.
     FtpLoginFailures,
+    /// FTP logins refused (421) because the password verifier was busy; not failures.
+    FtpLoginsRefusedBusy,
     /// FTP data transfers running.
     FtpTransfersActive,
     /// FTP transfers completed.
@@ -69,6 +71,12 @@ const DESCS: [Desc; 17] = [
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
     d("ferry_ftp_login_failures_total", "", "Failed FTP logins.", Kind::Counter),
+    d(
+        "ferry_ftp_logins_refused_busy_total",
+        "",
+        "FTP logins refused with 421 because the password verifier was busy (not failed logins).",
+        Kind::Counter,
+    ),
     d("ferry_transfers_active", "proto=\"ftp\"", "Transfers running.", Kind::Gauge),
     d("ferry_transfers_total", "proto=\"ftp\",outcome=\"complete\"", "Transfers finished.", Kind::Counter),
     d("ferry_transfers_total", "proto=\"ftp\",outcome=\"failed\"", "Transfers finished.", Kind::Counter),

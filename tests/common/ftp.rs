@@ -80,7 +80,11 @@ permissions = ["read", "write", "append", "delete", "rename", "mkdir"]
         );
         let path = config.path().join("ferry.toml");
         std::fs::write(&path, text).unwrap();
-        let mut args = vec!["--config", path.to_str().unwrap(), "--workers", "2"];
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        // Two workers unless the test chose its own count (the flag may be given once).
+        if !opts.args.contains(&"--workers") {
+            args.extend(["--workers", "2"]);
+        }
         args.extend_from_slice(opts.args);
         let mut cmd = std::process::Command::new(super::ferry_bin());
         cmd.envs(opts.env.iter().copied());

@@ -1,5 +1,5 @@
 //! Access control: who is logged in (RFC 959 §4.1.1 USER, PASS, REIN, QUIT; RFC 7151 HOST),
-//! and the delayed, counted 530 that answers a failed login.
+//! the delayed, counted 530 that answers a failed login, and the 421 of a busy verifier.
 
 use super::data::Data;
 use super::{Action, Event, Op, Pending, Session};
@@ -97,6 +97,15 @@ impl Session {
             }
             None => self.login_failed(now),
         }
+    }
+
+    /// The io layer could not check the password now (too many checks waiting). The password
+    /// was not judged, so this is no failed login (not counted, not delayed); RFC 959's 421,
+    /// closing the connection, tells the client to come back later.
+    pub(super) fn login_refused_busy(&mut self) {
+        tracing::info!(peer = %self.peer, "login refused: password verifier busy");
+        self.reply(421, "Service not available, too many login attempts; try again later.");
+        self.close();
     }
 
     fn logged_in(&mut self, account: Account) {

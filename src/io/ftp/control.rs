@@ -9,6 +9,7 @@ use super::limits::{Refusal, SessionPermit};
 use super::msg::Msg;
 use super::state::{FtpWorker, SessionConfig};
 use super::transfer::{self, Endpoint, Job, XferMeta};
+use super::verifier::Check;
 use crate::fs::Root;
 use crate::ftp::{
     Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, Session, TransferError, TransferEvent,
@@ -297,17 +298,29 @@ impl Driver {
 
     fn act(&mut self, token: OpToken, action: Action) {
         match action {
-            Action::VerifyPassword { phc, password } => match self.ftp.verify_password(phc, password) {
-                Some(rx) => {
-                    let tx = self.tx.clone();
-                    tokio_uring::spawn(async move {
-                        let valid = rx.await.unwrap_or(false);
-                        let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Password { valid }))).await;
-                    });
-                }
-                // The session answers this as a failed login and reports `LoginFailed`.
-                None => self.ready.push_back((token, OpResult::Password { valid: false })),
-            },
+            Action::VerifyPassword { phc, password } => {
+                let check = self.ftp.verify_password(self.peer.ip(), phc, password);
+                let (tx, ctx) = (self.tx.clone(), Rc::clone(&self.ctx));
+                let task = async move {
+                    let check = tokio::select! {
+                        check = check => check,
+                        // The session has ended: dropping the check withdraws it from the queue.
+                        () = tx.closed() => return,
+                    };
+                    let result = match check {
+                        Check::Valid => OpResult::Password { valid: true },
+                        Check::Invalid => OpResult::Password { valid: false },
+                        // Not judged, so not a failed login: the session answers 421 and closes.
+                        Check::Busy(why) => {
+                            debug!(reason = %why, "password not checked: verifier busy");
+                            ctx.shared.metrics.worker(ctx.id).inc(Metric::FtpLoginsRefusedBusy);
+                            OpResult::VerifierBusy
+                        }
+                    };
+                    let _ = tx.send(Msg::Completion(token, Box::new(result))).await;
+                };
+                tokio_uring::spawn(task.instrument(Span::current()));
+            }
             Action::OpenPassive { bind, peer_only } => {
                 self.passive = None;
                 let ports = self.conf.ftp().passive.ports;

@@ -1,6 +1,7 @@
 //! FTP's io: control connections feeding the sans-IO session, data connections (passive
 //! listeners, active connects through the binder), transfers, file-system actions, admission
-//! limits and the per-worker and shared FTP state. Imports `ring/` and `context`, never TFTP.
+//! limits, the per-worker and shared FTP state, and the password verifier. Imports `ring/` and
+//! `context`, never TFTP.
 
 pub mod actions;
 pub mod control;
@@ -9,3 +10,4 @@ pub mod limits;
 pub mod msg;
 pub mod state;
 pub mod transfer;
+pub mod verifier;

@@ -3,6 +3,7 @@
 //! password verifier, transfer count) belongs to one worker thread.
 
 use super::limits::{self, SessionLimits};
+use super::verifier::{self, Busy, Check, Verifier};
 use crate::config::ftp::FtpConfig;
 use crate::config::Config;
 use crate::fs::Root;
@@ -10,9 +11,10 @@ use crate::ftp::FtpSettings;
 use crate::io::ring::zerocopy::{PipePool, TransferLimits};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
@@ -27,8 +29,6 @@ const PIPE_SIZE: usize = 1024 * 1024;
 /// (pipe-user-pages-soft, 64 MiB).
 const LARGE_PIPES_PER_WORKER: usize = 16;
 const CROWDED_PIPE_SIZE: usize = 256 * 1024;
-/// Logins waiting for the verifier thread; more are refused rather than queued without bound.
-const VERIFY_QUEUE: usize = 16;
 
 /// FTP state every worker reads; built once before the privilege drop.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ pub struct FtpWorker {
     pub pipes: PipePool,
     /// Transfers running on this worker (for the global rate split).
     pub transfers: Cell<usize>,
-    verifier: OnceCell<Option<SyncSender<VerifyJob>>>,
+    verifier: OnceCell<Option<Verifier>>,
     worker: usize,
     /// Settings built from the configuration last seen, rebuilt after a reload.
     current: RefCell<SessionConfig>,
@@ -115,12 +115,6 @@ impl SessionConfig {
     pub fn ftp(&self) -> &FtpConfig {
         &self.config.ftp
     }
-}
-
-struct VerifyJob {
-    phc: String,
-    password: Vec<u8>,
-    done: tokio::sync::oneshot::Sender<bool>,
 }
 
 impl FtpWorker {
@@ -170,57 +164,29 @@ impl FtpWorker {
         }
     }
 
-    /// Checks a password against an argon2 PHC string on this worker's verifier thread:
-    /// argon2 takes tens of milliseconds by design and must not stall the event loop.
-    /// `None` when the verifier is overloaded or cannot start (the login then fails).
+    /// Checks a password against an argon2 PHC string on this worker's verifier thread
+    /// (argon2 takes tens of milliseconds by design and must not stall the event loop), taking
+    /// turns with other client addresses; `Busy` when it cannot be checked in time.
     pub fn verify_password(
         &self,
+        from: IpAddr,
         phc: String,
         password: Vec<u8>,
-    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
-        let jobs = self.verifier.get_or_init(|| spawn_verifier(self.worker)).as_ref()?;
-        let (done, rx) = tokio::sync::oneshot::channel();
-        match jobs.try_send(VerifyJob { phc, password, done }) {
-            Ok(()) => Some(rx),
-            Err(TrySendError::Full(_)) => {
-                warn!(worker = self.worker, "password verifier busy; failing this login");
-                None
+    ) -> impl Future<Output = Check> + 'static {
+        // Started lazily (a server without virtual users never needs it), after the privilege drop.
+        let verifier = self.verifier.get_or_init(|| {
+            Verifier::spawn(self.worker, verifier::LIMITS)
+                .inspect_err(|e| {
+                    warn!(worker = self.worker, "cannot start the password verifier thread: {e}")
+                })
+                .ok()
+        });
+        let check = verifier.as_ref().map(|v| v.check(from, phc, password));
+        async move {
+            match check {
+                Some(check) => check.await,
+                None => Check::Busy(Busy::Unavailable),
             }
-            Err(TrySendError::Disconnected(_)) => None,
         }
-    }
-}
-
-/// Started lazily (a server without virtual users never needs it), after the privilege drop.
-fn spawn_verifier(worker: usize) -> Option<SyncSender<VerifyJob>> {
-    let (tx, rx) = sync_channel::<VerifyJob>(VERIFY_QUEUE);
-    let spawned = std::thread::Builder::new().name(format!("ferry-auth{worker}")).spawn(move || {
-        for job in rx {
-            let _ = job.done.send(verify(&job.phc, &job.password));
-        }
-    });
-    match spawned {
-        Ok(_) => Some(tx),
-        Err(e) => {
-            warn!(worker, "cannot start the password verifier thread: {e}");
-            None
-        }
-    }
-}
-
-/// Verifies raw password bytes (clients may send non-UTF-8); a malformed hash never matches.
-fn verify(phc: &str, password: &[u8]) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password, &h).is_ok())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn verifies_bytes_against_phc() {
-        let phc = crate::auth::hash_password("s3cret").unwrap();
-        assert!(super::verify(&phc, b"s3cret"));
-        assert!(!super::verify(&phc, b"s3cret\xff"));
-        assert!(!super::verify("garbage", b"s3cret"));
     }
 }

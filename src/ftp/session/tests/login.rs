@@ -153,6 +153,29 @@ fn failed_login_is_delayed_then_closed_after_limit() {
 }
 
 #[test]
+fn a_busy_verifier_is_421_and_close_not_a_failed_login() {
+    // RFC 959 §4.2: 421 is service not available, closing the control connection. The
+    // password was never judged: no LoginFailed (not counted, no delay), for known and
+    // unknown users alike.
+    for user in ["alice", "mallory"] {
+        let mut c = Client::new();
+        assert_eq!(codes(&c.send(&format!("USER {user}\r\n"))), [331]);
+        let (t, _) = c.action("PASS guess\r\n");
+        assert!(c.send("NOOP\r\n").is_empty(), "queued behind the check");
+        let outs = c.complete(t, OpResult::VerifierBusy);
+        assert_eq!(
+            replies(&outs),
+            "421 Service not available, too many login attempts; try again later.\r\n",
+            "{user}"
+        );
+        assert!(events(&outs).is_empty(), "{user}: {outs:?}");
+        assert!(closed(&outs), "{user}: {outs:?}");
+        assert_eq!(c.s.account(), None);
+        assert_eq!(c.s.poll_timeout(), None, "{user}: no delayed 530 pending");
+    }
+}
+
+#[test]
 fn zero_login_delay_answers_at_once() {
     let mut cfg = config();
     cfg.ftp.limits.login_failure_delay_ms = 0;
