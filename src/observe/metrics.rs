@@ -66,7 +66,7 @@ const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: K
 }
 
 /// Indexed by `Metric as usize`; several entries may share a name with different labels.
-const DESCS: [Desc; 17] = [
+const DESCS: [Desc; 18] = [
     d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
@@ -239,7 +239,10 @@ mod tests {
                 assert!(line.starts_with(last), "series {line} outside its block {last}");
             }
         }
-        assert_eq!(seen_names.len(), 10);
+        let mut names: Vec<&str> = DESCS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(seen_names.len(), names.len(), "every name described once: {seen_names:?}");
     }
 
     #[test]
