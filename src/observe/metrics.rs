@@ -50,8 +50,18 @@ pub enum Metric {
     TftpBytesReceived,
     /// TFTP DATA/OACK retransmissions.
     TftpRetransmissions,
+    /// TFTP datagrams sent by transfers (first sends and retransmissions).
+    TftpDatagramsSent,
     /// TFTP OACKs the client declined with ERROR 8 before any data (UEFI size probes).
     TftpOptionProbes,
+    /// FTP connections refused: `ftp.limits.max_sessions` reached.
+    FtpRefusedSessions,
+    /// FTP connections refused: `ftp.limits.max_sessions_per_ip` reached.
+    FtpRefusedSessionsPerIp,
+    /// TFTP requests refused: `tftp.max_transfers` reached.
+    TftpRefusedTransfers,
+    /// TFTP requests refused: the client's request rate.
+    TftpRefusedRate,
 }
 
 struct Desc {
@@ -66,7 +76,7 @@ const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: K
 }
 
 /// Indexed by `Metric as usize`; several entries may share a name with different labels.
-const DESCS: [Desc; 18] = [
+const DESCS: [Desc; 23] = [
     d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
@@ -90,12 +100,24 @@ const DESCS: [Desc; 18] = [
     d("ferry_bytes_received_total", "proto=\"tftp\"", "Payload bytes received.", Kind::Counter),
     d("ferry_tftp_retransmissions_total", "", "TFTP DATA/OACK retransmissions.", Kind::Counter),
     d(
+        "ferry_tftp_datagrams_sent_total",
+        "",
+        "TFTP datagrams sent by transfers, retransmissions included (the ratio's denominator).",
+        Kind::Counter,
+    ),
+    d(
         "ferry_tftp_option_probes_total",
         "",
         "TFTP OACKs declined with ERROR 8 before any data (size probes).",
         Kind::Counter,
     ),
+    d("ferry_refusals_total", "proto=\"ftp\",reason=\"sessions\"", REFUSALS, Kind::Counter),
+    d("ferry_refusals_total", "proto=\"ftp\",reason=\"sessions_per_ip\"", REFUSALS, Kind::Counter),
+    d("ferry_refusals_total", "proto=\"tftp\",reason=\"transfers\"", REFUSALS, Kind::Counter),
+    d("ferry_refusals_total", "proto=\"tftp\",reason=\"rate\"", REFUSALS, Kind::Counter),
 ];
+
+const REFUSALS: &str = "Connections and requests refused by a limit, by reason.";
 
 /// One worker's block of values; aligned so two workers never share a cache line.
 #[derive(Debug)]

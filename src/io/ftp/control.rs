@@ -70,7 +70,12 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
 
 /// Answers a connection over a session limit with 421 and closes it.
 async fn refuse(ctx: Rc<WorkerContext>, stream: TcpStream, why: Refusal) {
-    ctx.shared.metrics.worker(ctx.id).inc(Metric::FtpSessionsRefused);
+    let metrics = ctx.shared.metrics.worker(ctx.id);
+    metrics.inc(Metric::FtpSessionsRefused);
+    metrics.inc(match why {
+        Refusal::Total => Metric::FtpRefusedSessions,
+        Refusal::PerIp => Metric::FtpRefusedSessionsPerIp,
+    });
     info!(reason = %why, "session refused");
     let text = match why {
         Refusal::Total => "421 Too many users logged in, try again later.\r\n",

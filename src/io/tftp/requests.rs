@@ -173,6 +173,10 @@ impl TftpWorker {
         }
     }
 
+    fn count(&self, m: Metric) {
+        self.ctx.shared.metrics.worker(self.ctx.id).inc(m);
+    }
+
     /// True when this worker is the one that answers a broadcast request from `peer`.
     fn answers_broadcast_from(&self, peer: SocketAddr) -> bool {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -197,6 +201,7 @@ impl TftpWorker {
             return Ok(None);
         }
         if !self.state.rate().allow(peer.ip(), Instant::now()) {
+            self.count(Metric::TftpRefusedRate);
             return Err(Refusal::busy());
         }
         if r.truncated {
@@ -205,8 +210,10 @@ impl TftpWorker {
         let rules = self.rules();
         let request = plan(peer.ip(), bytes, &rules.policy)?;
         let cfg = &rules.config.tftp;
-        let slot =
-            TransferSlot::acquire(&self.state.transfers, cfg.max_transfers).ok_or_else(Refusal::busy)?;
+        let slot = TransferSlot::acquire(&self.state.transfers, cfg.max_transfers).ok_or_else(|| {
+            self.count(Metric::TftpRefusedTransfers);
+            Refusal::busy()
+        })?;
         let opened = self.open(&request, &rules.policy)?;
         let Some((local_ip, ifindex)) = local else {
             warn!(%peer, "request without a destination address; cannot answer from the right address");

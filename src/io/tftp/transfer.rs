@@ -286,7 +286,8 @@ async fn drive(
     let mut was_cut = false;
     let mut tid = Some(tid);
     let outcome = loop {
-        flush(job, link, &mut items).await;
+        let sent = flush(job, link, &mut items).await;
+        metrics.add(Metric::TftpDatagramsSent, sent as u64);
         if let Some(outcome) = both!(job, t => t.outcome()) {
             break outcome;
         }
@@ -325,6 +326,7 @@ async fn drive(
                 // What a timeout makes the machine send again is a retransmission.
                 let resent = flush(job, link, &mut items).await;
                 metrics.add(Metric::TftpRetransmissions, resent as u64);
+                metrics.add(Metric::TftpDatagramsSent, resent as u64);
             }
         }
     };
