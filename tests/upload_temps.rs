@@ -1,11 +1,16 @@
-//! The hidden temporary files of atomic uploads: clients cannot make names of that pattern,
-//! and names up to NAME_MAX upload atomically (the temporary name always fits).
+//! The hidden temporary files of atomic uploads: one left by a crash (kill -9 mid-upload) is
+//! never listed or served over FTP or TFTP, a second process on the same tree leaves a live
+//! upload's file alone, and the next start removes the leftover. Clients cannot make names of
+//! that pattern. Names up to NAME_MAX upload atomically (the temporary name always fits).
 
 mod common;
 
 use common::ftp::{put, Ctl, FtpServer, Opts, PASS, USER};
 use common::tftp::{error_of, request, v4, Raw};
+use common::{check, eventually};
+use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 const ATOMIC: &str = "[ftp.uploads]\natomic = true\n[tftp.write]\nenabled = true\n";
 
@@ -23,6 +28,67 @@ fn temps(dir: &Path) -> Vec<(String, u64)> {
 
 fn atomic() -> FtpServer {
     FtpServer::start(Opts { toml: ATOMIC, ..Default::default() })
+}
+
+#[test]
+fn a_crashed_uploads_temporary_file_is_never_served_and_goes_at_the_next_start() {
+    let mut first = atomic();
+    let up = first.root().join("upload");
+    // A slow client: the upload has begun, and stays open.
+    let mut writer = Ctl::login(&first, USER, PASS);
+    writer.cmd("TYPE I");
+    let mut data = writer.epsv();
+    let reply = writer.cmd("STOR upload/big.bin");
+    assert!(reply.starts_with("150 "), "{reply}");
+    data.write_all(b"partial upload").unwrap();
+    let live = eventually(Duration::from_secs(10), "the upload's temporary file with its bytes", || {
+        check(temps(&up), |t| t.len() == 1 && t[0].1 == 14)
+    });
+    let temp = &live[0].0;
+
+    // A second process starting on the same tree leaves a running upload's file alone.
+    let second = first.another();
+    assert_eq!(temps(&up), live, "a live upload's file survives another process's start");
+    second.wait_log("in_use=1");
+    first.server.signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(10));
+    assert!(matches!(first.server.child.try_wait(), Ok(Some(_))), "the first process is gone");
+    assert_eq!(temps(&up), live, "kill -9 leaves the temporary file behind");
+
+    // The leftover is never listed...
+    let mut c = Ctl::login_to(&second, "anonymous", "guest@");
+    for list in ["LIST -a upload", "NLST -a upload", "MLSD upload"] {
+        let (first, bytes, done) = c.transfer(list);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(first.starts_with("150 ") && done.starts_with("226 "), "{list}: {first}{done}");
+        assert!(!text.contains("ferry-part"), "{list} shows the temporary file:\n{text}");
+    }
+    let stat = c.cmd("STAT upload");
+    assert!(stat.starts_with("213-") && !stat.contains("ferry-part"), "STAT shows it:\n{stat}");
+    // ...nor found by any path command, nor served...
+    let path = format!("upload/{temp}");
+    for cmd in ["MLST", "SIZE", "MDTM"] {
+        let reply = c.cmd(&format!("{cmd} {path}"));
+        assert!(reply.starts_with("550 "), "{cmd}: {reply}");
+    }
+    let (first_reply, bytes, _) = c.transfer(&format!("RETR {path}"));
+    assert!(first_reply.starts_with("550 ") && bytes.is_empty(), "RETR: {first_reply}");
+    let tftp = Raw::new(v4(&second));
+    tftp.send(&request(1, &path, "octet", &[]));
+    assert_eq!(error_of(&tftp.recv().0), Some((1, "file not found".into())), "TFTP RRQ");
+    // ...nor touched by a user who may delete and rename.
+    let mut alice = Ctl::login_to(&second, USER, PASS);
+    for cmd in ["DELE", "RNFR"] {
+        let reply = alice.cmd(&format!("{cmd} {path}"));
+        assert!(reply.starts_with("550 "), "{cmd}: {reply}");
+    }
+    assert_eq!(temps(&up), live);
+
+    // The next start removes it, and says so.
+    drop(second);
+    let third = first.another();
+    assert_eq!(temps(&up), vec![], "the crash's leftover is gone after the restart");
+    let log = third.wait_log("temporary files of interrupted uploads removed");
+    assert!(log.contains("removed=1"), "{log}");
 }
 
 #[test]

@@ -80,13 +80,14 @@ impl Root {
 
 mod error;
 mod ops;
-// Raw openat2/openat hand back fds to own, and utimensat(AT_EMPTY_PATH) has no safe wrapper.
+// Raw openat2/openat hand back fds to own; utimensat(AT_EMPTY_PATH) and a flock that lasts as
+// long as the open file have no safe wrapper.
 #[allow(unsafe_code)]
 mod sys;
 mod temp;
 pub use error::{classify, FileErrorKind};
 pub use ops::{DirEntry, UploadTarget, WriteMode};
-pub use temp::is_upload_temp;
+pub use temp::{is_upload_temp, sweep_upload_temps, SweepBounds, SweepReport};
 
 #[cfg(test)]
 mod tests {

@@ -133,7 +133,7 @@ impl Root {
     }
 
     /// Lists a directory (or a single non-directory entry, as `ls` does), without the
-    /// temporary files of uploads.
+    /// temporary files of uploads; those abandoned for [`temp::ABANDONED_AFTER`] are removed.
     pub fn list(&self, rel: &Path) -> io::Result<Vec<DirEntry>> {
         let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty());
         let fd = match fd {
@@ -158,6 +158,8 @@ impl Root {
             }
             let name = std::ffi::OsStr::from_bytes(name);
             if temp::is_upload_temp(name.as_bytes()) {
+                // Never listed; one a crash left behind long ago goes now.
+                temp::remove_if_abandoned(fd.as_fd(), name, temp::ABANDONED_AFTER);
                 continue;
             }
             // An entry removed between readdir and stat is simply skipped.
@@ -267,6 +269,9 @@ impl Root {
                 let temp = PathBuf::from(temp::temp_name(final_name.as_os_str(), rand::random(), name_max));
                 match open(&temp, OFlag::O_EXCL) {
                     Ok(file) => {
+                        // Held until the file is closed: the sweeps leave a locked file alone.
+                        // The file is brand new, so nothing else holds it.
+                        let _ = sys::try_lock(file.as_fd());
                         return Ok(UploadTarget {
                             file,
                             parent,
@@ -416,6 +421,11 @@ mod tests {
             invalid(root.open_upload(new, mode, true, true).map(drop));
         }
         assert_eq!(std::fs::read(d.path().join(temp)).unwrap(), b"partial");
+        // Listing its directory removes it once it has not been written for long.
+        let old = std::time::SystemTime::now() - 2 * temp::ABANDONED_AFTER;
+        std::fs::File::options().write(true).open(d.path().join(temp)).unwrap().set_modified(old).unwrap();
+        root.list(Path::new("sub")).unwrap();
+        assert!(!d.path().join(temp).exists());
     }
 
     #[test]
