@@ -4,7 +4,7 @@
 
 use crate::binder;
 use crate::config::Config;
-use crate::fs::Root;
+use crate::fs::{self, Root, SweepBounds};
 use crate::io::context::{Phase, Shared};
 use crate::io::ftp::state::FtpShared;
 use crate::io::tftp::state::TftpShared;
@@ -180,6 +180,7 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
         }
     }
     user.and_then(|u| privs::drop_server(start, &u)).map_err(StartupError::PrivilegeDrop)?;
+    sweep_upload_temps(&root, &tftp_root, ftp_state.as_deref());
     // Every thread started from here inherits this mask, so signals reach only `sigwait`.
     let signals = handled_signals();
     signals.thread_block().map_err(StartupError::Signals)?;
@@ -226,6 +227,34 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     // What is really bound: nothing for a disabled protocol, the v4 fallback when IPv6 is off.
     info!(workers, ftp = ?ftp_served, tftp = ?tftp_served, "ferry serving {}", shared.config.root.display());
     Ok(Running { events, workers, shutdown: shutdown_tx, wakers, shared, reload: Reload { live, reloader } })
+}
+
+/// Removes the temporary files of uploads a crash interrupted (kill -9, power loss) from every
+/// served root: as the service user, and before any worker can start an upload. Those of
+/// uploads running in another process on the same tree are locked, and left alone.
+fn sweep_upload_temps(top: &Arc<Root>, tftp: &Arc<Root>, ftp: Option<&FtpShared>) {
+    let accounts: Vec<Arc<Root>> = ftp
+        .map(|f| {
+            let s = &f.settings;
+            let paths = s.anonymous.iter().map(|a| &a.root).chain(s.users.iter().map(|u| &u.root));
+            paths.filter_map(|p| f.root(p)).collect()
+        })
+        .unwrap_or_default();
+    let roots = [top, tftp].into_iter().chain(&accounts).map(|r| &**r);
+    let report = fs::sweep_upload_temps(roots, SweepBounds::START);
+    if report.removed > 0 || report.in_use > 0 {
+        info!(
+            removed = report.removed,
+            in_use = report.in_use,
+            "start-up sweep: temporary files of interrupted uploads removed"
+        );
+    }
+    if report.cut_short {
+        info!(
+            entries = report.entries,
+            "start-up sweep of upload temporary files stopped at its bounds; the rest are removed when listed, an hour after their last write"
+        );
+    }
 }
 
 /// Waits until every worker serves, so READY=1 (and the "serving" line) means what it says:

@@ -112,7 +112,7 @@ fn a_partial_upload_is_never_visible_and_is_removed() {
     let during = names(&up);
     assert!(!during.contains(&"part.bin".to_string()), "final name visible mid-upload: {during:?}");
     assert!(
-        during.iter().any(|n| n.starts_with(".part.bin.")),
+        during.iter().any(|n| n.starts_with(".ferry-part-") && n.ends_with("-part.bin")),
         "expected a hidden temporary file: {during:?}"
     );
     // The client vanishes: the server gives up after max(max_retransmit_time, 4 timeouts)

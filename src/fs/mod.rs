@@ -5,6 +5,7 @@
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -44,7 +45,9 @@ impl Root {
     }
 
     /// Opens `rel` (taken relative to the root whatever its form) with `flags` and `mode`.
+    /// A path through an upload's temporary file is not found (see [`is_upload_temp`]).
     pub fn open_at(&self, rel: &Path, flags: OFlag, mode: Mode) -> std::io::Result<OwnedFd> {
+        temp::refuse_in_path(rel)?;
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
         let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).mode(mode).resolve(resolve_flags());
         sys::openat2(self.dir.as_fd(), rel, how)
@@ -52,7 +55,9 @@ impl Root {
 
     /// Opens the directory holding `rel`'s last component, for the `*at` calls that create,
     /// remove or rename names (those take a parent fd and a plain name).
+    /// An upload's temporary file is not found by that name either.
     pub fn parent_of(&self, rel: &Path) -> std::io::Result<(OwnedFd, PathBuf)> {
+        temp::refuse_in_path(rel)?;
         let name = match rel.components().next_back() {
             Some(Component::Normal(name)) => PathBuf::from(name),
             _ => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
@@ -61,15 +66,28 @@ impl Root {
         let dir = self.open_at(parent, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
         Ok((dir, name))
     }
+
+    /// As [`Root::parent_of`] for a name about to be made (a directory, a rename's target, an
+    /// upload): one of the temporary-file pattern is refused as an invalid name, so that no
+    /// client can plant a file that would be hidden and swept.
+    pub fn parent_for_new(&self, rel: &Path) -> std::io::Result<(OwnedFd, PathBuf)> {
+        if rel.file_name().is_some_and(|n| is_upload_temp(n.as_bytes())) {
+            return Err(error::kind_error(FileErrorKind::InvalidName));
+        }
+        self.parent_of(rel)
+    }
 }
 
 mod error;
 mod ops;
-// Raw openat2/openat hand back fds to own, and utimensat(AT_EMPTY_PATH) has no safe wrapper.
+// Raw openat2/openat hand back fds to own; utimensat(AT_EMPTY_PATH) and a flock that lasts as
+// long as the open file have no safe wrapper.
 #[allow(unsafe_code)]
 mod sys;
+mod temp;
 pub use error::{classify, FileErrorKind};
 pub use ops::{DirEntry, UploadTarget, WriteMode};
+pub use temp::{is_upload_temp, sweep_upload_temps, SweepBounds, SweepReport};
 
 #[cfg(test)]
 mod tests {

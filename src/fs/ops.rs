@@ -3,7 +3,7 @@
 //! handed to a path-walking syscall. These are short metadata calls, done synchronously.
 
 use super::error::{kind_error, FileErrorKind};
-use super::{sys, Root};
+use super::{sys, temp, Root};
 use nix::fcntl::{AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, Mode};
 use std::ffi::OsString;
@@ -132,7 +132,8 @@ impl Root {
         Ok((file.into(), meta))
     }
 
-    /// Lists a directory (or a single non-directory entry, as `ls` does).
+    /// Lists a directory (or a single non-directory entry, as `ls` does), without the
+    /// temporary files of uploads; those abandoned for [`temp::ABANDONED_AFTER`] are removed.
     pub fn list(&self, rel: &Path) -> io::Result<Vec<DirEntry>> {
         let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty());
         let fd = match fd {
@@ -155,8 +156,14 @@ impl Root {
             if name == b"." || name == b".." {
                 continue;
             }
+            let name = std::ffi::OsStr::from_bytes(name);
+            if temp::is_upload_temp(name.as_bytes()) {
+                // Never listed; one a crash left behind long ago goes now.
+                temp::remove_if_abandoned(fd.as_fd(), name, temp::ABANDONED_AFTER);
+                continue;
+            }
             // An entry removed between readdir and stat is simply skipped.
-            if let Ok(e) = entry_at(&fd, std::ffi::OsStr::from_bytes(name)) {
+            if let Ok(e) = entry_at(&fd, name) {
                 out.push(e);
             }
         }
@@ -166,7 +173,7 @@ impl Root {
 
     /// Creates a directory.
     pub fn mkdir(&self, rel: &Path, mode: u32) -> io::Result<()> {
-        let (parent, name) = self.parent_of(rel)?;
+        let (parent, name) = self.parent_for_new(rel)?;
         nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name.as_path(), Mode::from_bits_truncate(mode))
             .map_err(io_err)
     }
@@ -193,7 +200,7 @@ impl Root {
     /// left alone and the call fails with EEXIST (renameat2 RENAME_NOREPLACE, no race).
     pub fn rename(&self, from: &Path, to: &Path, replace: bool) -> io::Result<()> {
         let (from_dir, from_name) = self.parent_of(from)?;
-        let (to_dir, to_name) = self.parent_of(to)?;
+        let (to_dir, to_name) = self.parent_for_new(to)?;
         let flags = if replace { RenameFlags::empty() } else { RenameFlags::RENAME_NOREPLACE };
         nix::fcntl::renameat2(
             Some(from_dir.as_raw_fd()),
@@ -237,27 +244,34 @@ impl Root {
         atomic: bool,
         keep_partial: bool,
     ) -> io::Result<UploadTarget> {
-        let (parent, final_name) = self.parent_of(rel)?;
+        let (parent, final_name) = self.parent_for_new(rel)?;
         let base = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         let perm = Mode::from_bits_truncate(0o644);
         let open = |name: &Path, flags: OFlag| sys::openat(parent.as_fd(), name, base | flags, perm);
         // Appends and resumes extend the existing file in place, so they cannot be atomic.
         let atomic = atomic && matches!(mode, WriteMode::Truncate | WriteMode::CreateNew);
         if atomic {
+            let name_max = nix::unistd::fpathconf(&parent, nix::unistd::PathconfVar::NAME_MAX)
+                .ok()
+                .flatten()
+                .map_or(temp::DEFAULT_NAME_MAX, |n| n as usize);
+            // Refused now rather than by the rename once all the data has arrived.
+            if final_name.as_os_str().len() > name_max {
+                return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+            }
             if mode == WriteMode::CreateNew
                 && fstatat(Some(parent.as_raw_fd()), final_name.as_path(), AtFlags::AT_SYMLINK_NOFOLLOW)
                     .is_ok()
             {
                 return Err(io::Error::from_raw_os_error(libc::EEXIST));
             }
-            for attempt in 0..16u32 {
-                let temp = PathBuf::from(format!(
-                    ".{}.ferry-part-{:08x}",
-                    final_name.display(),
-                    rand::random::<u32>().wrapping_add(attempt)
-                ));
+            for _ in 0..16 {
+                let temp = PathBuf::from(temp::temp_name(final_name.as_os_str(), rand::random(), name_max));
                 match open(&temp, OFlag::O_EXCL) {
                     Ok(file) => {
+                        // Held until the file is closed: the sweeps leave a locked file alone.
+                        // The file is brand new, so nothing else holds it.
+                        let _ = sys::try_lock(file.as_fd());
                         return Ok(UploadTarget {
                             file,
                             parent,
@@ -266,7 +280,7 @@ impl Root {
                             no_replace: mode == WriteMode::CreateNew,
                             keep_partial,
                             done: false,
-                        })
+                        });
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
                     Err(e) => return Err(e),
@@ -306,6 +320,7 @@ fn entry_at(dir: &impl AsFd, name: &std::ffi::OsStr) -> io::Result<DirEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::classify;
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
 
@@ -379,6 +394,52 @@ mod tests {
         assert_eq!(up.commit().unwrap_err().raw_os_error(), Some(libc::EEXIST));
         assert_eq!(std::fs::read(d.path().join("sub/new.bin")).unwrap(), b"first");
         assert_eq!(std::fs::read_dir(d.path().join("sub")).unwrap().count(), 3, "temp file removed");
+    }
+
+    #[test]
+    fn temporary_files_are_not_there_for_clients() {
+        let (d, root) = setup();
+        let temp = "sub/.ferry-part-0123456789abcdef-a.txt";
+        std::fs::write(d.path().join(temp), b"partial").unwrap();
+        let not_found = |r: io::Result<()>| assert_eq!(r.map_err(classify), Err(FileErrorKind::NotFound));
+        let p = Path::new(temp);
+        not_found(root.open_read(p).map(drop));
+        not_found(root.stat(p).map(drop));
+        not_found(root.list(p).map(drop));
+        not_found(root.unlink(p));
+        not_found(root.rename(p, Path::new("sub/b"), false));
+        not_found(root.chmod(p, 0o600));
+        not_found(root.set_mtime(p, 0));
+        let names: Vec<_> = root.list(Path::new("sub")).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec![OsString::from("a.txt")], "hidden from listings");
+        // Nor can a client make one, by any means.
+        let invalid = |r: io::Result<()>| assert_eq!(r.map_err(classify), Err(FileErrorKind::InvalidName));
+        let new = Path::new("sub/.ferry-part-fedcba9876543210-x");
+        invalid(root.mkdir(new, 0o755));
+        invalid(root.rename(Path::new("b.bin"), new, false));
+        for mode in [WriteMode::Truncate, WriteMode::CreateNew, WriteMode::Append, WriteMode::Resume] {
+            invalid(root.open_upload(new, mode, true, true).map(drop));
+        }
+        assert_eq!(std::fs::read(d.path().join(temp)).unwrap(), b"partial");
+        // Listing its directory removes it once it has not been written for long.
+        let old = std::time::SystemTime::now() - 2 * temp::ABANDONED_AFTER;
+        std::fs::File::options().write(true).open(d.path().join(temp)).unwrap().set_modified(old).unwrap();
+        root.list(Path::new("sub")).unwrap();
+        assert!(!d.path().join(temp).exists());
+    }
+
+    #[test]
+    fn atomic_uploads_take_every_name_that_fits() {
+        let (d, root) = setup();
+        let longest = "n".repeat(255);
+        let up = root.open_upload(Path::new(&longest), WriteMode::CreateNew, true, true).unwrap();
+        let listed: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(listed.iter().any(|n| temp::is_upload_temp(n.as_bytes())), "{listed:?}");
+        assert_eq!(root.list(Path::new("")).unwrap().len(), 3, "the upload in progress is not listed");
+        up.commit().unwrap();
+        assert!(d.path().join(&longest).is_file());
+        let err = root.open_upload(Path::new(&"n".repeat(256)), WriteMode::Truncate, true, true).unwrap_err();
+        assert_eq!(classify(err), FileErrorKind::NameTooLong);
     }
 
     #[test]

@@ -36,3 +36,15 @@ pub fn set_mtime(fd: BorrowedFd<'_>, unix_secs: i64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// flock(LOCK_EX | LOCK_NB) on what `fd` refers to. The lock belongs to the open file
+/// description: it lasts until every fd of it is closed, or the process dies. (nix's `Flock`
+/// unlocks when dropped, and wants to own the fd.)
+pub fn try_lock(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is open for the call (borrowed); flock takes no pointers.
+    let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

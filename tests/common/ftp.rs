@@ -2,8 +2,9 @@
 //! port range, a writable virtual user), random files, and real clients (curl, lftp,
 //! python3 ftplib) run with a time limit.
 
-use super::Server;
-use std::io::{Read, Write};
+use super::{ftp_connect, Server};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -18,6 +19,9 @@ pub struct FtpServer {
     pub server: Server,
     pub dir: tempfile::TempDir,
     pub passive: (u16, u16),
+    /// Arguments and environment it was started with (for [`FtpServer::another`]).
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     _config: tempfile::TempDir,
 }
 
@@ -86,10 +90,16 @@ permissions = ["read", "write", "append", "delete", "rename", "mkdir"]
             args.extend(["--workers", "2"]);
         }
         args.extend_from_slice(opts.args);
-        let mut cmd = std::process::Command::new(super::ferry_bin());
-        cmd.envs(opts.env.iter().copied());
-        let server = Server::start_with(cmd, dir.path(), super::free_port(), super::free_port(), &args);
-        FtpServer { server, dir, passive, _config: config }
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let env: Vec<_> = opts.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let server = launch(dir.path(), &args, &env);
+        FtpServer { server, dir, passive, args, env, _config: config }
+    }
+
+    /// Another Ferry process with the same configuration serving the same directory, on
+    /// fresh ports: a second process on one tree, or the restart after a crash.
+    pub fn another(&self) -> Server {
+        launch(self.dir.path(), &self.args, &self.env)
     }
 
     /// `ftp://127.0.0.1:PORT` (or `[::1]` when `v6`).
@@ -117,6 +127,13 @@ permissions = ["read", "write", "append", "delete", "rename", "mkdir"]
     pub fn wait_log(&self, needle: &str) -> String {
         self.server.wait_log(needle)
     }
+}
+
+fn launch(root: &Path, args: &[String], env: &[(String, String)]) -> Server {
+    let mut cmd = Command::new(super::ferry_bin());
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_with(cmd, root, super::free_port(), super::free_port(), &args)
 }
 
 /// `n` random bytes.
@@ -205,4 +222,87 @@ pub fn s(p: &Path) -> &str {
 /// A file's bytes.
 pub fn read(p: impl Into<PathBuf>) -> Vec<u8> {
     std::fs::read(p.into()).unwrap()
+}
+
+/// One raw control connection, logged in (for probes that read the replies themselves).
+pub struct Ctl {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Ctl {
+    pub fn login(srv: &FtpServer, user: &str, pass: &str) -> Ctl {
+        Ctl::login_to(&srv.server, user, pass)
+    }
+
+    /// As [`Ctl::login`], to any Ferry process (one started by [`FtpServer::another`]).
+    pub fn login_to(server: &Server, user: &str, pass: &str) -> Ctl {
+        let (r, w, greeting) = ftp_connect(server.ftp_addr());
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        let mut c = Ctl { r, w };
+        assert!(c.cmd(&format!("USER {user}")).starts_with("331 "));
+        let reply = c.cmd(&format!("PASS {pass}"));
+        assert!(reply.starts_with("230 "), "{reply}");
+        c
+    }
+
+    /// One whole reply: through the line `NNN ` when the first is `NNN-` (RFC 959 §4.2).
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        assert!(line.ends_with("\r\n"), "every reply line ends in CRLF: {line:?}");
+        all.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b'-') {
+            let end = format!("{} ", &line[..3]);
+            loop {
+                line.clear();
+                self.r.read_line(&mut line).unwrap();
+                assert!(!line.is_empty(), "connection closed inside a multi-line reply: {all}");
+                all.push_str(&line);
+                if line.starts_with(&end) {
+                    break;
+                }
+            }
+        }
+        all
+    }
+
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+
+    /// EPSV, and the data connection to the port it names.
+    pub fn epsv(&mut self) -> TcpStream {
+        let epsv = self.cmd("EPSV");
+        let port: u16 = epsv.split("(|||").nth(1).and_then(|s| s.split('|').next()).unwrap().parse().unwrap();
+        TcpStream::connect(("127.0.0.1", port)).unwrap()
+    }
+
+    /// EPSV, then `line`, sending `bytes` once it is accepted: the first and final replies
+    /// (the final one empty when the first refused).
+    pub fn store(&mut self, line: &str, bytes: &[u8]) -> (String, String) {
+        let mut data = self.epsv();
+        let first = self.cmd(line);
+        if !first.starts_with("150") {
+            return (first, String::new());
+        }
+        data.write_all(bytes).unwrap();
+        drop(data);
+        (first, self.reply())
+    }
+
+    /// EPSV, then `line`: the first reply, the data received, and the final reply (empty
+    /// when the first already refused).
+    pub fn transfer(&mut self, line: &str) -> (String, Vec<u8>, String) {
+        let mut data = self.epsv();
+        let first = self.cmd(line);
+        if !first.starts_with("150") {
+            return (first, Vec::new(), String::new());
+        }
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).unwrap();
+        (first, bytes, self.reply())
+    }
 }
