@@ -30,6 +30,19 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# promtool (tests/dashboards.rs) comes from Debian's prometheus package, unpacked rather than
+# installed: only the checker is needed, not a Prometheus service and its user.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    tools=/var/tmp/ferry-tools
+    mkdir -p "$tools"
+    (cd "$tools" && rm -f prometheus_*.deb &&
+      { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } &&
+      dpkg -x prometheus_*.deb prometheus && ln -sf "$tools/prometheus/usr/bin/promtool" /usr/local/bin/promtool) ||
+      echo "tests/run-all.sh: cannot fetch promtool; tests/dashboards.rs will report itself skipped" >&2
+  fi
+fi
+
 # The manifests test reads YAML with the python3 on PATH (which may not be Debian's).
 python3 -c "import yaml" 2>/dev/null || python3 -m pip install -q pyyaml
 
