@@ -40,7 +40,7 @@ fn systemd_unit_verifies_cleanly() {
     // verify checks that ExecStart exists, so point it at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferry.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/ferry", ferry_bin())).unwrap();
+    std::fs::write(&path, unit.replace("/usr/sbin/ferry", ferry_bin())).unwrap();
     let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let ours: Vec<&str> = text.lines().filter(|l| l.contains("ferry.service")).collect();

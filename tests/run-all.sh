@@ -20,6 +20,16 @@ command -v iptables >/dev/null || need_pkgs+=(iptables)
 command -v setpriv >/dev/null || need_pkgs+=(util-linux)
 command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+# tests/package.rs: the Debian package (cargo-deb needs dpkg-shlibdeps and strip; the test runs
+# lintian and logrotate) and the container image (podman with runc, a base made by debootstrap).
+command -v dpkg-shlibdeps >/dev/null || need_pkgs+=(dpkg-dev)
+command -v strip >/dev/null || need_pkgs+=(binutils)
+command -v lintian >/dev/null || need_pkgs+=(lintian)
+command -v logrotate >/dev/null || need_pkgs+=(logrotate)
+command -v podman >/dev/null || need_pkgs+=(podman)
+command -v runc >/dev/null || need_pkgs+=(runc)
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run-all.sh: missing ${need_pkgs[*]}; run as root so they can be installed" >&2

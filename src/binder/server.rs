@@ -53,6 +53,8 @@ impl BinderArgs {
 
 /// Runs the binder until all channels close. Returns the process exit code.
 pub fn run(args: &BinderArgs) -> i32 {
+    // The spawner, which may itself be PID 1 (a container's entrypoint).
+    let parent = nix::unistd::getppid();
     let start = StartPrivilege::detect();
     if !start.can_bind_low_ports() {
         error!("binder started without CAP_NET_BIND_SERVICE; nothing to hand out");
@@ -67,9 +69,9 @@ pub fn run(args: &BinderArgs) -> i32 {
         return 1;
     }
     // The parent-death signal is reset by credential changes, so set it after the drop and
-    // re-check the parent in case it died in between.
+    // re-check the parent in case it died in between (then this process was reparented).
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
-    if nix::unistd::getppid().as_raw() == 1 {
+    if nix::unistd::getppid() != parent {
         return 0;
     }
     // SAFETY: the spawner placed exactly `channels` open socket fds at 3.. before exec and
