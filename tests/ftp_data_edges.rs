@@ -5,50 +5,29 @@
 
 mod common;
 
-use common::ftp::{FtpServer, Opts, PASS, USER};
-use common::{eventually, free_port, ftp_command, ftp_connect};
-use std::io::{BufRead, BufReader, Write};
+use common::ftp::{Ctl, FtpServer, Opts, PASS, USER};
+use common::{eventually, free_port};
+use std::io::{BufRead, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-type Control = (BufReader<TcpStream>, TcpStream);
-
-fn login(srv: &FtpServer, user: &str, pass: &str) -> Control {
-    let (mut r, mut w, greeting) = ftp_connect(srv.server.ftp_addr());
-    assert!(greeting.starts_with("220"), "{greeting}");
-    assert!(ftp_command(&mut r, &mut w, &format!("USER {user}")).starts_with("331"));
-    let reply = ftp_command(&mut r, &mut w, &format!("PASS {pass}"));
-    assert!(reply.starts_with("230"), "{reply}");
-    (r, w)
-}
-
-/// EPSV: the port from `229 ... (|||port|)`, or the whole reply when refused.
-fn epsv(c: &mut Control) -> Result<u16, String> {
-    let reply = ftp_command(&mut c.0, &mut c.1, "EPSV");
-    if !reply.starts_with("229") {
-        return Err(reply);
-    }
-    let inner = reply.split("(|||").nth(1).and_then(|s| s.split('|').next()).unwrap_or_default();
-    inner.parse().map_err(|_| reply.clone())
-}
 
 #[test]
 fn running_out_of_passive_ports_is_a_quick_425_and_recovers() {
     let port = free_port();
     let range = format!("{port}-{port}");
     let srv = FtpServer::start(Opts { env: &[("FERRY_FTP__PASSIVE__PORTS", &range)], ..Opts::default() });
-    let mut a = login(&srv, "anonymous", "guest@");
-    assert_eq!(epsv(&mut a), Ok(port), "the one passive port goes to the first session");
-    let mut b = login(&srv, "anonymous", "guest@");
+    let mut a = Ctl::login(&srv, "anonymous", "guest@");
+    assert_eq!(a.epsv_port(), Ok(port), "the one passive port goes to the first session");
+    let mut b = Ctl::login(&srv, "anonymous", "guest@");
     let started = Instant::now();
-    let refused = epsv(&mut b).expect_err("no passive port left");
+    let refused = b.epsv_port().expect_err("no passive port left");
     assert!(refused.starts_with("425"), "{refused}");
     assert!(started.elapsed() < Duration::from_secs(2), "refused at once, not after a timeout");
     // The first session leaves; its listener is freed and the port serves the second.
-    assert!(ftp_command(&mut a.0, &mut a.1, "QUIT").starts_with("221"));
+    assert!(a.cmd("QUIT").starts_with("221"));
     drop(a);
     let again = eventually(Duration::from_secs(5), "the freed passive port", || {
-        epsv(&mut b).inspect_err(|e| assert!(e.starts_with("425"), "{e}"))
+        b.epsv_port().inspect_err(|e| assert!(e.starts_with("425"), "{e}"))
     });
     assert_eq!(again, port);
 }
@@ -56,13 +35,13 @@ fn running_out_of_passive_ports_is_a_quick_425_and_recovers() {
 /// Starts `STOR upload/cut.bin`, sends part of the data, then resets the data connection.
 /// Returns what was sent and the final control reply.
 fn interrupted_upload(srv: &FtpServer) -> (Vec<u8>, String) {
-    let mut c = login(srv, USER, PASS);
-    assert!(ftp_command(&mut c.0, &mut c.1, "TYPE I").starts_with("200"));
-    let port = epsv(&mut c).expect("EPSV");
-    c.1.write_all(b"STOR upload/cut.bin\r\n").unwrap();
+    let mut c = Ctl::login(srv, USER, PASS);
+    assert!(c.cmd("TYPE I").starts_with("200"));
+    let port = c.epsv_port().expect("EPSV");
+    c.w.write_all(b"STOR upload/cut.bin\r\n").unwrap();
     let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut line = String::new();
-    c.0.read_line(&mut line).unwrap();
+    c.r.read_line(&mut line).unwrap();
     assert!(line.starts_with("150"), "{line}");
     let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     data.write_all(&sent).unwrap();
@@ -70,7 +49,7 @@ fn interrupted_upload(srv: &FtpServer) -> (Vec<u8>, String) {
     socket2::SockRef::from(&data).set_linger(Some(Duration::ZERO)).unwrap();
     drop(data);
     let mut reply = String::new();
-    c.0.read_line(&mut reply).unwrap();
+    c.r.read_line(&mut reply).unwrap();
     (sent, reply)
 }
 
@@ -112,20 +91,20 @@ fn an_interrupted_upload_leaves_nothing_or_the_received_bytes_as_configured() {
 fn a_failed_open_keeps_the_passive_port_for_the_next_transfer() {
     let srv = FtpServer::start(Opts::default());
     std::fs::write(srv.root().join("present.bin"), b"present\n").unwrap();
-    let mut c = login(&srv, "anonymous", "guest@");
-    assert!(ftp_command(&mut c.0, &mut c.1, "TYPE I").starts_with("200"));
-    let port = epsv(&mut c).expect("EPSV");
-    assert!(ftp_command(&mut c.0, &mut c.1, "RETR missing.bin").starts_with("550"));
+    let mut c = Ctl::login(&srv, "anonymous", "guest@");
+    assert!(c.cmd("TYPE I").starts_with("200"));
+    let port = c.epsv_port().expect("EPSV");
+    assert!(c.cmd("RETR missing.bin").starts_with("550"));
     // No new EPSV: the same listener serves the next RETR.
-    c.1.write_all(b"RETR present.bin\r\n").unwrap();
+    c.w.write_all(b"RETR present.bin\r\n").unwrap();
     let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut line = String::new();
-    c.0.read_line(&mut line).unwrap();
+    c.r.read_line(&mut line).unwrap();
     assert!(line.starts_with("150"), "{line}");
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut data, &mut got).unwrap();
     assert_eq!(got, b"present\n");
     line.clear();
-    c.0.read_line(&mut line).unwrap();
+    c.r.read_line(&mut line).unwrap();
     assert!(line.starts_with("226"), "{line}");
 }

@@ -3,7 +3,8 @@
 //! python3 ftplib) run with a time limit.
 
 use super::Server;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -201,4 +202,93 @@ pub fn s(p: &Path) -> &str {
 /// A file's bytes.
 pub fn read(p: impl Into<PathBuf>) -> Vec<u8> {
     std::fs::read(p.into()).unwrap()
+}
+
+/// One control connection, logged in.
+pub struct Ctl {
+    pub r: BufReader<TcpStream>,
+    pub w: TcpStream,
+}
+
+impl Ctl {
+    pub fn login(srv: &FtpServer, user: &str, pass: &str) -> Ctl {
+        Ctl::login_from(srv, std::net::Ipv4Addr::LOCALHOST.into(), user, pass)
+    }
+
+    /// As `login`, from the local address `from` (127.0.0.2 is another client IP).
+    pub fn login_from(srv: &FtpServer, from: std::net::IpAddr, user: &str, pass: &str) -> Ctl {
+        let (r, w, greeting) = super::ftp_connect_from(from, srv.server.ftp_addr());
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        let mut c = Ctl { r, w };
+        assert!(c.cmd(&format!("USER {user}")).starts_with("331 "));
+        let reply = c.cmd(&format!("PASS {pass}"));
+        assert!(reply.starts_with("230 "), "{reply}");
+        c
+    }
+
+    /// One whole reply: through the line `NNN ` when the first is `NNN-` (RFC 959 §4.2).
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        assert!(line.ends_with("\r\n"), "every reply line ends in CRLF: {line:?}");
+        all.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b'-') {
+            let end = format!("{} ", &line[..3]);
+            loop {
+                line.clear();
+                self.r.read_line(&mut line).unwrap();
+                assert!(!line.is_empty(), "connection closed inside a multi-line reply: {all}");
+                all.push_str(&line);
+                if line.starts_with(&end) {
+                    break;
+                }
+            }
+        }
+        all
+    }
+
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+
+    /// EPSV: the port from `229 ... (|||port|)`, or the whole reply when refused.
+    pub fn epsv_port(&mut self) -> Result<u16, String> {
+        let reply = self.cmd("EPSV");
+        let port = reply.split("(|||").nth(1).and_then(|s| s.split('|').next()).and_then(|p| p.parse().ok());
+        port.ok_or(reply)
+    }
+
+    /// EPSV, and the data connection to the port it names.
+    pub fn epsv(&mut self) -> TcpStream {
+        let port = self.epsv_port().unwrap_or_else(|reply| panic!("EPSV refused: {reply}"));
+        TcpStream::connect(("127.0.0.1", port)).unwrap()
+    }
+
+    /// EPSV, then `line`, sending `bytes` once it is accepted: the first and final replies
+    /// (the final one empty when the first refused).
+    pub fn store(&mut self, line: &str, bytes: &[u8]) -> (String, String) {
+        let mut data = self.epsv();
+        let first = self.cmd(line);
+        if !first.starts_with("150") {
+            return (first, String::new());
+        }
+        data.write_all(bytes).unwrap();
+        drop(data);
+        (first, self.reply())
+    }
+
+    /// EPSV, then `line`: the first reply, the data received, and the final reply (empty
+    /// when the first already refused).
+    pub fn transfer(&mut self, line: &str) -> (String, Vec<u8>, String) {
+        let mut data = self.epsv();
+        let first = self.cmd(line);
+        if !first.starts_with("150") {
+            return (first, Vec::new(), String::new());
+        }
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).unwrap();
+        (first, bytes, self.reply())
+    }
 }
