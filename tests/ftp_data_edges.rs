@@ -1,7 +1,7 @@
 //! FTP data-connection edges against the real server: running out of passive ports gives
 //! an immediate 425 (never a hang) and recovers when a port frees; an interrupted upload
 //! leaves nothing under its name with `atomic` uploads, the bytes received with
-//! `keep_partial`, or nothing at all without it.
+//! `keep_partial`, or nothing at all without it; a file cut short during RETR ends in 451.
 
 mod common;
 
@@ -107,4 +107,44 @@ fn a_failed_open_keeps_the_passive_port_for_the_next_transfer() {
     line.clear();
     c.r.read_line(&mut line).unwrap();
     assert!(line.starts_with("226"), "{line}");
+}
+
+/// RETR of an 8 MiB file, paced to 2 MiB/s, that the test cuts to 4 MiB once the client has
+/// some of it: the final reply, and how many bytes the client got.
+fn retr_of_a_file_cut_short(srv: &FtpServer, type_cmd: &str) -> (String, usize) {
+    const FULL: usize = 8 << 20;
+    const CUT: u64 = 4 << 20;
+    let path = srv.root().join("shrinking.bin");
+    common::ftp::put(&path, &vec![b'x'; FULL]);
+    let mut c = Ctl::login(srv, "anonymous", "guest@");
+    assert!(c.cmd(type_cmd).starts_with("200"));
+    let mut data = c.epsv();
+    data.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let first = c.cmd("RETR shrinking.bin");
+    assert!(first.starts_with("150"), "{first}");
+    let mut got = vec![0u8; 256 << 10];
+    std::io::Read::read_exact(&mut data, &mut got).unwrap();
+    // The server is about 1/4 s into a 4 s transfer: far from the cut.
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(CUT).unwrap();
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    (c.reply(), got.len())
+}
+
+#[test]
+fn a_file_cut_short_during_retr_fails_with_451_never_226() {
+    // The rate limit keeps the transfer going while the test truncates the file.
+    for zero_copy in ["sendfile", "splice"] {
+        let env =
+            [("FERRY_FTP__ZERO_COPY", zero_copy), ("FERRY_FTP__LIMITS__RATE_LIMIT_SESSION_BPS", "2097152")];
+        let srv = FtpServer::start(Opts { env: &env, ..Opts::default() });
+        let (reply, got) = retr_of_a_file_cut_short(&srv, "TYPE I");
+        // RFC 959 §4.2.1: 451 "Requested action aborted: local error in processing".
+        assert!(reply.starts_with("451 "), "{zero_copy}: {reply} after {got} bytes");
+        assert_eq!(got, 4 << 20, "{zero_copy}: what the file still had");
+        if zero_copy == "sendfile" {
+            // TYPE A reads and converts in user space: the same rule.
+            let (reply, got) = retr_of_a_file_cut_short(&srv, "TYPE A");
+            assert!(reply.starts_with("451 "), "TYPE A: {reply} after {got} bytes");
+        }
+    }
 }

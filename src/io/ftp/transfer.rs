@@ -37,6 +37,8 @@ pub enum Source {
         file: SharedFd,
         /// REST offset.
         offset: u64,
+        /// Bytes from `offset` to the end of the file when it was opened: what is sent.
+        len: u64,
         /// TYPE A: LF -> CRLF.
         ascii: bool,
     },
@@ -87,7 +89,11 @@ pub fn prepare(
             if *offset > meta.len() {
                 return Err(FsError::OffsetBeyondEnd);
             }
-            Ok(Source::Retr { file: Rc::new(file), offset: *offset, ascii: *ascii })
+            // The size now is what this RETR sends: a file that grows meanwhile is sent as
+            // it was opened, one that shrinks fails the transfer (451) instead of ending
+            // early with a 226 the client would take for the whole file.
+            let len = meta.len() - offset;
+            Ok(Source::Retr { file: Rc::new(file), offset: *offset, len, ascii: *ascii })
         }
         TransferKind::Stor { path, mode, offset, ascii } => {
             let wmode = match mode {
@@ -303,7 +309,8 @@ async fn drive(
 }
 
 /// The core's reading of a mid-transfer error: a file out of room keeps its kind (it has a
-/// reply of its own); the data connection's end is an abort; the rest is a local error.
+/// reply of its own); the data connection's end is an abort; the rest, a read error or a
+/// file cut short under a RETR ([`zerocopy::file_shrank`]), is a local error (451).
 fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
     if cancel.is_aborted() {
         return TransferError::Aborted;
@@ -333,10 +340,10 @@ async fn move_data(
     cancel: &Cancel,
 ) -> Result<u64, TransferError> {
     let moved = match source {
-        Source::Retr { file, offset, ascii: false } => {
-            zerocopy::send_file(conn, mode, &file, offset, None).await
+        Source::Retr { file, offset, len, ascii: false } => {
+            zerocopy::send_file(conn, mode, &file, offset, len).await
         }
-        Source::Retr { file, offset, ascii: true } => send_ascii(conn, &file, offset).await,
+        Source::Retr { file, offset, len, ascii: true } => send_ascii(conn, &file, offset, len).await,
         Source::List(bytes, _charge) => {
             let n = bytes.len() as u64;
             sockets::send_all(conn.sock, bytes, conn.limits.stall_timeout).await.map(|_| n)
@@ -377,29 +384,34 @@ async fn move_data(
     }
 }
 
-/// TYPE A download: file bytes with bare LF sent as CRLF (RFC 959 §3.1.1.1).
-async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Result<u64> {
+/// TYPE A download: `len` file bytes from `offset` with bare LF sent as CRLF (RFC 959
+/// §3.1.1.1); as [`zerocopy::send_file`], a file that ends before `len` fails the transfer.
+async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: u64) -> io::Result<u64> {
     let mut pace = Pacer::new(conn);
     let (mut buf, mut out) = (Vec::with_capacity(ASCII_CHUNK), Vec::with_capacity(2 * ASCII_CHUNK));
     let (mut pos, mut sent, mut prev_cr) = (offset, 0u64, false);
-    loop {
+    let end = offset + len;
+    while pos < end {
         if conn.abort.is_aborted() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
         }
         let (res, back) = ops::read_at(file, buf, pos).await;
         buf = back;
-        let n = res?;
-        if n == 0 {
-            return Ok(sent);
+        if res? == 0 {
+            return Err(zerocopy::file_shrank());
         }
+        // Bytes the file gained since it was opened are not part of this transfer.
+        buf.truncate((end - pos).min(buf.len() as u64) as usize);
+        let n = buf.len() as u64;
         out.clear();
         to_crlf(&buf, &mut prev_cr, &mut out);
         let wire = out.len() as u64;
         out = sockets::send_all(conn.sock, out, conn.limits.stall_timeout).await?;
         sent += wire;
-        pos += u64::from(n);
+        pos += n;
         pace.account(wire).await;
     }
+    Ok(sent)
 }
 
 /// TYPE A upload: CRLF arriving on the wire is stored as LF.
