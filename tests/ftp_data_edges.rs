@@ -1,14 +1,18 @@
 //! FTP data-connection edges against the real server: running out of passive ports gives
 //! an immediate 425 (never a hang) and recovers when a port frees; an interrupted upload
 //! leaves nothing under its name with `atomic` uploads, the bytes received with
-//! `keep_partial`, or nothing at all without it; a file cut short during RETR ends in 451.
+//! `keep_partial`, or nothing at all without it, and a failed APPE leaves the file as it was;
+//! a full disk is 452 before the data and 451 during it; a file cut short during RETR ends
+//! in 451.
 
 mod common;
 
-use common::ftp::{Ctl, FtpServer, Opts, PASS, USER};
+use common::ftp::{put, Ctl, FtpServer, Opts, PASS, USER};
 use common::{eventually, free_port};
 use std::io::{BufRead, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -115,7 +119,7 @@ fn retr_of_a_file_cut_short(srv: &FtpServer, type_cmd: &str) -> (String, usize) 
     const FULL: usize = 8 << 20;
     const CUT: u64 = 4 << 20;
     let path = srv.root().join("shrinking.bin");
-    common::ftp::put(&path, &vec![b'x'; FULL]);
+    put(&path, &vec![b'x'; FULL]);
     let mut c = Ctl::login(srv, "anonymous", "guest@");
     assert!(c.cmd(type_cmd).starts_with("200"));
     let mut data = c.epsv();
@@ -146,5 +150,93 @@ fn a_file_cut_short_during_retr_fails_with_451_never_226() {
             let (reply, got) = retr_of_a_file_cut_short(&srv, "TYPE A");
             assert!(reply.starts_with("451 "), "TYPE A: {reply} after {got} bytes");
         }
+    }
+}
+
+/// A tmpfs mounted on a directory until dropped (unmounted then even if the test failed).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs with `options` on `dir`; `None`, saying why, where that is not possible
+    /// (not root, no mount permission in a container).
+    fn mount(dir: &Path, options: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        match Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).output() {
+            Ok(out) if out.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(out) => {
+                let why = String::from_utf8_lossy(&out.stderr);
+                eprintln!("skipped: cannot mount a tmpfs on {}: {}", dir.display(), why.trim());
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy, so that it goes even while the server still holds a file there.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_452_before_the_data_451_during_it_and_a_failed_appe_changes_nothing() {
+    let srv = FtpServer::start(Opts::default());
+    let dir = srv.root().join("upload/full");
+    // 1 MiB of blocks; inodes for the directory and two files.
+    let Some(_tmpfs) = Tmpfs::mount(&dir, "size=1m,nr_inodes=3,mode=0777") else { return };
+    let original: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let log = dir.join("log.bin");
+    put(&log, &original);
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let mut c = Ctl::login(&srv, USER, PASS);
+    assert!(c.cmd("TYPE I").starts_with("200"));
+    // The disk fills about 800 KiB into a 2 MiB append.
+    let (first, done) = c.store("APPE upload/full/log.bin", &vec![7u8; 2 << 20]);
+    assert!(first.starts_with("150"), "{first}");
+    // RFC 959 §5.4: 451 (not 452) is among APPE's completion replies.
+    assert!(done.starts_with("451 "), "{done}");
+    let now = std::fs::read(&log).unwrap();
+    assert!(
+        now == original,
+        "the failed append is cut off again: {} bytes, not {}",
+        now.len(),
+        original.len()
+    );
+    // Every inode taken: creating the file fails before any data, which RFC 959 §4.2.1
+    // answers with 452 "Insufficient storage space in system".
+    put(&dir.join("other.bin"), b"");
+    let (first, _) = c.store("STOR upload/full/new.bin", b"data");
+    assert!(first.starts_with("452 "), "{first}");
+}
+
+#[test]
+fn an_interrupted_appe_leaves_the_file_as_it_was_whatever_keep_partial_says() {
+    for keep_partial in ["true", "false"] {
+        let srv = FtpServer::start(Opts {
+            env: &[("FERRY_FTP__UPLOADS__KEEP_PARTIAL", keep_partial)],
+            ..Opts::default()
+        });
+        let log = srv.root().join("upload/log.bin");
+        put(&log, b"first line\n");
+        std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        let mut c = Ctl::login(&srv, USER, PASS);
+        assert!(c.cmd("TYPE I").starts_with("200"));
+        let mut data = c.epsv();
+        let first = c.cmd("APPE upload/log.bin");
+        assert!(first.starts_with("150"), "{first}");
+        data.write_all(&[b'y'; 100_000]).unwrap();
+        // The client dies mid-append: an abortive close (RST).
+        socket2::SockRef::from(&data).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(data);
+        let done = c.reply();
+        assert!(done.starts_with("426") || done.starts_with("451"), "{done}");
+        let now = std::fs::read(&log).ok();
+        let len = now.as_ref().map(Vec::len);
+        assert!(now.as_deref() == Some(b"first line\n"), "keep_partial = {keep_partial}: {len:?} bytes");
     }
 }

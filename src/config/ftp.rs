@@ -217,9 +217,11 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadsConfig {
-    /// Write to a temporary name and rename into place when the upload completes.
+    /// Write to a temporary name and rename into place when the upload completes (STOR and
+    /// STOU; without it, replacing a file truncates the old content when the STOR starts).
     pub atomic: bool,
-    /// Keep what arrived of an aborted upload (so REST can resume it).
+    /// Keep what arrived of an aborted upload (so REST can resume it). A failed APPE to an
+    /// existing file is always cut back to the size it had.
     pub keep_partial: bool,
 }
 

@@ -267,14 +267,15 @@ impl Ctl {
     }
 
     /// EPSV, then `line`, sending `bytes` once it is accepted: the first and final replies
-    /// (the final one empty when the first refused).
+    /// (the final one empty when the first refused). A server that gives up midway closes
+    /// the data connection, so a failed write is left for the final reply to explain.
     pub fn store(&mut self, line: &str, bytes: &[u8]) -> (String, String) {
         let mut data = self.epsv();
         let first = self.cmd(line);
         if !first.starts_with("150") {
             return (first, String::new());
         }
-        data.write_all(bytes).unwrap();
+        let _ = data.write_all(bytes);
         drop(data);
         (first, self.reply())
     }

@@ -237,6 +237,12 @@ impl Session {
                     TransferError::DataConnection => self.reply(425, "Failed to establish data connection."),
                     TransferError::Aborted => self.reply(426, "Connection closed; transfer aborted."),
                     TransferError::Local => self.reply(451, "Local error in processing."),
+                    // RFC 959 §5.4: after the 150, STOR/APPE/STOU complete with 226, 250,
+                    // 425, 426, 451, 551 or 552; 452 is a first reply only. A disk that fills
+                    // midway is a local error that may pass (451); a quota stays 552.
+                    TransferError::Fs(FsError::NoSpace) if run.started => {
+                        self.reply(451, "Insufficient storage space in system; transfer aborted.")
+                    }
                     TransferError::Fs(e) => self.fs_failure(e, "transfer"),
                 }
             }

@@ -48,6 +48,8 @@ pub enum Source {
         target: UploadTarget,
         /// First byte's file offset.
         offset: u64,
+        /// APPE to a file that exists: its size before the append, restored if it fails.
+        restore: Option<u64>,
         /// TYPE A: CRLF -> LF.
         ascii: bool,
     },
@@ -102,11 +104,15 @@ pub fn prepare(
                 StoreMode::Append => WriteMode::Append,
                 StoreMode::CreateNew => WriteMode::CreateNew,
             };
+            // Whether an APPE extends a file or creates one (a failed one is undone, below).
+            let existed = wmode == WriteMode::Append && root.stat(rel(path)).is_ok();
             let target = root.open_upload(rel(path), wmode, atomic, keep_partial).map_err(fs::classify)?;
             let mut offset = *offset;
+            let mut restore = None;
             if wmode == WriteMode::Append {
                 // splice(2) refuses O_APPEND targets: write at the current end explicitly.
                 offset = append_offset(&target).map_err(fs::classify)?;
+                restore = existed.then_some(offset);
             } else if wmode == WriteMode::Resume {
                 // RFC 3659 §5.3: a restart past the end would leave a hole the client never
                 // sent; refused (554) like a RETR past the end.
@@ -117,7 +123,7 @@ pub fn prepare(
                     return Err(FsError::OffsetBeyondEnd);
                 }
             }
-            Ok(Source::Stor { target, offset, ascii: *ascii })
+            Ok(Source::Stor { target, offset, restore, ascii: *ascii })
         }
         TransferKind::List { path, format, hidden } => {
             // MLSD lists directories only; LIST and NLST also show a single file, as `ls`.
@@ -348,7 +354,7 @@ async fn move_data(
             let n = bytes.len() as u64;
             sockets::send_all(conn.sock, bytes, conn.limits.stall_timeout).await.map(|_| n)
         }
-        Source::Stor { target, offset, ascii } => {
+        Source::Stor { target, offset, restore, ascii } => {
             let file = match target.file.try_clone() {
                 Ok(f) => Rc::new(f),
                 Err(_) => return Err(TransferError::Local),
@@ -365,12 +371,12 @@ async fn move_data(
                     Ok(n)
                 }
                 Ok(_) => {
-                    target.abandon();
+                    give_up(target, restore);
                     Err(TransferError::Aborted)
                 }
                 Err(e) => {
                     debug!(error = %e, "upload interrupted");
-                    target.abandon();
+                    give_up(target, restore);
                     Err(transfer_error(&e, cancel))
                 }
             };
@@ -382,6 +388,21 @@ async fn move_data(
         Ok(n) => Ok(n),
         Err(e) => Err(transfer_error(&e, cancel)),
     }
+}
+
+/// Ends an upload that failed. An APPE to an existing file leaves it as it was: what it
+/// wrote is cut off again, whatever `keep_partial` says, since the client was told the
+/// append failed (and on a full disk those bytes hold the space). Other uploads follow
+/// `atomic` and `keep_partial` ([`UploadTarget::abandon`]).
+fn give_up(target: UploadTarget, restore: Option<u64>) {
+    let Some(len) = restore else { return target.abandon() };
+    // Shrinking a file never needs space, so this works on a full disk too.
+    if let Err(e) = nix::unistd::ftruncate(&target.file, len as i64) {
+        tracing::warn!(error = %e, len, "cannot cut a failed APPE back to the file's size before it");
+    }
+    // An append writes in place, never to a temporary file: committing keeps the name
+    // (abandoning would remove the whole file without keep_partial).
+    let _ = target.commit();
 }
 
 /// TYPE A download: `len` file bytes from `offset` with bare LF sent as CRLF (RFC 959
