@@ -1,9 +1,10 @@
 //! FTP data-connection edges against the real server: running out of passive ports gives
-//! an immediate 425 (never a hang) and recovers when a port frees; an interrupted upload
-//! leaves nothing under its name with `atomic` uploads, the bytes received with
-//! `keep_partial`, or nothing at all without it, and a failed APPE leaves the file as it was;
-//! a full disk is 452 before the data and 451 during it; a file cut short during RETR ends
-//! in 451.
+//! an immediate 425 (never a hang) and recovers when a port frees; a passive listener is
+//! held for the accept timeout at most, and one address holds a bounded number of them; an
+//! interrupted upload leaves nothing under its name with `atomic` uploads, the bytes
+//! received with `keep_partial`, or nothing at all without it, and a failed APPE leaves the
+//! file as it was; a full disk is 452 before the data and 451 during it; a file cut short
+//! during RETR ends in 451.
 
 mod common;
 
@@ -239,4 +240,74 @@ fn an_interrupted_appe_leaves_the_file_as_it_was_whatever_keep_partial_says() {
         let len = now.as_ref().map(Vec::len);
         assert!(now.as_deref() == Some(b"first line\n"), "keep_partial = {keep_partial}: {len:?} bytes");
     }
+}
+
+/// Whether something still listens on `port` of 127.0.0.1: binding it fails while it does.
+/// (Connecting would queue connections on the listener and change what is probed.)
+fn listening(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+#[test]
+fn a_passive_listener_waits_the_accept_timeout_for_its_connection_then_425_and_frees_the_port() {
+    // vsftpd's accept_timeout; the data timeout (20 s in these tests) is for stalled transfers.
+    let srv = FtpServer::start(Opts {
+        env: &[("FERRY_FTP__PASSIVE__ACCEPT_TIMEOUT_SECS", "2")],
+        ..Opts::default()
+    });
+    let mut c = Ctl::login(&srv, "anonymous", "guest@");
+    let port = c.epsv_port().expect("EPSV");
+    let asked = Instant::now();
+    let reply = c.cmd("RETR hello.txt");
+    let waited = asked.elapsed();
+    assert!(reply.starts_with("425 "), "{reply}");
+    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(10), "{waited:?}");
+    eventually(Duration::from_secs(5), "the port freed", || (!listening(port)).then_some(()).ok_or(port));
+}
+
+#[test]
+fn a_passive_listener_without_a_transfer_command_closes_after_the_accept_timeout() {
+    let srv = FtpServer::start(Opts {
+        env: &[("FERRY_FTP__PASSIVE__ACCEPT_TIMEOUT_SECS", "2")],
+        ..Opts::default()
+    });
+    let mut c = Ctl::login(&srv, "anonymous", "guest@");
+    let port = c.epsv_port().expect("EPSV");
+    let opened = Instant::now();
+    assert!(listening(port));
+    // NOOPs keep the session alive; they are no transfer command.
+    eventually(Duration::from_secs(10), "the unused listener closed", || {
+        assert!(c.cmd("NOOP").starts_with("200"));
+        (!listening(port)).then_some(()).ok_or(opened.elapsed())
+    });
+    assert!(opened.elapsed() >= Duration::from_millis(1500), "{:?}", opened.elapsed());
+    let refused = TcpStream::connect(("127.0.0.1", port)).map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(refused, Err(std::io::ErrorKind::ConnectionRefused));
+    let reply = c.cmd("RETR hello.txt");
+    assert!(reply.starts_with("425 "), "the setup is gone with it: {reply}");
+}
+
+#[test]
+fn one_address_holds_at_most_max_ports_per_ip_passive_listeners_and_others_get_theirs() {
+    let srv =
+        FtpServer::start(Opts { env: &[("FERRY_FTP__PASSIVE__MAX_PORTS_PER_IP", "4")], ..Opts::default() });
+    let mut sessions: Vec<Ctl> = (0..20).map(|_| Ctl::login(&srv, "anonymous", "guest@")).collect();
+    let got: Vec<Result<u16, String>> = sessions.iter_mut().map(Ctl::epsv_port).collect();
+    assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 4, "{got:?}");
+    for refused in got.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(refused.starts_with("425 ") && refused.contains("your address"), "{refused}");
+    }
+    srv.wait_log("passive listener refused");
+    // A new EPSV replaces the session's own listener: it takes no second place.
+    let holder = got.iter().position(Result::is_ok).unwrap();
+    assert!(sessions[holder].epsv_port().is_ok());
+    // Another client address is not held back.
+    let mut other = Ctl::login_from(&srv, [127, 0, 0, 2].into(), "anonymous", "guest@");
+    assert!(other.epsv_port().is_ok());
+    // A session that leaves gives its place back.
+    let waiting = got.iter().position(Result::is_err).unwrap();
+    assert!(sessions[holder].cmd("QUIT").starts_with("221"));
+    drop(sessions.remove(holder));
+    let waiting = if waiting > holder { waiting - 1 } else { waiting };
+    eventually(Duration::from_secs(5), "a place given back", || sessions[waiting].epsv_port());
 }

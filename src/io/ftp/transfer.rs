@@ -66,13 +66,8 @@ pub const LISTING_MEMORY_BYTES: u64 = 256 << 20;
 
 /// Where the data connection comes from.
 pub enum Endpoint {
-    /// Accept on this listener.
-    Passive {
-        /// The session's passive listener.
-        listener: SharedFd,
-        /// Accept only this address, when set.
-        peer_only: Option<IpAddr>,
-    },
+    /// Accept on the session's passive listener.
+    Passive(data::Passive),
     /// Connect to the client.
     Active(SocketAddr),
 }
@@ -269,8 +264,12 @@ async fn drive(
     let Job { token, source, endpoint, local_ip, cancel, label, conf, .. } = job;
     let cfg = conf.ftp();
     let (mode, conn) = match endpoint {
-        Endpoint::Passive { listener, peer_only } => {
-            ("passive", data::accept(&listener, peer_only, limits.stall_timeout, &cancel).await.map(|c| c.0))
+        Endpoint::Passive(passive) => {
+            // A client connects as soon as it sent the command; one that never does gets 425
+            // after the accept timeout rather than the (long) data timeout, and the port
+            // is free again.
+            let timeout = Duration::from_secs(cfg.passive.accept_timeout_secs);
+            ("passive", data::accept(passive, timeout, &cancel).await.map(|c| c.0))
         }
         Endpoint::Active(target) => {
             let timeout = Duration::from_secs(cfg.active.connect_timeout_secs);
