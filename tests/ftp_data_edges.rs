@@ -248,15 +248,19 @@ fn listening(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
-#[test]
-fn a_passive_listener_waits_the_accept_timeout_for_its_connection_then_425_and_frees_the_port() {
-    // vsftpd's accept_timeout; the data timeout (20 s in these tests) is for stalled transfers.
-    let srv = FtpServer::start(Opts {
-        env: &[("FERRY_FTP__PASSIVE__ACCEPT_TIMEOUT_SECS", "2")],
-        ..Opts::default()
-    });
+/// A server whose passive listeners wait 2 s (vsftpd's accept_timeout; the data timeout,
+/// 20 s in these tests, is for stalled transfers), a session, and the port its EPSV opened.
+fn passive_with_a_2s_accept_timeout() -> (FtpServer, Ctl, u16) {
+    let env = [("FERRY_FTP__PASSIVE__ACCEPT_TIMEOUT_SECS", "2")];
+    let srv = FtpServer::start(Opts { env: &env, ..Opts::default() });
     let mut c = Ctl::login(&srv, "anonymous", "guest@");
     let port = c.epsv_port().expect("EPSV");
+    (srv, c, port)
+}
+
+#[test]
+fn a_passive_listener_waits_the_accept_timeout_for_its_connection_then_425_and_frees_the_port() {
+    let (_srv, mut c, port) = passive_with_a_2s_accept_timeout();
     let asked = Instant::now();
     let reply = c.cmd("RETR hello.txt");
     let waited = asked.elapsed();
@@ -267,12 +271,7 @@ fn a_passive_listener_waits_the_accept_timeout_for_its_connection_then_425_and_f
 
 #[test]
 fn a_passive_listener_without_a_transfer_command_closes_after_the_accept_timeout() {
-    let srv = FtpServer::start(Opts {
-        env: &[("FERRY_FTP__PASSIVE__ACCEPT_TIMEOUT_SECS", "2")],
-        ..Opts::default()
-    });
-    let mut c = Ctl::login(&srv, "anonymous", "guest@");
-    let port = c.epsv_port().expect("EPSV");
+    let (_srv, mut c, port) = passive_with_a_2s_accept_timeout();
     let opened = Instant::now();
     assert!(listening(port));
     // NOOPs keep the session alive; they are no transfer command.

@@ -164,13 +164,19 @@ fn passive_listener_failure_is_425() {
     );
 }
 
-#[test]
-fn an_unused_passive_listener_is_closed_after_the_accept_timeout() {
+/// A logged-in client whose PASV listener was just opened, with a 10 s accept timeout.
+fn passive_with_a_10s_accept_timeout() -> Client {
     let mut cfg = config();
     cfg.ftp.passive.accept_timeout_secs = 10;
     let mut c = Client::with(settings_from(&cfg), PEER, LOCAL);
     c.login_anonymous();
     c.passive();
+    c
+}
+
+#[test]
+fn an_unused_passive_listener_is_closed_after_the_accept_timeout() {
+    let mut c = passive_with_a_10s_accept_timeout();
     assert!(c.s.poll_timeout().unwrap() <= c.now + Duration::from_secs(10), "a timer for it");
     // NOOP keeps the session, not the listener.
     assert!(c.advance(Duration::from_secs(6)).is_empty());
@@ -187,11 +193,7 @@ fn an_unused_passive_listener_is_closed_after_the_accept_timeout() {
 
 #[test]
 fn a_failed_open_gives_the_kept_listener_a_new_accept_timeout() {
-    let mut cfg = config();
-    cfg.ftp.passive.accept_timeout_secs = 10;
-    let mut c = Client::with(settings_from(&cfg), PEER, LOCAL);
-    c.login_anonymous();
-    c.passive();
+    let mut c = passive_with_a_10s_accept_timeout();
     c.advance(Duration::from_secs(8));
     let (t, _) = c.action("RETR missing\r\n");
     let failed = OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::NotFound)));

@@ -25,6 +25,15 @@ fn socket_pair() -> (SharedFd, TcpStream) {
     (shared(OwnedFd::from(server)), client)
 }
 
+/// Reads all the client side receives, on a thread: its bytes once the server side closes.
+fn read_all(mut client: TcpStream) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        got
+    })
+}
+
 fn limits() -> TransferLimits {
     TransferLimits { stall_timeout: Duration::from_secs(5), rate_bps: 0 }
 }
@@ -33,12 +42,8 @@ fn limits() -> TransferLimits {
 fn download(mode: ZeroCopy, data: &[u8], offset: u64, len: Option<u64>) -> (u64, Vec<u8>, usize) {
     let len = len.unwrap_or((data.len() as u64).saturating_sub(offset));
     let (_f, file) = file_with(data);
-    let (sock, mut client) = socket_pair();
-    let reader = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).unwrap();
-        got
-    });
+    let (sock, client) = socket_pair();
+    let reader = read_all(client);
     let (sent, idle) = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
         let abort = AbortHandle::default();
@@ -80,12 +85,8 @@ fn a_file_shorter_than_its_length_at_open_fails_and_a_longer_one_sends_that_leng
     let data = pattern(200_000);
     for mode in [ZeroCopy::Splice, ZeroCopy::Sendfile] {
         let (_f, file) = file_with(&data);
-        let (sock, mut client) = socket_pair();
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).unwrap();
-            got
-        });
+        let (sock, client) = socket_pair();
+        let reader = read_all(client);
         let (short, long) = tokio_uring::start(async move {
             let pipes = PipePool::new(4, 64 * 1024);
             let abort = AbortHandle::default();
@@ -194,12 +195,8 @@ fn rate_limit_paces_the_transfer() {
     let data = pattern(300 * 1024);
     let (_f, file) = file_with(&data);
     let len = data.len() as u64;
-    let (sock, mut client) = socket_pair();
-    let reader = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).unwrap();
-        got.len()
-    });
+    let (sock, client) = socket_pair();
+    let reader = read_all(client);
     let elapsed = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
         let lim = TransferLimits { stall_timeout: Duration::from_secs(5), rate_bps: 1024 * 1024 };
@@ -209,7 +206,7 @@ fn rate_limit_paces_the_transfer() {
         send_file(&conn, ZeroCopy::Splice, &file, 0, len).await.unwrap();
         t.elapsed()
     });
-    assert_eq!(reader.join().unwrap(), data.len());
+    assert_eq!(reader.join().unwrap().len(), data.len());
     // 300 KiB at 1 MiB/s is ~0.29 s; unlimited loopback would take a millisecond.
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
 }
