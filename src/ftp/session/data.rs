@@ -145,7 +145,8 @@ impl Session {
                 tracing::info!(peer = %self.peer, error = %e, "cannot open passive listener");
                 // The io layer closed the previous listener before it tried.
                 self.data = Data::None;
-                // 425 either way: both pass (a port frees, the address's sessions use theirs).
+                // 425 either way, a transient refusal (RFC 959 §4.2.1): a port frees, the
+                // address's other sessions use or drop their listeners.
                 match e {
                     PassiveRefusal::NoPort => self.reply(425, "Can't open passive connection."),
                     PassiveRefusal::PerAddress => self.reply(

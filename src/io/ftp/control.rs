@@ -336,7 +336,7 @@ impl Driver {
         let Some(permit) = self.ftp.shared.limits.hold_passive(self.peer.ip(), cfg.max_ports_per_ip) else {
             info!(
                 max_ports_per_ip = cfg.max_ports_per_ip,
-                "passive listener refused: the address holds its most"
+                "passive listener refused: this client address already holds max_ports_per_ip"
             );
             return Err(PassiveRefusal::PerAddress);
         };
