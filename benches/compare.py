@@ -303,6 +303,8 @@ listen = ["127.0.0.1:{FTP_PORT}"]
 active_source_port = 0
 [ftp.passive]
 ports = "{PASSIVE[0]}-{PASSIVE[1]}"
+# Every load client is 127.0.0.1; the references bound no address's listeners either.
+max_ports_per_ip = 65535
 [ftp.anonymous]
 writable = {str(writable).lower()}
 [ftp.limits]

@@ -54,7 +54,7 @@ fn one(mode: ZeroCopy, path: &std::path::Path, size: u64) -> Run {
         let abort = AbortHandle::default();
         let limits = TransferLimits { stall_timeout: Duration::from_secs(30), rate_bps: 0 };
         let conn = DataConn::new(&sock, &pipes, limits, &abort);
-        send_file(&conn, mode, &file, 0, None).await.unwrap()
+        send_file(&conn, mode, &file, 0, size).await.unwrap()
     });
     let (got, receiver_cpu) = receiver.join().unwrap();
     let secs = t.elapsed().as_secs_f64();

@@ -38,6 +38,8 @@ pub const BOUNDS: &[Bound] = &[
     }),
     bound("ftp.max_line_len", 512, 65536, "bytes", |c| c.ftp.max_line_len as u64),
     bound("ftp.active.connect_timeout_secs", 1, HOUR, "seconds", |c| c.ftp.active.connect_timeout_secs),
+    bound("ftp.passive.accept_timeout_secs", 1, HOUR, "seconds", |c| c.ftp.passive.accept_timeout_secs),
+    bound("ftp.passive.max_ports_per_ip", 1, 65535, "listeners", |c| c.ftp.passive.max_ports_per_ip as u64),
     bound("ftp.limits.max_sessions", 1, 1_000_000, "sessions", |c| c.ftp.limits.max_sessions as u64),
     bound("ftp.limits.max_sessions_per_ip", 1, 1_000_000, "sessions", |c| {
         c.ftp.limits.max_sessions_per_ip as u64

@@ -90,6 +90,13 @@ pub struct PassiveConfig {
     pub overrides: Vec<PassiveOverride>,
     /// Accept a passive data connection only from the control connection's peer IP.
     pub require_same_peer: bool,
+    /// How long a passive listener waits: for a transfer command after PASV/EPSV (then it is
+    /// closed), and for the client's data connection once one came (then 425). Seconds;
+    /// vsftpd `accept_timeout`.
+    pub accept_timeout_secs: u64,
+    /// Passive listeners one client address may hold at once, across all its sessions
+    /// (PASV/EPSV beyond it get 425), so idle sessions cannot take the whole port range.
+    pub max_ports_per_ip: usize,
 }
 
 impl Default for PassiveConfig {
@@ -99,6 +106,8 @@ impl Default for PassiveConfig {
             address: None,
             overrides: Vec::new(),
             require_same_peer: true,
+            accept_timeout_secs: 60,
+            max_ports_per_ip: 16,
         }
     }
 }
@@ -217,9 +226,11 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadsConfig {
-    /// Write to a temporary name and rename into place when the upload completes.
+    /// Write to a temporary name and rename into place when the upload completes (STOR and
+    /// STOU; without it, replacing a file truncates the old content when the STOR starts).
     pub atomic: bool,
-    /// Keep what arrived of an aborted upload (so REST can resume it).
+    /// Keep what arrived of an aborted upload (so REST can resume it). A failed APPE to an
+    /// existing file is always cut back to the size it had.
     pub keep_partial: bool,
 }
 
@@ -431,6 +442,7 @@ impl From<&PassiveConfig> for PassiveRules {
                 .map(|o| AddressOverride { network: o.network, address: o.address })
                 .collect(),
             require_same_peer: c.require_same_peer,
+            accept_timeout: Duration::from_secs(c.accept_timeout_secs),
         }
     }
 }

@@ -27,8 +27,8 @@ pub mod settings;
 pub use account::{Account, Permissions};
 pub use listing::{FileKind, FileMeta, ListFormat};
 pub use ops::{
-    Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, StoreMode, TransferError, TransferEvent,
-    TransferKind,
+    Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, PassiveRefusal, StoreMode,
+    TransferError, TransferEvent, TransferKind,
 };
 pub use path::VirtualPath;
 pub use reply::Reply;

@@ -175,6 +175,17 @@ pub enum Action {
 /// makes from errno and [`Reply::for_file`](super::Reply::for_file) answers.
 pub type FsError = crate::file_error::FileErrorKind;
 
+/// Why no passive listener was opened; the session answers 425 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PassiveRefusal {
+    /// No port of the range could be bound (all taken, or a socket error).
+    #[error("no passive port available")]
+    NoPort,
+    /// The client's address already holds its most passive listeners (`max_ports_per_ip`).
+    #[error("too many passive listeners for this address")]
+    PerAddress,
+}
+
 /// Why a transfer did not finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {
@@ -227,7 +238,7 @@ pub enum OpResult {
         now_unix: i64,
     },
     /// Answer to `OpenPassive`: the bound port.
-    Passive(Result<u16, FsError>),
+    Passive(Result<u16, PassiveRefusal>),
     /// Answer to `Transfer`, twice: `Started` then `Finished`/`Failed` (or `Failed` alone).
     Transfer(TransferEvent),
     /// Answer to MakeDir, RemoveDir, Delete, Rename, Chmod, SetMtime.

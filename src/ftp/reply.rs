@@ -67,9 +67,11 @@ impl Reply {
     }
 
     /// The answer to a failed file operation or transfer (RFC 959 §4.2.1): 550 file
-    /// unavailable, 553 name not allowed, 552 storage allocation exceeded, 451 local error;
-    /// RFC 3659 §5: 554 for a REST offset past the end. Full disks get 552 rather than 452:
-    /// they mostly strike mid-transfer, where RFC 959 §5.4 allows 552 and not 452.
+    /// unavailable, 553 name not allowed, 452 insufficient storage space in system (a full
+    /// disk: transient), 552 exceeded storage allocation (a quota or size limit), 451 local
+    /// error; RFC 3659 §5: 554 for a REST offset past the end. RFC 959 §5.4 allows 452 only
+    /// as a first reply to STOR/APPE/STOU; a disk that fills after the 150 is answered by
+    /// the transfer's own completion (451).
     pub fn for_file(kind: FileErrorKind) -> Reply {
         use FileErrorKind::*;
         let (code, text) = match kind {
@@ -81,7 +83,7 @@ impl Reply {
             Exists => (550, "File exists."),
             PermissionDenied => (550, "Permission denied."),
             NameTooLong | InvalidName => (553, "File name not allowed."),
-            NoSpace => (552, "Insufficient storage space."),
+            NoSpace => (452, "Insufficient storage space in system."),
             QuotaExceeded | TooLarge => (552, "Exceeded storage allocation."),
             OffsetBeyondEnd => (554, "Requested action not taken: invalid REST parameter."),
             Busy => (451, "Server busy; try again later."),
@@ -132,7 +134,7 @@ mod tests {
             (FileErrorKind::NameTooLong, 553),
             (FileErrorKind::InvalidName, 553),
             (FileErrorKind::PermissionDenied, 550),
-            (FileErrorKind::NoSpace, 552),
+            (FileErrorKind::NoSpace, 452),
             (FileErrorKind::QuotaExceeded, 552),
             (FileErrorKind::TooLarge, 552),
             (FileErrorKind::OffsetBeyondEnd, 554),

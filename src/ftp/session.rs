@@ -23,8 +23,8 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 pub use super::ops::{
-    Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, StoreMode, TransferError, TransferEvent,
-    TransferKind,
+    Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, PassiveRefusal, StoreMode,
+    TransferError, TransferEvent, TransferKind,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,11 +133,13 @@ impl Session {
         }
     }
 
-    /// Runs timers due at `now`: the delayed 530 and the idle timeout.
+    /// Runs timers due at `now`: the delayed 530, the idle timeout and the passive
+    /// listener's accept timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
             return;
         }
+        self.expire_passive(now);
         match self.pending {
             Pending::LoginDelay { until, close } if now >= until => self.login_delay_over(close, now),
             Pending::Idle if now >= self.last_activity + self.cfg.idle_timeout => {
@@ -186,12 +188,13 @@ impl Session {
         if self.closed {
             return None;
         }
-        match self.pending {
+        let state = match self.pending {
             Pending::LoginDelay { until, .. } => Some(until),
             Pending::Idle => Some(self.last_activity + self.cfg.idle_timeout),
             // The io layer's data timeout covers transfers; other actions are short.
             Pending::Op(..) | Pending::Transfer(_) => None,
-        }
+        };
+        state.into_iter().chain(self.passive_deadline()).min()
     }
 
     /// The logged-in account, if any.
@@ -334,7 +337,7 @@ impl Session {
             (Op::Login(account), OpResult::Password { valid }) => self.login_done(account, valid, now),
             (Op::Login(_), OpResult::VerifierBusy) => self.login_refused_busy(),
             (Op::Passive { extended, advertise }, OpResult::Passive(port)) => {
-                self.passive_done(extended, advertise, port)
+                self.passive_done(extended, advertise, port, now)
             }
             (Op::Cwd(path), OpResult::Stat(stat)) => self.cwd_done(path, stat),
             (Op::Rnfr(path), OpResult::Stat(stat)) => self.rnfr_done(path, stat),

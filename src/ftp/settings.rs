@@ -65,6 +65,8 @@ pub struct PassiveRules {
     pub overrides: Vec<AddressOverride>,
     /// Accept a passive data connection only from the control connection's peer IP.
     pub require_same_peer: bool,
+    /// A passive listener that sees no transfer command this long is closed.
+    pub accept_timeout: Duration,
 }
 
 /// Clients in `network` are told `address` in PASV replies.

@@ -2,7 +2,7 @@
 //! port range, a writable virtual user), random files, and real clients (curl, lftp,
 //! python3 ftplib) run with a time limit.
 
-use super::{ftp_connect, Server};
+use super::Server;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -224,10 +224,10 @@ pub fn read(p: impl Into<PathBuf>) -> Vec<u8> {
     std::fs::read(p.into()).unwrap()
 }
 
-/// One raw control connection, logged in (for probes that read the replies themselves).
+/// One control connection, logged in.
 pub struct Ctl {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+    pub r: BufReader<TcpStream>,
+    pub w: TcpStream,
 }
 
 impl Ctl {
@@ -237,7 +237,16 @@ impl Ctl {
 
     /// As [`Ctl::login`], to any Ferry process (one started by [`FtpServer::another`]).
     pub fn login_to(server: &Server, user: &str, pass: &str) -> Ctl {
-        let (r, w, greeting) = ftp_connect(server.ftp_addr());
+        Ctl::login_from_to(server, std::net::Ipv4Addr::LOCALHOST.into(), user, pass)
+    }
+
+    /// As `login`, from the local address `from` (127.0.0.2 is another client IP).
+    pub fn login_from(srv: &FtpServer, from: std::net::IpAddr, user: &str, pass: &str) -> Ctl {
+        Ctl::login_from_to(&srv.server, from, user, pass)
+    }
+
+    fn login_from_to(server: &Server, from: std::net::IpAddr, user: &str, pass: &str) -> Ctl {
+        let (r, w, greeting) = super::ftp_connect_from(from, server.ftp_addr());
         assert!(greeting.starts_with("220 "), "{greeting}");
         let mut c = Ctl { r, w };
         assert!(c.cmd(&format!("USER {user}")).starts_with("331 "));
@@ -273,22 +282,29 @@ impl Ctl {
         self.reply()
     }
 
+    /// EPSV: the port from `229 ... (|||port|)`, or the whole reply when refused.
+    pub fn epsv_port(&mut self) -> Result<u16, String> {
+        let reply = self.cmd("EPSV");
+        let port = reply.split("(|||").nth(1).and_then(|s| s.split('|').next()).and_then(|p| p.parse().ok());
+        port.ok_or(reply)
+    }
+
     /// EPSV, and the data connection to the port it names.
     pub fn epsv(&mut self) -> TcpStream {
-        let epsv = self.cmd("EPSV");
-        let port: u16 = epsv.split("(|||").nth(1).and_then(|s| s.split('|').next()).unwrap().parse().unwrap();
+        let port = self.epsv_port().unwrap_or_else(|reply| panic!("EPSV refused: {reply}"));
         TcpStream::connect(("127.0.0.1", port)).unwrap()
     }
 
     /// EPSV, then `line`, sending `bytes` once it is accepted: the first and final replies
-    /// (the final one empty when the first refused).
+    /// (the final one empty when the first refused). A server that gives up midway closes
+    /// the data connection, so a failed write is left for the final reply to explain.
     pub fn store(&mut self, line: &str, bytes: &[u8]) -> (String, String) {
         let mut data = self.epsv();
         let first = self.cmd(line);
         if !first.starts_with("150") {
             return (first, String::new());
         }
-        data.write_all(bytes).unwrap();
+        let _ = data.write_all(bytes);
         drop(data);
         (first, self.reply())
     }

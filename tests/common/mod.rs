@@ -266,7 +266,23 @@ pub fn children(pid: i32) -> Vec<i32> {
 
 /// Connects to an FTP control port and reads the greeting line.
 pub fn ftp_connect(addr: SocketAddr) -> (BufReader<TcpStream>, TcpStream, String) {
-    let stream = TcpStream::connect(addr).expect("connect");
+    ftp_greeted(TcpStream::connect(addr).expect("connect"))
+}
+
+/// As [`ftp_connect`], from the local address `from`: another loopback address (127.0.0.2)
+/// is another client IP to the server.
+pub fn ftp_connect_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+) -> (BufReader<TcpStream>, TcpStream, String) {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(from, 0).into()).expect("bind the client address");
+    sock.connect(&addr.into()).expect("connect");
+    ftp_greeted(sock.into())
+}
+
+/// Reads the greeting line of a connected control connection.
+fn ftp_greeted(stream: TcpStream) -> (BufReader<TcpStream>, TcpStream, String) {
     // A guard against a hung server, not a latency check: a loaded 2-core CI machine has
     // taken more than 5 s to answer a PASS (an argon2 check) while other tests ran.
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

@@ -1,20 +1,54 @@
 //! The next transfer's data connection and representation: PORT, PASV, TYPE (RFC 959 §4.1.2),
 //! EPRT, EPSV and EPSV ALL (RFC 2428 §2-4), with PORT/EPRT bounce checks (RFC 2577 §3).
 
-use super::{Action, Event, FsError, Op, Session};
+use super::{Action, Event, Op, PassiveRefusal, Session};
 use crate::ftp::command::{EpsvArg, NetProto, TransferType};
 use crate::ftp::settings::{check_active_target, passive_address, ActiveRefusal};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// The data connection the next transfer uses (RFC 959 §3.2-3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Data {
     None,
-    Passive,
+    /// A passive listener is open; it is closed at `until` unless a transfer command takes it.
+    Passive {
+        until: Instant,
+    },
     Active(SocketAddr),
 }
 
 impl Session {
+    /// Forgets the next transfer's data connection, closing a passive listener.
+    pub(super) fn clear_data(&mut self) {
+        if matches!(std::mem::replace(&mut self.data, Data::None), Data::Passive { .. }) {
+            self.event(Event::ClosePassive);
+        }
+    }
+
+    /// The io layer holds a passive listener for the next transfer from `now` on.
+    pub(super) fn passive_ready(&mut self, now: Instant) {
+        self.data = Data::Passive { until: now + self.cfg.passive.accept_timeout };
+    }
+
+    /// When the passive listener closes unless a transfer command takes it first.
+    pub(super) fn passive_deadline(&self) -> Option<Instant> {
+        match self.data {
+            Data::Passive { until } => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Closes a passive listener that saw no transfer command within the accept timeout
+    /// (vsftpd's accept_timeout): its port goes back to the range, so sessions kept alive
+    /// by NOOP cannot hold ports forever; the next transfer command gets 425.
+    pub(super) fn expire_passive(&mut self, now: Instant) {
+        if self.passive_deadline().is_some_and(|until| now >= until) {
+            tracing::debug!(peer = %self.peer, "passive listener unused within the accept timeout; closed");
+            self.clear_data();
+        }
+    }
+
     pub(super) fn cmd_type(&mut self, t: TransferType) {
         self.ttype = t;
         tracing::debug!(?t, "TYPE");
@@ -30,9 +64,7 @@ impl Session {
         }
         match check_active_target(&self.cfg.active, self.peer.ip(), addr) {
             Ok(()) => {
-                if self.data == Data::Passive {
-                    self.event(Event::ClosePassive);
-                }
+                self.clear_data();
                 tracing::debug!(%addr, "active data connection target set");
                 self.data = Data::Active(addr);
                 self.reply(200, format!("{verb} command successful. Consider using EPSV."));
@@ -90,11 +122,17 @@ impl Session {
     }
 
     /// The io layer opened (or could not open) the listener PASV/EPSV asked for.
-    pub(super) fn passive_done(&mut self, extended: bool, advertise: IpAddr, port: Result<u16, FsError>) {
+    pub(super) fn passive_done(
+        &mut self,
+        extended: bool,
+        advertise: IpAddr,
+        port: Result<u16, PassiveRefusal>,
+        now: Instant,
+    ) {
         match port {
             Ok(port) => {
                 tracing::debug!(port, %advertise, "passive listener open");
-                self.data = Data::Passive;
+                self.passive_ready(now);
                 if extended {
                     self.reply(229, format!("Entering Extended Passive Mode (|||{port}|)"));
                 } else if let IpAddr::V4(v4) = advertise {
@@ -105,8 +143,17 @@ impl Session {
             }
             Err(e) => {
                 tracing::info!(peer = %self.peer, error = %e, "cannot open passive listener");
+                // The io layer closed the previous listener before it tried.
                 self.data = Data::None;
-                self.reply(425, "Can't open passive connection.");
+                // 425 either way, a transient refusal (RFC 959 §4.2.1): a port frees, the
+                // address's other sessions use or drop their listeners.
+                match e {
+                    PassiveRefusal::NoPort => self.reply(425, "Can't open passive connection."),
+                    PassiveRefusal::PerAddress => self.reply(
+                        425,
+                        "Too many passive connections open from your address; use or close them first.",
+                    ),
+                }
             }
         }
     }

@@ -1,7 +1,6 @@
 //! Access control: who is logged in (RFC 959 §4.1.1 USER, PASS, REIN, QUIT; RFC 7151 HOST),
 //! the delayed, counted 530 that answers a failed login, and the 421 of a busy verifier.
 
-use super::data::Data;
 use super::{Action, Event, Op, Pending, Session};
 use crate::ftp::account::Account;
 use crate::ftp::account::ANONYMOUS_NAMES;
@@ -143,15 +142,12 @@ impl Session {
         if matches!(self.auth, Auth::LoggedIn(_)) {
             self.event(Event::LoggedOut);
         }
-        if self.data == Data::Passive {
-            self.event(Event::ClosePassive);
-        }
+        self.clear_data();
         tracing::debug!("REIN: back to pre-login state");
         self.auth = Auth::Fresh;
         self.cwd = VirtualPath::root();
         self.ttype = TransferType::Ascii;
         self.rest = 0;
-        self.data = Data::None;
         self.epsv_all = false;
         self.facts = FactSet::all();
         self.host = None;

@@ -100,16 +100,14 @@ impl Session {
     /// Only ABOR with nothing running gets here: during a transfer `during_transfer` answers it.
     pub(super) fn cmd_abor(&mut self) {
         // RFC 959 §4.1.3 ABOR with nothing running: close the data connection, 226.
-        if std::mem::replace(&mut self.data, Data::None) == Data::Passive {
-            self.event(Event::ClosePassive);
-        }
+        self.clear_data();
         self.reply(226, "No transfer to abort.")
     }
 
     fn start_transfer(&mut self, kind: TransferKind, stou: Option<(Vec<u8>, u32)>) {
         let data = match self.data {
             Data::None => return self.reply(425, "Use PORT, PASV or EPSV first."),
-            Data::Passive => DataEndpoint::Passive,
+            Data::Passive { .. } => DataEndpoint::Passive,
             Data::Active(addr) => DataEndpoint::Active(addr),
         };
         // One data connection per PORT/PASV (RFC 959 §3.3 stream mode closes it at EOF).
@@ -213,14 +211,15 @@ impl Session {
                 tracing::info!(peer = %self.peer, error = %err, "transfer failed");
                 // A file that could not be opened never touched the data connection (the io
                 // layer keeps the passive listener), so the PASV/PORT still holds for the
-                // next command, as with vsftpd: clients retry without a new PASV.
+                // next command, as with vsftpd: clients retry without a new PASV (and get
+                // a whole accept timeout for it).
                 if let (false, TransferError::Fs(_), Action::Transfer { data, .. }) =
                     (run.started, &err, &run.action)
                 {
-                    self.data = match data {
-                        DataEndpoint::Passive => Data::Passive,
-                        DataEndpoint::Active(addr) => Data::Active(*addr),
-                    };
+                    match data {
+                        DataEndpoint::Passive => self.passive_ready(now),
+                        DataEndpoint::Active(addr) => self.data = Data::Active(*addr),
+                    }
                 }
                 let mlsd = matches!(
                     run.action,
@@ -237,6 +236,12 @@ impl Session {
                     TransferError::DataConnection => self.reply(425, "Failed to establish data connection."),
                     TransferError::Aborted => self.reply(426, "Connection closed; transfer aborted."),
                     TransferError::Local => self.reply(451, "Local error in processing."),
+                    // RFC 959 §5.4: after the 150, STOR/APPE/STOU complete with 226, 250,
+                    // 425, 426, 451, 551 or 552; 452 is a first reply only. A disk that fills
+                    // midway is a local error that may pass (451); a quota stays 552.
+                    TransferError::Fs(FsError::NoSpace) if run.started => {
+                        self.reply(451, "Insufficient storage space in system; transfer aborted.")
+                    }
                     TransferError::Fs(e) => self.fs_failure(e, "transfer"),
                 }
             }

@@ -12,11 +12,11 @@ use super::transfer::{self, Endpoint, Job, XferMeta};
 use super::verifier::Check;
 use crate::fs::Root;
 use crate::ftp::{
-    Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, Session, TransferError, TransferEvent,
-    TransferKind,
+    Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, PassiveRefusal, Session, TransferError,
+    TransferEvent, TransferKind,
 };
 use crate::io::context::WorkerContext;
-use crate::io::ring::ops::{self, SharedFd};
+use crate::io::ring::ops;
 use crate::io::ring::sockets::{self, Cancel};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::Direction;
@@ -204,7 +204,7 @@ struct Driver {
     local: SocketAddr,
     tx: mpsc::Sender<Msg>,
     root: Option<Arc<Root>>,
-    passive: Option<(SharedFd, Option<IpAddr>)>,
+    passive: Option<data::Passive>,
     transfer: Option<(OpToken, Rc<Cancel>)>,
     /// Completions of actions done inline, delivered once the outputs are drained.
     ready: VecDeque<(OpToken, OpResult)>,
@@ -327,18 +327,10 @@ impl Driver {
                 tokio_uring::spawn(task.instrument(Span::current()));
             }
             Action::OpenPassive { bind, peer_only } => {
+                // The session's previous listener closes first: a new PASV replaces it and
+                // takes no second place in the address's count.
                 self.passive = None;
-                let ports = self.conf.ftp().passive.ports;
-                let result = match data::open_passive(ports, bind) {
-                    Ok((listener, port)) => {
-                        self.passive = Some((listener, peer_only));
-                        Ok(port)
-                    }
-                    Err(e) => {
-                        warn!(%bind, %ports, error = %e, "cannot open a passive listener");
-                        Err(FsError::Other)
-                    }
-                };
+                let result = self.open_passive(bind, peer_only);
                 self.ready.push_back((token, OpResult::Passive(result)));
             }
             Action::Transfer { kind, data } => self.start_transfer(token, kind, data),
@@ -352,6 +344,28 @@ impl Driver {
                     actions::without_root(&other)
                 });
                 self.ready.push_back((token, result));
+            }
+        }
+    }
+
+    /// Opens the session's passive listener, within its address's share of listeners.
+    fn open_passive(&mut self, bind: IpAddr, peer_only: Option<IpAddr>) -> Result<u16, PassiveRefusal> {
+        let cfg = &self.conf.ftp().passive;
+        let Some(permit) = self.ftp.shared.limits.hold_passive(self.peer.ip(), cfg.max_ports_per_ip) else {
+            info!(
+                max_ports_per_ip = cfg.max_ports_per_ip,
+                "passive listener refused: this client address already holds max_ports_per_ip"
+            );
+            return Err(PassiveRefusal::PerAddress);
+        };
+        match data::open_passive(cfg.ports, bind) {
+            Ok((listener, port)) => {
+                self.passive = Some(data::Passive { listener, peer_only, permit });
+                Ok(port)
+            }
+            Err(e) => {
+                warn!(%bind, ports = %cfg.ports, error = %e, "cannot open a passive listener");
+                Err(PassiveRefusal::NoPort)
             }
         }
     }
@@ -390,7 +404,7 @@ impl Driver {
         let endpoint = match data {
             DataEndpoint::Active(addr) => Endpoint::Active(addr),
             DataEndpoint::Passive => match self.passive.take() {
-                Some((listener, peer_only)) => Endpoint::Passive { listener, peer_only },
+                Some(passive) => Endpoint::Passive(passive),
                 None => return self.ready.push_back((token, failed(TransferError::DataConnection))),
             },
         };

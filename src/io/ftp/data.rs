@@ -2,6 +2,7 @@
 //! no two sessions share a port), accepting with the same-peer check, and active connections
 //! from port 20 (via the binder) or an ephemeral port; each wait bounded (`ring::sockets`).
 
+use super::limits::PassivePermit;
 use crate::binder::client::BinderClient;
 use crate::config::PortRange;
 use crate::io::ring::ops::{self, SharedFd};
@@ -18,6 +19,17 @@ use tracing::{info, warn};
 
 /// Pending connections a passive listener queues (one is expected).
 const PASSIVE_BACKLOG: i32 = 4;
+
+/// A session's passive listener and what it accepts; its place in the client address's
+/// count of listeners is given back when it is dropped.
+pub struct Passive {
+    /// The listening socket.
+    pub listener: SharedFd,
+    /// Accept only this address, when set.
+    pub peer_only: Option<IpAddr>,
+    /// Held while the listener is open.
+    pub permit: PassivePermit,
+}
 
 /// Opens a listener on `bind` at a random port of `range`, then the next free ones.
 pub fn open_passive(range: PortRange, bind: IpAddr) -> io::Result<(SharedFd, u16)> {
@@ -47,14 +59,17 @@ pub fn open_passive(range: PortRange, bind: IpAddr) -> io::Result<(SharedFd, u16
     Err(last)
 }
 
-/// Accepts the data connection on a passive listener within `timeout`. With `peer_only`,
-/// connections from other addresses are closed and logged, and waiting goes on.
+/// Accepts the data connection on a passive listener within `timeout`, then closes the
+/// listener (its port and its place in the address's count are free again while the
+/// transfer runs). With `peer_only`, connections from other addresses are closed and
+/// logged, and waiting goes on.
 pub async fn accept(
-    listener: &SharedFd,
-    peer_only: Option<IpAddr>,
+    passive: Passive,
     timeout: Duration,
     cancel: &Cancel,
 ) -> io::Result<(SharedFd, SocketAddr)> {
+    let Passive { listener, peer_only, permit: _permit } = passive;
+    let listener = &listener;
     cancel.watch(listener)?;
     let deadline = Instant::now() + timeout;
     loop {

@@ -1,6 +1,7 @@
 //! Admission and bandwidth limits for FTP: total and per-IP session counts checked when a
-//! control connection is accepted (a permit releases its slot on drop), and the rate a new
-//! transfer may use given the per-session and server-wide caps.
+//! control connection is accepted, per-IP counts of passive listeners checked at PASV/EPSV
+//! (each permit releases its place on drop), and the rate a new transfer may use given the
+//! per-session and server-wide caps.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,22 +19,64 @@ pub enum Refusal {
     PerIp,
 }
 
-/// Session counters shared by every worker.
+/// Session and passive-listener counters shared by every worker.
 ///
-/// The total is an atomic. The per-IP counts are a map behind a mutex: it is touched only
-/// when a control connection opens or closes (never per command or per byte), so the lock
-/// is rare and short, and a plain map keeps exact counts without a concurrent-map crate.
+/// The total is an atomic. The per-IP counts are maps behind a mutex each: they are touched
+/// only when a control connection or a passive listener opens or closes (never per byte),
+/// so a lock is rare and short, and a plain map keeps exact counts without a concurrent-map
+/// crate.
 #[derive(Debug)]
 pub struct SessionLimits {
     max_total: AtomicUsize,
     max_per_ip: AtomicUsize,
     total: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    per_ip: PerIp,
+    passive_per_ip: PerIp,
+}
+
+/// How many of something each client address holds.
+#[derive(Debug, Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    /// Counts one more for `ip` unless it already holds `max`.
+    fn take(&self, ip: IpAddr, max: usize) -> bool {
+        // A poisoned lock only means another thread panicked mid-update of plain counters.
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(ip).or_insert(0);
+        if *count >= max {
+            if *count == 0 {
+                map.remove(&ip);
+            }
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Counts one less for `ip`; an address holding nothing leaves the map.
+    fn give_back(&self, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
 }
 
 /// One admitted session; dropping it frees its slots.
 #[derive(Debug)]
 pub struct SessionPermit {
+    limits: Arc<SessionLimits>,
+    ip: IpAddr,
+}
+
+/// One passive listener's place in its client address's count; dropping it (with the
+/// listener) gives the place back.
+#[derive(Debug)]
+pub struct PassivePermit {
     limits: Arc<SessionLimits>,
     ip: IpAddr,
 }
@@ -45,7 +88,8 @@ impl SessionLimits {
             max_total: AtomicUsize::new(max_total),
             max_per_ip: AtomicUsize::new(max_per_ip),
             total: AtomicUsize::new(0),
-            per_ip: Mutex::default(),
+            per_ip: PerIp::default(),
+            passive_per_ip: PerIp::default(),
         }
     }
 
@@ -64,16 +108,19 @@ impl SessionLimits {
         if taken.is_err() {
             return Err(Refusal::Total);
         }
-        // A poisoned lock only means another thread panicked mid-update of plain counters.
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip.load(Ordering::Relaxed) {
-            drop(map);
+        if !self.per_ip.take(ip, self.max_per_ip.load(Ordering::Relaxed)) {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::PerIp);
         }
-        *count += 1;
         Ok(SessionPermit { limits: Arc::clone(self), ip })
+    }
+
+    /// Takes a place for a passive listener of a client at `ip`, unless that address
+    /// already holds `max` (the session's `ftp.passive.max_ports_per_ip`, so a reload
+    /// applies to sessions that start after it, as every other limit).
+    pub fn hold_passive(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PassivePermit> {
+        let ip = ip.to_canonical();
+        self.passive_per_ip.take(ip, max).then(|| PassivePermit { limits: Arc::clone(self), ip })
     }
 
     /// Sessions currently admitted.
@@ -84,15 +131,14 @@ impl SessionLimits {
 
 impl Drop for SessionPermit {
     fn drop(&mut self) {
-        let mut map = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.ip);
-            }
-        }
-        drop(map);
+        self.limits.per_ip.give_back(self.ip);
         self.limits.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for PassivePermit {
+    fn drop(&mut self) {
+        self.limits.passive_per_ip.give_back(self.ip);
     }
 }
 
@@ -134,6 +180,23 @@ mod tests {
         assert_eq!(limits.sessions(), 2);
         let _a3 = limits.admit(ip("192.0.2.1")).unwrap();
         assert_eq!(limits.sessions(), 3);
+    }
+
+    #[test]
+    fn passive_listeners_are_counted_per_address_apart_from_sessions() {
+        let limits = Arc::new(SessionLimits::new(10, 10));
+        let a1 = limits.hold_passive(ip("192.0.2.1"), 2).unwrap();
+        let _a2 = limits.hold_passive(ip("::ffff:192.0.2.1"), 2).unwrap();
+        assert!(limits.hold_passive(ip("192.0.2.1"), 2).is_none(), "mapped counts as v4");
+        let _b1 = limits.hold_passive(ip("192.0.2.2"), 2).unwrap();
+        assert_eq!(limits.sessions(), 0, "listeners are not sessions");
+        drop(a1);
+        assert!(limits.hold_passive(ip("192.0.2.1"), 2).is_some());
+        assert!(!limits.passive_per_ip.take(ip("192.0.2.9"), 0));
+        assert!(
+            limits.passive_per_ip.0.lock().unwrap().get(&ip("192.0.2.9")).is_none(),
+            "no empty entry left"
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum Source {
         file: SharedFd,
         /// REST offset.
         offset: u64,
+        /// Bytes from `offset` to the end of the file when it was opened: what is sent.
+        len: u64,
         /// TYPE A: LF -> CRLF.
         ascii: bool,
     },
@@ -46,6 +48,8 @@ pub enum Source {
         target: UploadTarget,
         /// First byte's file offset.
         offset: u64,
+        /// APPE to a file that exists: its size before the append, restored if it fails.
+        restore: Option<u64>,
         /// TYPE A: CRLF -> LF.
         ascii: bool,
     },
@@ -62,13 +66,8 @@ pub const LISTING_MEMORY_BYTES: u64 = 256 << 20;
 
 /// Where the data connection comes from.
 pub enum Endpoint {
-    /// Accept on this listener.
-    Passive {
-        /// The session's passive listener.
-        listener: SharedFd,
-        /// Accept only this address, when set.
-        peer_only: Option<IpAddr>,
-    },
+    /// Accept on the session's passive listener.
+    Passive(data::Passive),
     /// Connect to the client.
     Active(SocketAddr),
 }
@@ -87,7 +86,11 @@ pub fn prepare(
             if *offset > meta.len() {
                 return Err(FsError::OffsetBeyondEnd);
             }
-            Ok(Source::Retr { file: Rc::new(file), offset: *offset, ascii: *ascii })
+            // The size now is what this RETR sends: a file that grows meanwhile is sent as
+            // it was opened, one that shrinks fails the transfer (451) instead of ending
+            // early with a 226 the client would take for the whole file.
+            let len = meta.len() - offset;
+            Ok(Source::Retr { file: Rc::new(file), offset: *offset, len, ascii: *ascii })
         }
         TransferKind::Stor { path, mode, offset, ascii } => {
             let wmode = match mode {
@@ -96,11 +99,15 @@ pub fn prepare(
                 StoreMode::Append => WriteMode::Append,
                 StoreMode::CreateNew => WriteMode::CreateNew,
             };
+            // Whether an APPE extends a file or creates one (a failed one is undone, below).
+            let existed = wmode == WriteMode::Append && root.stat(rel(path)).is_ok();
             let target = root.open_upload(rel(path), wmode, atomic, keep_partial).map_err(fs::classify)?;
             let mut offset = *offset;
+            let mut restore = None;
             if wmode == WriteMode::Append {
                 // splice(2) refuses O_APPEND targets: write at the current end explicitly.
                 offset = append_offset(&target).map_err(fs::classify)?;
+                restore = existed.then_some(offset);
             } else if wmode == WriteMode::Resume {
                 // RFC 3659 §5.3: a restart past the end would leave a hole the client never
                 // sent; refused (554) like a RETR past the end.
@@ -111,7 +118,7 @@ pub fn prepare(
                     return Err(FsError::OffsetBeyondEnd);
                 }
             }
-            Ok(Source::Stor { target, offset, ascii: *ascii })
+            Ok(Source::Stor { target, offset, restore, ascii: *ascii })
         }
         TransferKind::List { path, format, hidden } => {
             // MLSD lists directories only; LIST and NLST also show a single file, as `ls`.
@@ -257,8 +264,12 @@ async fn drive(
     let Job { token, source, endpoint, local_ip, cancel, label, conf, .. } = job;
     let cfg = conf.ftp();
     let (mode, conn) = match endpoint {
-        Endpoint::Passive { listener, peer_only } => {
-            ("passive", data::accept(&listener, peer_only, limits.stall_timeout, &cancel).await.map(|c| c.0))
+        Endpoint::Passive(passive) => {
+            // A client connects as soon as it sent the command; one that never does gets 425
+            // after the accept timeout rather than the (long) data timeout, and the port
+            // is free again.
+            let timeout = Duration::from_secs(cfg.passive.accept_timeout_secs);
+            ("passive", data::accept(passive, timeout, &cancel).await.map(|c| c.0))
         }
         Endpoint::Active(target) => {
             let timeout = Duration::from_secs(cfg.active.connect_timeout_secs);
@@ -303,7 +314,8 @@ async fn drive(
 }
 
 /// The core's reading of a mid-transfer error: a file out of room keeps its kind (it has a
-/// reply of its own); the data connection's end is an abort; the rest is a local error.
+/// reply of its own); the data connection's end is an abort; the rest, a read error or a
+/// file cut short under a RETR ([`zerocopy::file_shrank`]), is a local error (451).
 fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
     if cancel.is_aborted() {
         return TransferError::Aborted;
@@ -333,15 +345,15 @@ async fn move_data(
     cancel: &Cancel,
 ) -> Result<u64, TransferError> {
     let moved = match source {
-        Source::Retr { file, offset, ascii: false } => {
-            zerocopy::send_file(conn, mode, &file, offset, None).await
+        Source::Retr { file, offset, len, ascii: false } => {
+            zerocopy::send_file(conn, mode, &file, offset, len).await
         }
-        Source::Retr { file, offset, ascii: true } => send_ascii(conn, &file, offset).await,
+        Source::Retr { file, offset, len, ascii: true } => send_ascii(conn, &file, offset, len).await,
         Source::List(bytes, _charge) => {
             let n = bytes.len() as u64;
             sockets::send_all(conn.sock, bytes, conn.limits.stall_timeout).await.map(|_| n)
         }
-        Source::Stor { target, offset, ascii } => {
+        Source::Stor { target, offset, restore, ascii } => {
             let file = match target.file.try_clone() {
                 Ok(f) => Rc::new(f),
                 Err(_) => return Err(TransferError::Local),
@@ -358,12 +370,12 @@ async fn move_data(
                     Ok(n)
                 }
                 Ok(_) => {
-                    target.abandon();
+                    give_up(target, restore);
                     Err(TransferError::Aborted)
                 }
                 Err(e) => {
                     debug!(error = %e, "upload interrupted");
-                    target.abandon();
+                    give_up(target, restore);
                     Err(transfer_error(&e, cancel))
                 }
             };
@@ -377,29 +389,49 @@ async fn move_data(
     }
 }
 
-/// TYPE A download: file bytes with bare LF sent as CRLF (RFC 959 §3.1.1.1).
-async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Result<u64> {
+/// Ends an upload that failed. An APPE to an existing file leaves it as it was: what it
+/// wrote is cut off again, whatever `keep_partial` says, since the client was told the
+/// append failed (and on a full disk those bytes hold the space). Other uploads follow
+/// `atomic` and `keep_partial` ([`UploadTarget::abandon`]).
+fn give_up(target: UploadTarget, restore: Option<u64>) {
+    let Some(len) = restore else { return target.abandon() };
+    // Shrinking a file never needs space, so this works on a full disk too.
+    if let Err(e) = nix::unistd::ftruncate(&target.file, len as i64) {
+        tracing::warn!(error = %e, len, "cannot cut a failed APPE back to the file's size before it");
+    }
+    // An append writes in place, never to a temporary file: committing keeps the name
+    // (abandoning would remove the whole file without keep_partial).
+    let _ = target.commit();
+}
+
+/// TYPE A download: `len` file bytes from `offset` with bare LF sent as CRLF (RFC 959
+/// §3.1.1.1); as [`zerocopy::send_file`], a file that ends before `len` fails the transfer.
+async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: u64) -> io::Result<u64> {
     let mut pace = Pacer::new(conn);
     let (mut buf, mut out) = (Vec::with_capacity(ASCII_CHUNK), Vec::with_capacity(2 * ASCII_CHUNK));
     let (mut pos, mut sent, mut prev_cr) = (offset, 0u64, false);
-    loop {
+    let end = offset + len;
+    while pos < end {
         if conn.abort.is_aborted() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
         }
         let (res, back) = ops::read_at(file, buf, pos).await;
         buf = back;
-        let n = res?;
-        if n == 0 {
-            return Ok(sent);
+        if res? == 0 {
+            return Err(zerocopy::file_shrank());
         }
+        // Bytes the file gained since it was opened are not part of this transfer.
+        buf.truncate((end - pos).min(buf.len() as u64) as usize);
+        let n = buf.len() as u64;
         out.clear();
         to_crlf(&buf, &mut prev_cr, &mut out);
         let wire = out.len() as u64;
         out = sockets::send_all(conn.sock, out, conn.limits.stall_timeout).await?;
         sent += wire;
-        pos += u64::from(n);
+        pos += n;
         pace.account(wire).await;
     }
+    Ok(sent)
 }
 
 /// TYPE A upload: CRLF arriving on the wire is stored as LF.

@@ -230,14 +230,21 @@ impl<'a> DataConn<'a> {
     }
 }
 
-/// Sends `len` bytes (or to end of file when `None`) of `file` from `offset` over `conn`.
-/// Returns the bytes sent.
+/// The error of a file that ended before the length its transfer was opened with.
+pub fn file_shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the file became shorter during the transfer")
+}
+
+/// Sends exactly `len` bytes of `file` from `offset` over `conn`: the length the file had
+/// when the transfer opened it. A file that grows meanwhile is sent as it was (the bytes
+/// past `len` were not there when the transfer began); one that ends early fails with
+/// [`file_shrank`], so a short copy is never reported as a whole one. Returns `len`.
 pub async fn send_file(
     conn: &DataConn<'_>,
     mode: ZeroCopy,
     file: &SharedFd,
     offset: u64,
-    len: Option<u64>,
+    len: u64,
 ) -> io::Result<u64> {
     conn.abort.attach(conn.sock);
     match mode {
@@ -246,24 +253,25 @@ pub async fn send_file(
     }
 }
 
-async fn splice_file(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: Option<u64>) -> io::Result<u64> {
+async fn splice_file(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: u64) -> io::Result<u64> {
     let DataConn { sock, pipes, limits, abort, .. } = *conn;
     let pipe = pipes.take()?;
     let mut pacer = Pacer::new(conn);
     let mut pos = offset;
-    let end = len.map(|l| offset + l);
+    let end = offset + len;
     loop {
         if abort.is_aborted() {
             return Err(aborted()); // the pipe is dropped: it may hold bytes
         }
-        let want = end.map_or(u64::MAX, |e| e - pos).min(pacer.chunk(pipe.capacity) as u64) as u32;
+        let want = (end - pos).min(pacer.chunk(pipe.capacity) as u64) as u32;
         if want == 0 {
             break;
         }
-        // File -> pipe: runs on an io-wq thread; 0 means end of file.
+        // File -> pipe: runs on an io-wq thread; 0 means end of file, here before `end`.
         let filled = ops::splice(file, Some(pos), &pipe.write, None, want).await?;
         if filled == 0 {
-            break;
+            pipes.give_back(pipe); // empty: all it took went on to the socket
+            return Err(file_shrank());
         }
         let mut left = filled;
         while left > 0 {
@@ -284,12 +292,7 @@ async fn splice_file(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: Opt
     Ok(pos - offset)
 }
 
-async fn sendfile_file(
-    conn: &DataConn<'_>,
-    file: &SharedFd,
-    offset: u64,
-    len: Option<u64>,
-) -> io::Result<u64> {
+async fn sendfile_file(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: u64) -> io::Result<u64> {
     let DataConn { sock, limits, abort, .. } = *conn;
     // Most a call may send before the task yields to the worker's other sessions. The call
     // stops anyway when the socket buffer is full; only a client that drains as fast as the
@@ -298,19 +301,20 @@ async fn sendfile_file(
     const CHUNK: usize = 16 << 20;
     let mut pacer = Pacer::new(conn);
     let mut pos = offset as i64;
-    let end = len.map(|l| offset + l);
+    let end = offset + len;
     loop {
         if abort.is_aborted() {
             return Err(aborted());
         }
-        let want = end.map_or(u64::MAX, |e| e - pos as u64).min(pacer.chunk(CHUNK) as u64) as usize;
+        let want = (end - pos as u64).min(pacer.chunk(CHUNK) as u64) as usize;
         if want == 0 {
             break;
         }
         let borrowed_sock = sock.as_ref();
         let borrowed_file = file.as_ref();
         match nix::sys::sendfile::sendfile64(borrowed_sock, borrowed_file, Some(&mut pos), want) {
-            Ok(0) => break,
+            // End of file before `end` (a full socket is EAGAIN, never 0).
+            Ok(0) => return Err(file_shrank()),
             Ok(n) => pacer.account(n as u64).await,
             Err(nix::errno::Errno::EAGAIN) => wait_ready(sock, libc::POLLOUT, limits.stall_timeout).await?,
             Err(nix::errno::Errno::EINTR) => {}

@@ -152,8 +152,53 @@ fn passive_listener_failure_is_425() {
     c.login_anonymous();
     let (t, _) = c.action("PASV\r\n");
     assert_eq!(
-        replies(&c.complete(t, OpResult::Passive(Err(FsError::Other)))),
+        replies(&c.complete(t, OpResult::Passive(Err(PassiveRefusal::NoPort)))),
         "425 Can't open passive connection.\r\n"
     );
     assert_eq!(codes(&c.send("RETR f\r\n")), [425]);
+    // Over `max_ports_per_ip`: still 425 (transient), saying why.
+    let (t, _) = c.action("EPSV\r\n");
+    assert_eq!(
+        replies(&c.complete(t, OpResult::Passive(Err(PassiveRefusal::PerAddress)))),
+        "425 Too many passive connections open from your address; use or close them first.\r\n"
+    );
+}
+
+/// A logged-in client whose PASV listener was just opened, with a 10 s accept timeout.
+fn passive_with_a_10s_accept_timeout() -> Client {
+    let mut cfg = config();
+    cfg.ftp.passive.accept_timeout_secs = 10;
+    let mut c = Client::with(settings_from(&cfg), PEER, LOCAL);
+    c.login_anonymous();
+    c.passive();
+    c
+}
+
+#[test]
+fn an_unused_passive_listener_is_closed_after_the_accept_timeout() {
+    let mut c = passive_with_a_10s_accept_timeout();
+    assert!(c.s.poll_timeout().unwrap() <= c.now + Duration::from_secs(10), "a timer for it");
+    // NOOP keeps the session, not the listener.
+    assert!(c.advance(Duration::from_secs(6)).is_empty());
+    assert_eq!(codes(&c.send("NOOP\r\n")), [200]);
+    let outs = c.advance(Duration::from_secs(4));
+    assert_eq!((events(&outs), replies(&outs)), (vec![Event::ClosePassive], String::new()));
+    assert_eq!(replies(&c.send("RETR f\r\n")), "425 Use PORT, PASV or EPSV first.\r\n");
+    // A transfer command in time takes the listener: no timer of its own after that.
+    c.passive();
+    let (t, _) = c.action("RETR f\r\n");
+    assert!(events(&c.advance(Duration::from_secs(30))).is_empty());
+    assert_eq!(codes(&c.complete(t, OpResult::Transfer(TransferEvent::Started))), [150]);
+}
+
+#[test]
+fn a_failed_open_gives_the_kept_listener_a_new_accept_timeout() {
+    let mut c = passive_with_a_10s_accept_timeout();
+    c.advance(Duration::from_secs(8));
+    let (t, _) = c.action("RETR missing\r\n");
+    let failed = OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(FsError::NotFound)));
+    assert_eq!(codes(&c.complete(t, failed)), [550]);
+    // The client retries on the same listener (as with vsftpd), and gets time to.
+    assert!(events(&c.advance(Duration::from_secs(8))).is_empty());
+    assert_eq!(events(&c.advance(Duration::from_secs(2))), [Event::ClosePassive]);
 }

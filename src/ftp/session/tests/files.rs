@@ -62,7 +62,7 @@ fn rmd_dele_errors_map_to_codes() {
     assert_eq!(a, Action::Delete { path: vp("/f") });
     assert_eq!(codes(&c.complete(t, OpResult::Done(Ok(())))), [250]);
     let (t, _) = c.action("DELE f\r\n");
-    assert_eq!(codes(&c.complete(t, OpResult::Done(Err(FsError::NoSpace)))), [552]);
+    assert_eq!(codes(&c.complete(t, OpResult::Done(Err(FsError::NoSpace)))), [452]);
     let (t, _) = c.action("DELE f\r\n");
     assert_eq!(codes(&c.complete(t, OpResult::Done(Err(FsError::InvalidName)))), [553]);
     let (t, _) = c.action("DELE f\r\n");

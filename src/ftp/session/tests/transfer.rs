@@ -149,7 +149,9 @@ fn transfer_failures_map_to_codes() {
         (TransferError::Fs(FsError::NotFound), 550),
         (TransferError::Fs(FsError::PermissionDenied), 550),
         (TransferError::Fs(FsError::IsADirectory), 550),
-        (TransferError::Fs(FsError::NoSpace), 552),
+        // RFC 959 §5.4: 452 is among STOR's first replies, for a disk full before any data.
+        (TransferError::Fs(FsError::NoSpace), 452),
+        (TransferError::Fs(FsError::QuotaExceeded), 552),
         (TransferError::Fs(FsError::Busy), 451),
     ];
     for (err, code) in cases {
@@ -159,6 +161,21 @@ fn transfer_failures_map_to_codes() {
         let (t, _) = c.action("RETR f\r\n");
         assert_eq!(codes(&c.complete(t, OpResult::Transfer(TransferEvent::Failed(err)))), [code], "{err:?}");
         assert_eq!(codes(&c.send("NOOP\r\n")), [200], "session resumes after {err:?}");
+    }
+}
+
+#[test]
+fn out_of_room_after_the_150_is_451_for_a_full_disk_and_552_for_an_allocation() {
+    // RFC 959 §5.4 lists 451 and 552, not 452, among STOR's completion replies: a disk that
+    // fills midway is a local error (transient, like 452), a quota or size limit a 552.
+    for (kind, code) in [(FsError::NoSpace, 451), (FsError::QuotaExceeded, 552), (FsError::TooLarge, 552)] {
+        let mut c = Client::new();
+        c.login("alice");
+        c.passive();
+        let (t, _) = c.action("APPE f\r\n");
+        assert_eq!(codes(&c.complete(t, OpResult::Transfer(TransferEvent::Started))), [150]);
+        let outs = c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::Fs(kind))));
+        assert_eq!(codes(&outs), [code], "{kind:?}");
     }
 }
 

@@ -25,18 +25,25 @@ fn socket_pair() -> (SharedFd, TcpStream) {
     (shared(OwnedFd::from(server)), client)
 }
 
+/// Reads all the client side receives, on a thread: its bytes once the server side closes.
+fn read_all(mut client: TcpStream) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        got
+    })
+}
+
 fn limits() -> TransferLimits {
     TransferLimits { stall_timeout: Duration::from_secs(5), rate_bps: 0 }
 }
 
+/// Sends `len` bytes from `offset` (to the end of `data` when `None`).
 fn download(mode: ZeroCopy, data: &[u8], offset: u64, len: Option<u64>) -> (u64, Vec<u8>, usize) {
+    let len = len.unwrap_or((data.len() as u64).saturating_sub(offset));
     let (_f, file) = file_with(data);
-    let (sock, mut client) = socket_pair();
-    let reader = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).unwrap();
-        got
-    });
+    let (sock, client) = socket_pair();
+    let reader = read_all(client);
     let (sent, idle) = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
         let abort = AbortHandle::default();
@@ -68,8 +75,32 @@ fn offsets_and_lengths_are_honoured() {
         let (sent, got, _) = download(mode, &data, 10, Some(5000));
         assert_eq!(sent, 5000);
         assert!(got == data[10..5010]);
-        let (sent, got, _) = download(mode, &data, data.len() as u64 + 5, None);
-        assert_eq!((sent, got.len()), (0, 0), "REST past the end sends nothing");
+        let (sent, got, _) = download(mode, &data, data.len() as u64, None);
+        assert_eq!((sent, got.len()), (0, 0), "REST at the end sends nothing");
+    }
+}
+
+#[test]
+fn a_file_shorter_than_its_length_at_open_fails_and_a_longer_one_sends_that_length() {
+    let data = pattern(200_000);
+    for mode in [ZeroCopy::Splice, ZeroCopy::Sendfile] {
+        let (_f, file) = file_with(&data);
+        let (sock, client) = socket_pair();
+        let reader = read_all(client);
+        let (short, long) = tokio_uring::start(async move {
+            let pipes = PipePool::new(4, 64 * 1024);
+            let abort = AbortHandle::default();
+            let conn = DataConn::new(&sock, &pipes, limits(), &abort);
+            // As if the file had 300 000 bytes at open and was cut to 200 000 since.
+            let short = send_file(&conn, mode, &file, 0, 300_000).await.map_err(|e| e.kind());
+            // As if it had 1000 bytes at open and grew since: those 1000 are sent.
+            let long = send_file(&conn, mode, &file, 0, 1000).await.map_err(|e| e.kind());
+            (short, long)
+        });
+        assert_eq!(short, Err(io::ErrorKind::UnexpectedEof), "{mode:?}");
+        assert_eq!(long, Ok(1000), "{mode:?}");
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), 201_000, "{mode:?}: the whole file, then its first 1000 bytes");
     }
 }
 
@@ -83,13 +114,14 @@ fn a_clean_transfer_returns_its_pipe_to_the_pool() {
 fn a_stalled_reader_times_out_and_the_pipe_is_not_reused() {
     let data = pattern(16 * 1024 * 1024);
     let (_f, file) = file_with(&data);
+    let len = data.len() as u64;
     let (sock, client) = socket_pair();
     let (res, idle) = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
         let lim = TransferLimits { stall_timeout: Duration::from_millis(300), rate_bps: 0 };
         let abort = AbortHandle::default();
         let conn = DataConn::new(&sock, &pipes, lim, &abort);
-        let res = send_file(&conn, ZeroCopy::Splice, &file, 0, None).await;
+        let res = send_file(&conn, ZeroCopy::Splice, &file, 0, len).await;
         (res, pipes.idle())
     });
     drop(client);
@@ -101,6 +133,7 @@ fn a_stalled_reader_times_out_and_the_pipe_is_not_reused() {
 fn abort_ends_a_stalled_transfer_at_once() {
     let data = pattern(16 * 1024 * 1024);
     let (_f, file) = file_with(&data);
+    let len = data.len() as u64;
     let (sock, _client) = socket_pair();
     let res = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
@@ -113,7 +146,7 @@ fn abort_ends_a_stalled_transfer_at_once() {
         let lim = TransferLimits { stall_timeout: Duration::from_secs(30), rate_bps: 0 };
         let started = std::time::Instant::now();
         let conn = DataConn::new(&sock, &pipes, lim, &abort);
-        let res = send_file(&conn, ZeroCopy::Splice, &file, 0, None).await;
+        let res = send_file(&conn, ZeroCopy::Splice, &file, 0, len).await;
         (res, started.elapsed())
     });
     assert!(res.0.is_err());
@@ -161,22 +194,19 @@ fn uploads_land_byte_exact_and_respect_the_size_cap() {
 fn rate_limit_paces_the_transfer() {
     let data = pattern(300 * 1024);
     let (_f, file) = file_with(&data);
-    let (sock, mut client) = socket_pair();
-    let reader = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).unwrap();
-        got.len()
-    });
+    let len = data.len() as u64;
+    let (sock, client) = socket_pair();
+    let reader = read_all(client);
     let elapsed = tokio_uring::start(async move {
         let pipes = PipePool::new(4, 256 * 1024);
         let lim = TransferLimits { stall_timeout: Duration::from_secs(5), rate_bps: 1024 * 1024 };
         let t = std::time::Instant::now();
         let abort = AbortHandle::default();
         let conn = DataConn::new(&sock, &pipes, lim, &abort);
-        send_file(&conn, ZeroCopy::Splice, &file, 0, None).await.unwrap();
+        send_file(&conn, ZeroCopy::Splice, &file, 0, len).await.unwrap();
         t.elapsed()
     });
-    assert_eq!(reader.join().unwrap(), data.len());
+    assert_eq!(reader.join().unwrap().len(), data.len());
     // 300 KiB at 1 MiB/s is ~0.29 s; unlimited loopback would take a millisecond.
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
 }
