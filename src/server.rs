@@ -189,6 +189,9 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     install_panic_hook(events_tx.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(Phase::Serving);
     let metrics = Arc::new(Metrics::new(workers));
+    if config.ftp.enabled {
+        metrics.set_passive_ports(config.ftp.passive.ports.len() as u64);
+    }
     if let Some(listener) = metrics_listener {
         crate::observe::http::spawn(listener, Arc::clone(&metrics)).map_err(StartupError::Metrics)?;
     }
@@ -355,7 +358,7 @@ struct Reload {
 impl Reload {
     /// Re-reads and applies the configuration; an invalid or restart-only change is
     /// refused with a log line and the running configuration stays.
-    fn run(&self) {
+    fn run(&self, metrics: &Metrics) {
         let new = match (self.reloader)() {
             Ok(c) => c,
             Err(e) => {
@@ -364,8 +367,10 @@ impl Reload {
             }
         };
         let level = new.log.level.clone();
+        let passive_ports = if new.ftp.enabled { new.ftp.passive.ports.len() as u64 } else { 0 };
         match self.live.offer(new) {
             ReloadOutcome::Applied => {
+                metrics.set_passive_ports(passive_ports);
                 if let Err(e) = crate::observe::log::set_level(&level) {
                     warn!("SIGHUP: cannot apply log.level: {e}");
                 }
@@ -418,7 +423,7 @@ fn supervise(started: Running) -> i32 {
             None => return if deadline.is_some() { 0 } else { EXIT_WORKER_DIED },
             Some(Event::Signal(Signal::SIGHUP)) => {
                 crate::observe::sdnotify::notify("RELOADING=1");
-                reload.run();
+                reload.run(&shared.metrics);
                 crate::observe::sdnotify::notify("READY=1");
                 if let Some(log) = &shared.xferlog {
                     match log.reopen() {

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Counter or gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,12 @@ pub enum Metric {
     TftpRefusedTransfers,
     /// TFTP requests refused: the client's request rate.
     TftpRefusedRate,
+    /// FTP passive listeners open (each holds one port of `ftp.passive.ports`).
+    FtpPassivePortsInUse,
+    /// PASV/EPSV refused: the client address holds `ftp.passive.max_ports_per_ip`.
+    FtpRefusedPassivePerIp,
+    /// PASV/EPSV refused: no port of `ftp.passive.ports` could be bound.
+    FtpRefusedPassivePorts,
 }
 
 struct Desc {
@@ -76,7 +83,7 @@ const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: K
 }
 
 /// Indexed by `Metric as usize`; several entries may share a name with different labels.
-const DESCS: [Desc; 23] = [
+const DESCS: [Desc; 26] = [
     d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
@@ -115,6 +122,9 @@ const DESCS: [Desc; 23] = [
     d("ferry_refusals_total", "proto=\"ftp\",reason=\"sessions_per_ip\"", REFUSALS, Kind::Counter),
     d("ferry_refusals_total", "proto=\"tftp\",reason=\"transfers\"", REFUSALS, Kind::Counter),
     d("ferry_refusals_total", "proto=\"tftp\",reason=\"rate\"", REFUSALS, Kind::Counter),
+    d("ferry_ftp_passive_ports_in_use", "", "FTP passive listeners open, one port each.", Kind::Gauge),
+    d("ferry_refusals_total", "proto=\"ftp\",reason=\"passive_per_ip\"", REFUSALS, Kind::Counter),
+    d("ferry_refusals_total", "proto=\"ftp\",reason=\"passive_ports\"", REFUSALS, Kind::Counter),
 ];
 
 const REFUSALS: &str = "Connections and requests refused by a limit, by reason.";
@@ -177,12 +187,41 @@ impl Drop for GaugeGuard<'_> {
 #[derive(Debug)]
 pub struct Metrics {
     workers: Vec<WorkerMetrics>,
+    /// Ports in `ftp.passive.ports` (0 without FTP): the free count is this minus those in use.
+    passive_ports: AtomicU64,
+}
+
+/// Raises a gauge of one worker until dropped; owned, so it can travel with what it counts
+/// (a passive listener handed to a transfer task).
+#[derive(Debug)]
+pub struct HeldGauge {
+    metrics: Arc<Metrics>,
+    worker: usize,
+    metric: Metric,
+}
+
+impl Drop for HeldGauge {
+    fn drop(&mut self) {
+        self.metrics.worker(self.worker).dec(self.metric);
+    }
 }
 
 impl Metrics {
     /// Blocks for `workers` workers.
     pub fn new(workers: usize) -> Metrics {
-        Metrics { workers: (0..workers.max(1)).map(|_| WorkerMetrics::default()).collect() }
+        let workers = (0..workers.max(1)).map(|_| WorkerMetrics::default()).collect();
+        Metrics { workers, passive_ports: AtomicU64::new(0) }
+    }
+
+    /// Raises `metric` on `worker` until the returned guard drops.
+    pub fn hold(self: &Arc<Self>, worker: usize, metric: Metric) -> HeldGauge {
+        self.worker(worker).inc(metric);
+        HeldGauge { metrics: Arc::clone(self), worker, metric }
+    }
+
+    /// The size of the passive port range, for `ferry_ftp_passive_ports_free`.
+    pub fn set_passive_ports(&self, ports: u64) {
+        self.passive_ports.store(ports, Ordering::Relaxed);
     }
 
     /// Worker `id`'s block (ids beyond the count share the last one rather than panic).
@@ -210,6 +249,14 @@ impl Metrics {
                 }
             }
         }
+        // Free ports are a server-wide fact (workers share the range), so only `all`.
+        let in_use = self.total(Metric::FtpPassivePortsInUse).max(0) as u64;
+        let free = self.passive_ports.load(Ordering::Relaxed).saturating_sub(in_use);
+        let _ = writeln!(
+            out,
+            "# HELP ferry_ftp_passive_ports_free Ports of ftp.passive.ports no passive listener of ours holds.\n\
+             # TYPE ferry_ftp_passive_ports_free gauge\nferry_ftp_passive_ports_free{{worker=\"all\"}} {free}"
+        );
         out
     }
 
@@ -264,7 +311,8 @@ mod tests {
         let mut names: Vec<&str> = DESCS.iter().map(|d| d.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(seen_names.len(), names.len(), "every name described once: {seen_names:?}");
+        // Plus the free passive ports, derived at render time.
+        assert_eq!(seen_names.len(), names.len() + 1, "every name described once: {seen_names:?}");
     }
 
     #[test]

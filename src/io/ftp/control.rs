@@ -356,15 +356,18 @@ impl Driver {
                 max_ports_per_ip = cfg.max_ports_per_ip,
                 "passive listener refused: this client address already holds max_ports_per_ip"
             );
+            self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::FtpRefusedPassivePerIp);
             return Err(PassiveRefusal::PerAddress);
         };
         match data::open_passive(cfg.ports, bind) {
             Ok((listener, port)) => {
-                self.passive = Some(data::Passive { listener, peer_only, permit });
+                let in_use = self.ctx.shared.metrics.hold(self.ctx.id, Metric::FtpPassivePortsInUse);
+                self.passive = Some(data::Passive { listener, peer_only, permit, in_use });
                 Ok(port)
             }
             Err(e) => {
                 warn!(%bind, ports = %cfg.ports, error = %e, "cannot open a passive listener");
+                self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::FtpRefusedPassivePorts);
                 Err(PassiveRefusal::NoPort)
             }
         }

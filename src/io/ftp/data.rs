@@ -7,6 +7,7 @@ use crate::binder::client::BinderClient;
 use crate::config::PortRange;
 use crate::io::ring::ops::{self, SharedFd};
 use crate::io::ring::sockets::{bounded, endpoints, ready, timed_out, would_block, Cancel};
+use crate::observe::metrics::HeldGauge;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use std::io;
@@ -29,6 +30,8 @@ pub struct Passive {
     pub peer_only: Option<IpAddr>,
     /// Held while the listener is open.
     pub permit: PassivePermit,
+    /// Counts the port in `ferry_ftp_passive_ports_in_use` while the listener is open.
+    pub in_use: HeldGauge,
 }
 
 /// Opens a listener on `bind` at a random port of `range`, then the next free ones.
@@ -68,7 +71,7 @@ pub async fn accept(
     timeout: Duration,
     cancel: &Cancel,
 ) -> io::Result<(SharedFd, SocketAddr)> {
-    let Passive { listener, peer_only, permit: _permit } = passive;
+    let Passive { listener, peer_only, permit: _permit, in_use: _in_use } = passive;
     let listener = &listener;
     cancel.watch(listener)?;
     let deadline = Instant::now() + timeout;
