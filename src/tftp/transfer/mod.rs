@@ -258,6 +258,15 @@ impl Core {
         self.finish(Outcome::Failed { reason: FailReason::Local { code, message } });
     }
 
+    /// What goes out before a machine's own sends: a queued datagram (an ERROR, a reply to a
+    /// stray TID), or nothing more once the transfer has ended. `None`: the phase decides.
+    fn queued(&mut self) -> Option<Option<Transmit>> {
+        if let Some(t) = self.queue.pop_front() {
+            return Some(Some(t));
+        }
+        self.outcome.is_some().then_some(None)
+    }
+
     fn finish(&mut self, outcome: Outcome) {
         tracing::debug!(peer = %self.peer, ?outcome, "transfer finished");
         self.deadline = None;

@@ -197,11 +197,8 @@ impl ReadTransfer {
     /// Next datagram to send, in window order; call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.core.queue.pop_front() {
-            return Some(t);
-        }
-        if self.core.outcome.is_some() {
-            return None;
+        if let Some(next) = self.core.queued() {
+            return next;
         }
         let peer = self.core.peer;
         match &mut self.phase {

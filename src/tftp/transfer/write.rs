@@ -187,11 +187,8 @@ impl WriteTransfer {
     /// Next datagram to send; call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.core.queue.pop_front() {
-            return Some(t);
-        }
-        if self.core.outcome.is_some() {
-            return None;
+        if let Some(next) = self.core.queued() {
+            return next;
         }
         let to = self.core.peer;
         if let Phase::Greeting { pending, .. } = &mut self.phase {
