@@ -329,8 +329,9 @@ fn a_second_server_on_the_same_ports_refuses_to_start() {
             .args(["--ftp-port", &ftp.to_string(), "--tftp-port", &tftp.to_string(), "--workers", "2"])
             .env_remove("RUST_LOG")
             .env_remove("FERRY_CONFIG");
-        // Without the check the second server starts and serves: killed after 10 s, a failure.
-        let out = common::ftp::run(cmd, b"", Duration::from_secs(10));
+        // It waits up to 5 s for a dying predecessor's sockets, then refuses. Without the
+        // check the second server starts and serves: killed after 30 s, a failure.
+        let out = common::ftp::run(cmd, b"", Duration::from_secs(30));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{proto}: {stderr}");
         assert_eq!(stderr.matches("address already in use").count(), 1, "{proto}: one message: {stderr}");

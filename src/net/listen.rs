@@ -57,12 +57,12 @@ impl Listeners {
 pub fn bind_all(config: &Config, workers: usize) -> Result<Listeners, BindError> {
     if config.ftp.enabled {
         for addr in &config.ftp.listen {
-            with_v4_fallback(*addr, false, |a| probe_unused(a, Type::STREAM, "TCP"))?;
+            with_v4_fallback(*addr, false, |a| probe_patiently(a, Type::STREAM, "TCP"))?;
         }
     }
     if config.tftp.enabled {
         for addr in &config.tftp.listen {
-            with_v4_fallback(*addr, false, |a| probe_unused(a, Type::DGRAM, "UDP"))?;
+            with_v4_fallback(*addr, false, |a| probe_patiently(a, Type::DGRAM, "UDP"))?;
         }
     }
     let mut out = Listeners {
@@ -131,6 +131,25 @@ fn probe_unused(addr: SocketAddr, ty: Type, proto: &'static str) -> Result<(), B
         socket.set_reuse_address(true).map_err(err)?;
     }
     socket.bind(&addr.into()).map_err(err)
+}
+
+/// How long a start waits for an address a previous process still holds. A killed server's
+/// io_uring is torn down by a kernel worker after the process is gone, and its in-flight
+/// accepts keep the listening socket open meanwhile (milliseconds, longer on a loaded host),
+/// so a restart must not take that for a second server.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`probe_unused`], retried while the address is in use, for up to [`RELEASE_WAIT`].
+fn probe_patiently(addr: SocketAddr, ty: Type, proto: &'static str) -> Result<(), BindError> {
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        match probe_unused(addr, ty, proto) {
+            Err(BindError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn new_member(addr: SocketAddr, ty: Type, proto: Protocol, name: &'static str) -> Result<Socket, BindError> {
