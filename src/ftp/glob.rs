@@ -182,37 +182,32 @@ mod tests {
 
     #[test]
     fn matching() {
-        let yes: &[(&[u8], &[u8])] = &[
-            (b"*.bin", b"a.bin"),
-            (b"*.bin", b".bin"),
-            (b"a?c", b"abc"),
-            (b"[a-c]x", b"bx"),
-            (b"[!a-c]x", b"dx"),
-            (b"[^a]", b"b"),
-            (b"[]]", b"]"),
-            (b"[!]]", b"a"),
-            (b"[a-]", b"-"),
-            (b"a\\*", b"a*"),
-            (b"[\\]]", b"]"),
-            (b"[abc", b"[abc"),
-            (b"**a**", b"a"),
-            (b"*", b""),
-            (b"a\\", b"a\\"),
+        let cases: &[(&[u8], &[u8], bool)] = &[
+            (b"*.bin", b"a.bin", true),
+            (b"*.bin", b".bin", true),
+            (b"*.bin", b"a.bim", false),
+            (b"a?c", b"abc", true),
+            (b"a?c", b"ac", false),
+            (b"[a-c]x", b"bx", true),
+            (b"[a-c]x", b"dx", false),
+            (b"[!a-c]x", b"dx", true),
+            (b"[!a-c]x", b"ax", false),
+            (b"[^a]", b"b", true),
+            (b"[]]", b"]", true),
+            (b"[!]]", b"a", true),
+            (b"[a-]", b"-", true),
+            (b"a\\*", b"a*", true),
+            (b"a\\*", b"ab", false),
+            (b"[\\]]", b"]", true),
+            (b"[abc", b"[abc", true),
+            (b"**a**", b"a", true),
+            (b"*", b"", true),
+            (b"?", b"", false),
+            (b"abc", b"abcd", false),
+            (b"a\\", b"a\\", true),
         ];
-        for (p, n) in yes {
-            assert!(matches(p, n), "{p:?} {n:?}");
-        }
-        let no: &[(&[u8], &[u8])] = &[
-            (b"*.bin", b"a.bim"),
-            (b"a?c", b"ac"),
-            (b"[a-c]x", b"dx"),
-            (b"[!a-c]x", b"ax"),
-            (b"a\\*", b"ab"),
-            (b"?", b""),
-            (b"abc", b"abcd"),
-        ];
-        for (p, n) in no {
-            assert!(!matches(p, n), "{p:?} {n:?}");
+        for &(p, n, want) in cases {
+            assert_eq!(matches(p, n), want, "{p:?} {n:?}");
         }
     }
 
