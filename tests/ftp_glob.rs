@@ -62,6 +62,11 @@ fn raw_nlst_and_list_patterns() {
     // A wildcard in a directory component is literal: no directory is named `*`.
     let (first, _, _) = c.transfer("NLST */d.bin");
     assert!(first.starts_with("550"), "{first}");
+    // Nor is a file a directory to match in; a missing directory is an error, not no match.
+    for line in ["NLST glob/c.txt/*", "NLST nowhere/*"] {
+        let (first, _, _) = c.transfer(line);
+        assert!(first.starts_with("550"), "{line}: {first}");
+    }
 }
 
 #[test]

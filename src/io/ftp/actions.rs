@@ -81,6 +81,10 @@ pub fn read_dir(
         Some(g) => g.accepts(name, hidden),
         None => hidden || !name.starts_with(b"."),
     };
+    // A pattern's parent must be a directory: `file/*` is no match against the file itself.
+    if glob.is_some() && !root.stat(rel(path)).map_err(fs::classify)?.is_dir() {
+        return Err(FsError::NotADirectory);
+    }
     let entries = root.list_matching(rel(path), &keep).map_err(fs::classify)?;
     let prefix = glob.map_or(&[][..], |g| &g.prefix[..]);
     Ok(entries
