@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Ferry's whole test suite on a fresh Debian machine: installs the real clients the
-# end-to-end tests drive (curl, lftp, busybox, ncftp, tftp-hpa, atftp, Python), then runs every
-# test.
+# end-to-end tests drive (curl, lftp, busybox, ncftp, tnftp, tftp-hpa, atftp, Python), then
+# runs every test.
 # Run as root (privilege-drop, port-20 binder and network-namespace tests need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v lftp >/dev/null || need_pkgs+=(lftp)
 command -v busybox >/dev/null || need_pkgs+=(busybox)
 command -v ncftpget >/dev/null || need_pkgs+=(ncftp)
+command -v ftp >/dev/null || need_pkgs+=(tnftp)
 command -v tftp >/dev/null || need_pkgs+=(tftp-hpa)
 command -v atftp >/dev/null || need_pkgs+=(atftp)
 command -v python3 >/dev/null || need_pkgs+=(python3)

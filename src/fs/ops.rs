@@ -135,6 +135,12 @@ impl Root {
     /// Lists a directory (or a single non-directory entry, as `ls` does), without the
     /// temporary files of uploads; those abandoned for [`temp::ABANDONED_AFTER`] are removed.
     pub fn list(&self, rel: &Path) -> io::Result<Vec<DirEntry>> {
+        self.list_matching(rel, &|_| true)
+    }
+
+    /// [`Root::list`] keeping only the names `keep` accepts, tested before anything is
+    /// stat'ed or stored: a pattern over a huge directory costs memory for its matches only.
+    pub fn list_matching(&self, rel: &Path, keep: &dyn Fn(&[u8]) -> bool) -> io::Result<Vec<DirEntry>> {
         let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty());
         let fd = match fd {
             Ok(fd) => fd,
@@ -142,7 +148,8 @@ impl Root {
             // entry itself, as `ls -l name` does.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ENOENT | libc::ELOOP)) => {
                 let (parent, name) = self.parent_of(rel).map_err(|_| e)?;
-                return Ok(vec![entry_at(&parent, name.as_os_str())?]);
+                let name = name.as_os_str();
+                return Ok(if keep(name.as_bytes()) { vec![entry_at(&parent, name)?] } else { Vec::new() });
             }
             Err(e) => return Err(e),
         };
@@ -157,6 +164,9 @@ impl Root {
                 continue;
             }
             let name = std::ffi::OsStr::from_bytes(name);
+            if !keep(name.as_bytes()) && !temp::is_upload_temp(name.as_bytes()) {
+                continue;
+            }
             if temp::is_upload_temp(name.as_bytes()) {
                 // Never listed; one a crash left behind long ago goes now.
                 temp::remove_if_abandoned(fd.as_fd(), name, temp::ABANDONED_AFTER);

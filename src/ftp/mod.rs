@@ -16,6 +16,7 @@
 
 pub mod account;
 pub mod command;
+pub mod glob;
 pub mod line;
 pub mod listing;
 pub mod ops;
@@ -25,6 +26,7 @@ pub mod session;
 pub mod settings;
 
 pub use account::{Account, Permissions};
+pub use glob::NameFilter;
 pub use listing::{FileKind, FileMeta, ListFormat};
 pub use ops::{
     Action, DataEndpoint, Event, FsError, OpResult, OpToken, Output, PassiveRefusal, StoreMode,

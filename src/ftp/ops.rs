@@ -3,6 +3,7 @@
 //! [`Output`] stream (replies, actions, events, close) the io layer drains in order.
 
 use super::account::Account;
+use super::glob::NameFilter;
 use super::listing::{FileMeta, ListFormat};
 use super::path::VirtualPath;
 use std::net::{IpAddr, SocketAddr};
@@ -91,6 +92,9 @@ pub enum TransferKind {
         format: ListFormat,
         /// Include names starting with `.` (always for MLSD; `-a` for LIST/NLST).
         hidden: bool,
+        /// LIST/NLST with a wildcard last component: `path` is its directory, and only the
+        /// names this accepts are listed (never for MLSD, whose argument is a directory).
+        glob: Option<NameFilter>,
     },
 }
 

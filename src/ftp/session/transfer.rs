@@ -8,6 +8,7 @@ use super::{
 };
 use crate::ftp::account::Permission;
 use crate::ftp::command::{Command, ListArgs, TransferType};
+use crate::ftp::glob::{self, NameFilter};
 use crate::ftp::listing::ListFormat;
 use crate::ftp::reply::Reply;
 use std::time::Instant;
@@ -92,8 +93,18 @@ impl Session {
 
     fn start_list(&mut self, args: ListArgs, format: ListFormat, verb: &str) {
         let arg = args.path.unwrap_or_default();
-        if let Some(path) = self.checked_path(&arg, Permission::Read, verb) {
-            self.start_transfer(TransferKind::List { path, format, hidden: args.all }, None);
+        // RFC 3659 §7: MLSD's argument names a directory, so it is never a pattern.
+        let split = if matches!(format, ListFormat::Facts { .. }) { None } else { glob::split(&arg) };
+        let (dir, glob) = match split {
+            Some((dir, pattern)) => {
+                // As vsftpd: NLST names carry the directory the client wrote, LIST lines not.
+                let prefix = if format == ListFormat::Names { dir.to_vec() } else { Vec::new() };
+                (dir, Some(NameFilter { pattern: pattern.to_vec(), prefix }))
+            }
+            None => (&arg[..], None),
+        };
+        if let Some(path) = self.checked_path(dir, Permission::Read, verb) {
+            self.start_transfer(TransferKind::List { path, format, hidden: args.all, glob }, None);
         }
     }
 

@@ -3,7 +3,7 @@
 //! the mapping of stat data to [`FileMeta`]; errno values are read by [`fs::classify`].
 
 use crate::fs::{self, DirEntry, Root};
-use crate::ftp::{Action, FileKind, FileMeta, FsError, OpResult, VirtualPath};
+use crate::ftp::{Action, FileKind, FileMeta, FsError, ListFormat, NameFilter, OpResult, VirtualPath};
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -69,14 +69,45 @@ fn stat_meta(path: &VirtualPath, m: &std::fs::Metadata) -> FileMeta {
     }
 }
 
-/// Reads `path` as a directory (or the one entry of a non-directory), names sorted.
-pub fn read_dir(root: &Root, path: &VirtualPath, hidden: bool) -> Result<Vec<FileMeta>, FsError> {
-    let entries = root.list(rel(path)).map_err(fs::classify)?;
+/// Reads `path` as a directory (or the one entry of a non-directory), names sorted; with
+/// `glob`, only the names it accepts, shown with its prefix.
+pub fn read_dir(
+    root: &Root,
+    path: &VirtualPath,
+    hidden: bool,
+    glob: Option<&NameFilter>,
+) -> Result<Vec<FileMeta>, FsError> {
+    let keep = |name: &[u8]| match glob {
+        Some(g) => g.accepts(name, hidden),
+        None => hidden || !name.starts_with(b"."),
+    };
+    // A pattern's parent must be a directory: `file/*` is no match against the file itself.
+    if glob.is_some() && !root.stat(rel(path)).map_err(fs::classify)?.is_dir() {
+        return Err(FsError::NotADirectory);
+    }
+    let entries = root.list_matching(rel(path), &keep).map_err(fs::classify)?;
+    let prefix = glob.map_or(&[][..], |g| &g.prefix[..]);
     Ok(entries
         .into_iter()
-        .filter(|e| hidden || !e.name.as_bytes().starts_with(b"."))
         .map(entry_meta)
+        .map(|mut m| {
+            if !prefix.is_empty() {
+                m.name.splice(0..0, prefix.iter().copied());
+            }
+            m
+        })
         .collect())
+}
+
+/// The rendered text of a [`TransferKind::List`](crate::ftp::TransferKind::List) listing.
+pub fn listing(
+    root: &Root,
+    path: &VirtualPath,
+    format: ListFormat,
+    hidden: bool,
+    glob: Option<&NameFilter>,
+) -> Result<Vec<u8>, FsError> {
+    Ok(format.render_all(&read_dir(root, path, hidden, glob)?, now_unix()))
 }
 
 /// Carries out a metadata action; `None` for actions this module does not handle
@@ -88,7 +119,7 @@ pub fn run(root: &Root, action: &Action) -> Option<OpResult> {
             Some(OpResult::Stat(root.stat(rel(path)).map(|m| stat_meta(path, &m)).map_err(fs::classify)))
         }
         Action::ReadDir { path } => {
-            Some(OpResult::Entries { entries: read_dir(root, path, true), now_unix: now_unix() })
+            Some(OpResult::Entries { entries: read_dir(root, path, true, None), now_unix: now_unix() })
         }
         Action::MakeDir { path } => done(root.mkdir(rel(path), DIR_MODE)),
         Action::RemoveDir { path } => done(root.rmdir(rel(path))),
@@ -121,9 +152,9 @@ mod tests {
         std::fs::write(dir.path().join("a"), b"12345").unwrap();
         std::fs::write(dir.path().join(".hidden"), b"").unwrap();
         let root = Root::open(dir.path()).unwrap();
-        let all = read_dir(&root, &VirtualPath::root(), true).unwrap();
+        let all = read_dir(&root, &VirtualPath::root(), true, None).unwrap();
         assert_eq!(all.len(), 2);
-        let shown = read_dir(&root, &VirtualPath::root(), false).unwrap();
+        let shown = read_dir(&root, &VirtualPath::root(), false, None).unwrap();
         assert_eq!(shown.len(), 1);
         assert_eq!((shown[0].kind, shown[0].size), (FileKind::File, 5));
         let a = VirtualPath::root().join(b"a").unwrap();
@@ -131,5 +162,29 @@ mod tests {
             Some(OpResult::Stat(Ok(m))) => assert_eq!((m.name, m.size), (b"a".to_vec(), 5)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_glob_keeps_matching_names_with_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.bin", "b.txt", ".c.bin", "d.bin"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let root = Root::open(dir.path()).unwrap();
+        let glob = |p: &[u8]| NameFilter { pattern: p.to_vec(), prefix: b"dir/".to_vec() };
+        let names = |hidden, g: &NameFilter| -> Vec<Vec<u8>> {
+            read_dir(&root, &VirtualPath::root(), hidden, Some(g))
+                .unwrap()
+                .into_iter()
+                .map(|m| m.name)
+                .collect()
+        };
+        assert_eq!(names(false, &glob(b"*.bin")), [&b"dir/a.bin"[..], b"dir/d.bin"]);
+        assert_eq!(names(true, &glob(b"*.bin")), [&b"dir/.c.bin"[..], b"dir/a.bin", b"dir/d.bin"]);
+        assert_eq!(names(false, &glob(b".*")), [&b"dir/.c.bin"[..]]);
+        assert!(names(false, &glob(b"zz*")).is_empty(), "no match is an empty listing");
+        let text =
+            listing(&root, &VirtualPath::root(), ListFormat::Names, false, Some(&glob(b"[ab]*"))).unwrap();
+        assert_eq!(text, b"dir/a.bin\r\ndir/b.txt\r\n");
     }
 }

@@ -120,15 +120,14 @@ pub fn prepare(
             }
             Ok(Source::Stor { target, offset, restore, ascii: *ascii })
         }
-        TransferKind::List { path, format, hidden } => {
+        TransferKind::List { path, format, hidden, glob } => {
             // MLSD lists directories only; LIST and NLST also show a single file, as `ls`.
             if matches!(format, ListFormat::Facts { .. })
                 && !root.stat(rel(path)).map_err(fs::classify)?.is_dir()
             {
                 return Err(FsError::NotADirectory);
             }
-            let entries = actions::read_dir(root, path, *hidden)?;
-            let text = format.render_all(&entries, actions::now_unix());
+            let text = actions::listing(root, path, *format, *hidden, glob.as_ref())?;
             let charge = MemoryCharge::acquire(listing_bytes, text.len() as u64, LISTING_MEMORY_BYTES)
                 .ok_or(FsError::Busy)?;
             Ok(Source::List(text, charge))
@@ -526,7 +525,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), b"x").unwrap();
         let root = Root::open(dir.path()).unwrap();
-        let kind = TransferKind::List { path: VirtualPath::root(), format: ListFormat::Names, hidden: false };
+        let kind = TransferKind::List {
+            path: VirtualPath::root(),
+            format: ListFormat::Names,
+            hidden: false,
+            glob: None,
+        };
         let held = Arc::new(AtomicU64::new(0));
         let source = prepare(&root, &kind, true, true, &held).unwrap();
         assert!(matches!(&source, Source::List(text, _) if text == b"a\r\n"));

@@ -208,7 +208,8 @@ fn list_nlst_mlsd_actions() {
             kind: TransferKind::List {
                 path: VirtualPath::root(),
                 format: ListFormat::Long { hide_ids: true },
-                hidden: true
+                hidden: true,
+                glob: None
             },
             data: DataEndpoint::Passive
         }
@@ -229,10 +230,46 @@ fn list_nlst_mlsd_actions() {
     c.send("OPTS MLST type;size;perm\r\n");
     c.passive();
     let (_, a) = c.action("MLSD /pub\r\n");
-    let Action::Transfer { kind: TransferKind::List { path, format, hidden }, .. } = a else { panic!() };
+    let Action::Transfer { kind: TransferKind::List { path, format, hidden, .. }, .. } = a else { panic!() };
     assert_eq!((path, hidden), (vp("/pub"), true));
     let entries = [file("x", FileKind::File, 7)];
     assert_eq!(format.render_all(&entries, 0), b"type=file;size=7;perm=rw; x\r\n");
+}
+
+#[test]
+fn list_and_nlst_glob_the_last_component_only() {
+    use crate::ftp::NameFilter;
+    let mut c = Client::new();
+    c.login("bob");
+    let mut list = |line: &str| {
+        c.passive();
+        let (t, a) = c.action(line);
+        c.complete(t, OpResult::Transfer(TransferEvent::Failed(TransferError::DataConnection)));
+        match a {
+            Action::Transfer { kind: TransferKind::List { path, hidden, glob, .. }, .. } => {
+                (path, hidden, glob)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let glob = |pattern: &str, prefix: &str| {
+        Some(NameFilter { pattern: pattern.as_bytes().to_vec(), prefix: prefix.as_bytes().to_vec() })
+    };
+    assert_eq!(list("NLST *.bin\r\n"), (vp("/"), false, glob("*.bin", "")));
+    // NLST names keep the directory the client wrote, so `mget` can RETR them; LIST's do not.
+    assert_eq!(list("NLST dir/*.bin\r\n"), (vp("/dir"), false, glob("*.bin", "dir/")));
+    assert_eq!(list("LIST -a pub/[a-c]?\r\n"), (vp("/pub"), true, glob("[a-c]?", "")));
+    assert_eq!(list("NLST /*\r\n"), (vp("/"), false, glob("*", "/")));
+    // Wildcards in a directory component are literal, as in vsftpd.
+    assert_eq!(list("NLST */x\r\n"), (vp("/*/x"), false, None));
+    assert_eq!(list("NLST *.d/\r\n"), (vp("/*.d"), false, None));
+    // Escaped wildcards are no pattern: the argument is an ordinary path.
+    assert_eq!(list("NLST a\\*\r\n"), (vp("/a\\*"), false, None));
+    // The directory is a normal join: `..` stops at the root.
+    assert_eq!(list("NLST ../*\r\n"), (vp("/"), false, glob("*", "../")));
+    assert_eq!(list("NLST /../../etc/*\r\n"), (vp("/etc"), false, glob("*", "/../../etc/")));
+    // RFC 3659 §7: MLSD's argument is a directory, never a pattern.
+    assert_eq!(list("MLSD *\r\n"), (vp("/*"), true, None));
 }
 
 #[test]
