@@ -84,7 +84,11 @@ pub async fn accept(
         }
         let (conn, from) = res?;
         let conn = Rc::new(conn);
-        let client = match proxy::client(&conn, from, proxy).await {
+        // An ABOR while the header is awaited wakes that wait, then the listener's again.
+        cancel.watch(&conn)?;
+        let header = proxy::client(&conn, from, proxy).await;
+        cancel.watch(listener)?;
+        let client = match header {
             Ok(client) => client,
             Err(why) => {
                 info!(%from, reason = %why, "passive data connection closed: PROXY protocol");
