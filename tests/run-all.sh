@@ -31,6 +31,7 @@ command -v podman >/dev/null || need_pkgs+=(podman)
 command -v runc >/dev/null || need_pkgs+=(runc)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run-all.sh: missing ${need_pkgs[*]}; run as root so they can be installed" >&2

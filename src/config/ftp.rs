@@ -52,6 +52,8 @@ pub struct FtpConfig {
     pub limits: LimitsConfig,
     /// How uploads are written.
     pub uploads: UploadsConfig,
+    /// The PROXY protocol header from load balancers in front.
+    pub proxy_protocol: ProxyProtocolConfig,
     /// How binary downloads move file pages to the socket: `splice` (io_uring splice through
     /// a pipe) or `sendfile` (sendfile(2) driven by io_uring readiness).
     pub zero_copy: ZeroCopy,
@@ -72,6 +74,7 @@ impl Default for FtpConfig {
             users: Vec::new(),
             limits: LimitsConfig::default(),
             uploads: UploadsConfig::default(),
+            proxy_protocol: ProxyProtocolConfig::default(),
             zero_copy: ZeroCopy::Sendfile,
         }
     }
@@ -120,6 +123,25 @@ pub struct PassiveOverride {
     pub network: IpNet,
     /// Address advertised to those clients.
     pub address: IpAddr,
+}
+
+/// The `[ftp.proxy_protocol]` section: control and passive data connections from `trusted`
+/// networks start with a PROXY header (v1 or v2) naming the real client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyProtocolConfig {
+    /// Expect headers at all.
+    pub enabled: bool,
+    /// Networks of the load balancers whose headers are believed (CIDR).
+    pub trusted: Vec<IpNet>,
+}
+
+impl ProxyProtocolConfig {
+    /// True when a connection from `peer` must start with a header.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.enabled && self.trusted.iter().any(|net| net.contains(&peer))
+    }
 }
 
 /// The `[ftp.active]` section.
@@ -254,6 +276,13 @@ impl FtpConfig {
             check_root("ftp.anonymous.root", root)?;
         }
         self.limits.validate()?;
+        if self.proxy_protocol.enabled && self.proxy_protocol.trusted.is_empty() {
+            // Nothing would be believed: every header would close its connection.
+            return Err(ConfigError::invalid(
+                "ftp.proxy_protocol.trusted",
+                "the PROXY protocol is enabled but no load balancer network is trusted",
+            ));
+        }
         self.validate_users()
     }
 
@@ -497,6 +526,17 @@ mod tests {
         assert_eq!(cfg.ftp.limits.idle_timeout_secs, 300);
         assert!(cfg.ftp.anonymous.enabled && !cfg.ftp.anonymous.writable);
         assert_eq!(cfg.ftp.passive.ports, PortRange { first: 50000, last: 50999 });
+    }
+
+    #[test]
+    fn proxy_protocol_needs_a_trusted_network() {
+        let (_d, mut cfg) = config();
+        cfg.ftp.proxy_protocol.enabled = true;
+        assert_eq!(key_of(&cfg), "ftp.proxy_protocol.trusted");
+        cfg.ftp.proxy_protocol.trusted.push("10.0.0.0/8".parse().unwrap());
+        cfg.ftp.validate(&cfg).expect("a trusted network");
+        assert!(cfg.ftp.proxy_protocol.trusts("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!cfg.ftp.proxy_protocol.trusts("192.0.2.1".parse().unwrap()));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::actions;
 use super::data;
 use super::limits::{Refusal, SessionPermit};
 use super::msg::Msg;
+use super::proxy;
 use super::state::{FtpWorker, SessionConfig};
 use super::transfer::{self, Endpoint, Job, XferMeta};
 use super::verifier::Check;
@@ -43,19 +44,21 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                // `user` is filled in at login, so every later line carries it.
-                let span = info_span!("ftp", client = %peer, worker = ctx.id, user = tracing::field::Empty);
+                // `client` is known once a PROXY header was read, `user` at login; every
+                // later line carries both.
+                let span = info_span!(
+                    "ftp",
+                    client = tracing::field::Empty,
+                    via = tracing::field::Empty,
+                    worker = ctx.id,
+                    user = tracing::field::Empty
+                );
                 // Settings are fixed per session when it starts (a reload applies to new ones).
                 let conf = ftp.settings(ctx.config());
-                match ftp.shared.limits.admit(peer.ip()) {
-                    Ok(permit) => {
-                        let task = session(Rc::clone(&ctx), Rc::clone(&ftp), conf, stream, peer, permit);
-                        tokio_uring::spawn(task.instrument(span));
-                    }
-                    Err(why) => {
-                        tokio_uring::spawn(refuse(Rc::clone(&ctx), stream, why).instrument(span));
-                    }
-                }
+                // The header read waits for the balancer, so it runs in the connection's own
+                // task, never in this loop.
+                let task = connection(Rc::clone(&ctx), Rc::clone(&ftp), conf, Rc::new(stream), peer);
+                tokio_uring::spawn(task.instrument(span));
             }
             Err(_) if ctx.shutting_down() => break,
             Err(e) => {
@@ -68,8 +71,36 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
     debug!(worker = ctx.id, "FTP listener closed");
 }
 
+/// Learns who the client is (from the PROXY header of a trusted balancer), then admits the
+/// session or refuses it by that address.
+async fn connection(
+    ctx: Rc<WorkerContext>,
+    ftp: Rc<FtpWorker>,
+    conf: SessionConfig,
+    stream: Rc<TcpStream>,
+    peer: SocketAddr,
+) {
+    let client = match proxy::client(&stream, peer, &conf.ftp().proxy_protocol).await {
+        Ok(client) => client,
+        Err(why) => {
+            info!(%peer, reason = %why, "control connection closed: PROXY protocol");
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    };
+    let span = Span::current();
+    span.record("client", tracing::field::display(client));
+    if client != peer {
+        span.record("via", tracing::field::display(peer));
+    }
+    match ftp.shared.limits.admit(client.ip()) {
+        Ok(permit) => session(ctx, ftp, conf, stream, client, permit).await,
+        Err(why) => refuse(ctx, &stream, why).await,
+    }
+}
+
 /// Answers a connection over a session limit with 421 and closes it.
-async fn refuse(ctx: Rc<WorkerContext>, stream: TcpStream, why: Refusal) {
+async fn refuse(ctx: Rc<WorkerContext>, stream: &TcpStream, why: Refusal) {
     let metrics = ctx.shared.metrics.worker(ctx.id);
     metrics.inc(Metric::FtpSessionsRefused);
     metrics.inc(match why {
@@ -99,11 +130,13 @@ fn prepare_control(stream: &TcpStream) -> std::io::Result<SocketAddr> {
     sock.local_addr()?.as_socket().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }
 
+/// Serves an admitted session; `peer` is the client (the PROXY header's source, when one
+/// was read), which the session's rules and logs see.
 async fn session(
     ctx: Rc<WorkerContext>,
     ftp: Rc<FtpWorker>,
     conf: SessionConfig,
-    stream: TcpStream,
+    stream: Rc<TcpStream>,
     peer: SocketAddr,
     _permit: SessionPermit,
 ) {
@@ -119,9 +152,13 @@ async fn session(
         }
     };
     debug!(%local, "control connection open");
-    let stream = Rc::new(stream);
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    tokio_uring::spawn(read_control(Rc::clone(&stream), tx.clone()).instrument(Span::current()));
+    // With the PROXY protocol on, a header where the first command belongs came from an
+    // untrusted address (a trusted one's was read already): not believed, and closed.
+    let refuse_header = conf.ftp().proxy_protocol.enabled;
+    tokio_uring::spawn(
+        read_control(Rc::clone(&stream), tx.clone(), refuse_header).instrument(Span::current()),
+    );
     let mut driver = Driver {
         session: Session::new(Arc::clone(&conf.settings), peer, local, Instant::now()),
         conf,
@@ -147,13 +184,20 @@ async fn session(
 /// It waits for readability with a buffer-less poll and only then reads, into a stack
 /// buffer: an idle session (the common case with thousands of clients) holds no read
 /// buffer at all, where a pending read op would pin one per session.
-async fn read_control(stream: Rc<TcpStream>, tx: mpsc::Sender<Msg>) {
+async fn read_control(stream: Rc<TcpStream>, tx: mpsc::Sender<Msg>, mut refuse_header: bool) {
     loop {
         let fd = stream.as_raw_fd();
         let msg = match ops::poll_owned(Rc::clone(&stream), fd, libc::POLLIN).await {
             Err(_) => Msg::Eof,
             Ok(_) => match recv_now(fd) {
-                ControlRead::Data(bytes) => Msg::Input(bytes),
+                ControlRead::Data(bytes) if refuse_header && proxy::looks_like_header(&bytes) => {
+                    info!("PROXY header from an untrusted address; closing");
+                    Msg::Eof
+                }
+                ControlRead::Data(bytes) => {
+                    refuse_header = false;
+                    Msg::Input(bytes)
+                }
                 ControlRead::Nothing => continue,
                 ControlRead::Eof => Msg::Eof,
             },

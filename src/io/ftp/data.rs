@@ -3,7 +3,9 @@
 //! from port 20 (via the binder) or an ephemeral port; each wait bounded (`ring::sockets`).
 
 use super::limits::PassivePermit;
+use super::proxy;
 use crate::binder::client::BinderClient;
+use crate::config::ftp::ProxyProtocolConfig;
 use crate::config::PortRange;
 use crate::io::ring::ops::{self, SharedFd};
 use crate::io::ring::sockets::{bounded, endpoints, ready, timed_out, would_block, Cancel};
@@ -64,11 +66,14 @@ pub fn open_passive(range: PortRange, bind: IpAddr) -> io::Result<(SharedFd, u16
 
 /// Accepts the data connection on a passive listener within `timeout`, then closes the
 /// listener (its port and its place in the address's count are free again while the
-/// transfer runs). With `peer_only`, connections from other addresses are closed and
-/// logged, and waiting goes on.
+/// transfer runs). A connection from a trusted load balancer names its client in a PROXY
+/// header, read first. With `peer_only`, connections from other clients (and ones whose
+/// header fails) are closed and logged, and waiting goes on. Returns the connection and
+/// its client.
 pub async fn accept(
     passive: Passive,
     timeout: Duration,
+    proxy: &ProxyProtocolConfig,
     cancel: &Cancel,
 ) -> io::Result<(SharedFd, SocketAddr)> {
     let Passive { listener, peer_only, permit: _permit, in_use: _in_use } = passive;
@@ -81,12 +86,24 @@ pub async fn accept(
             return Err(timed_out("passive accept"));
         }
         let (conn, from) = res?;
+        let conn = Rc::new(conn);
+        // An ABOR while the header is awaited wakes that wait, then the listener's again.
+        cancel.watch(&conn)?;
+        let header = proxy::client(&conn, from, proxy).await;
+        cancel.watch(listener)?;
+        let client = match header {
+            Ok(client) => client,
+            Err(why) => {
+                info!(%from, reason = %why, "passive data connection closed: PROXY protocol");
+                continue;
+            }
+        };
         match peer_only {
-            Some(ip) if from.ip().to_canonical() != ip => {
-                warn!(from = %from, expected = %ip, "passive data connection from a foreign address refused");
+            Some(ip) if client.ip().to_canonical() != ip => {
+                warn!(from = %client, expected = %ip, "passive data connection from a foreign address refused");
                 drop(conn);
             }
-            _ => return Ok((Rc::new(conn), from)),
+            _ => return Ok((conn, client)),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod control;
 pub mod data;
 pub mod limits;
 pub mod msg;
+pub mod proxy;
 pub mod state;
 pub mod transfer;
 pub mod verifier;

@@ -268,7 +268,7 @@ async fn drive(
             // after the accept timeout rather than the (long) data timeout, and the port
             // is free again.
             let timeout = Duration::from_secs(cfg.passive.accept_timeout_secs);
-            ("passive", data::accept(passive, timeout, &cancel).await.map(|c| c.0))
+            ("passive", data::accept(passive, timeout, &cfg.proxy_protocol, &cancel).await.map(|c| c.0))
         }
         Endpoint::Active(target) => {
             let timeout = Duration::from_secs(cfg.active.connect_timeout_secs);
