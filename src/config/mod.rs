@@ -158,6 +158,18 @@ impl Config {
         Ok(config)
     }
 
+    /// Defaults under the TOML `text`, validated: the file layer alone, without the
+    /// environment or flags (for tests and fuzzing; errors name the file `<string>`).
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        check_syntax(text, "<string>")?;
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Merges defaults, file and environment without validating (for flags that edit lists).
     pub fn extract_unvalidated(source: &ConfigSource) -> Result<Config, ConfigError> {
         layers(source)?.extract().map_err(|e| ConfigError::Load(describe_figment_error(e)))
@@ -266,17 +278,21 @@ fn toml_file(path: &Path) -> Result<figment::providers::Data<Toml>, ConfigError>
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::Load(format!("{}: cannot read the configuration file: {e}", path.display()))
     })?;
-    if let Err(e) = text.parse::<toml::Table>() {
-        let mut location = path.display().to_string();
-        if let Some(before) = e.span().and_then(|span| text.get(..span.start)) {
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            location = format!("{location}:{line}:{column}");
-        }
-        let reason = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>();
-        return Err(ConfigError::Syntax { location, reason: reason.join("; ") });
-    }
+    check_syntax(&text, &path.display().to_string())?;
     Ok(Toml::file_exact(path))
+}
+
+/// Checks that `text` is TOML, naming `file:line:column` of the first error.
+fn check_syntax(text: &str, file: &str) -> Result<(), ConfigError> {
+    let Err(e) = text.parse::<toml::Table>() else { return Ok(()) };
+    let mut location = file.to_string();
+    if let Some(before) = e.span().and_then(|span| text.get(..span.start)) {
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        location = format!("{location}:{line}:{column}");
+    }
+    let reason = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>();
+    Err(ConfigError::Syntax { location, reason: reason.join("; ") })
 }
 
 /// Renders every error figment collected, each naming its key path and source.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 /// Largest request head read; scrapers send a few hundred bytes.
-const MAX_REQUEST: usize = 8192;
+pub const MAX_REQUEST: usize = 8192;
 
 /// Serves scrapes on `listener` until the process exits.
 pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
@@ -35,6 +35,20 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     // One scraper at a time; a slow one cannot hold the thread for long.
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let Some(head) = read_head(&mut stream)? else {
+        return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", "too large\n");
+    };
+    match parse_request(&head) {
+        Route::Metrics => respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &metrics.render()),
+        Route::Healthz => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
+        Route::NotFound => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
+        Route::NotAllowed => respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n"),
+    }
+}
+
+/// Reads a request head: up to the blank line that ends it, or to the end of the stream;
+/// `None` when more than [`MAX_REQUEST`] bytes came first (answer 431).
+pub fn read_head(stream: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
@@ -44,19 +58,36 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > MAX_REQUEST {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", "too large\n");
+            return Ok(None);
         }
     }
+    Ok(Some(head))
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET` of anything else: 404.
+    NotFound,
+    /// Any other method, or no request line: 405.
+    NotAllowed,
+}
+
+/// Routes a request head (everything read so far) by its first line: method and path are
+/// its first two space-separated words; headers and body are never looked at.
+pub fn parse_request(head: &[u8]) -> Route {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let mut parts = line.split(|b| *b == b' ');
     let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     match (method, path) {
-        (b"GET", b"/metrics") => {
-            respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &metrics.render())
-        }
-        (b"GET", b"/healthz") => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
-        (b"GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
-        _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n"),
+        (b"GET", b"/metrics") => Route::Metrics,
+        (b"GET", b"/healthz") => Route::Healthz,
+        (b"GET", _) => Route::NotFound,
+        _ => Route::NotAllowed,
     }
 }
 
