@@ -1,7 +1,9 @@
 //! The metrics endpoint: a tiny HTTP/1.0 responder on its own thread (never a worker),
-//! serving `GET /metrics` (Prometheus text) and `GET /healthz`. Off by default.
+//! serving `GET /metrics` (Prometheus text), `GET /healthz` and `GET /sessions` (the live
+//! session view, JSON). Off by default.
 
 use super::metrics::Metrics;
+use super::sessions::{Snapshots, ANSWER_WITHIN};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -12,12 +14,12 @@ use tracing::{debug, warn};
 const MAX_REQUEST: usize = 8192;
 
 /// Serves scrapes on `listener` until the process exits.
-pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>, sessions: Snapshots) -> std::io::Result<()> {
     std::thread::Builder::new().name("ferry-metrics".into()).spawn(move || {
         for conn in listener.incoming() {
             match conn {
                 Ok(stream) => {
-                    if let Err(e) = answer(stream, &metrics) {
+                    if let Err(e) = answer(stream, &metrics, &sessions) {
                         debug!("metrics request failed: {e}");
                     }
                 }
@@ -31,7 +33,7 @@ pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()
     Ok(())
 }
 
-fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, metrics: &Metrics, sessions: &Snapshots) -> std::io::Result<()> {
     // One scraper at a time; a slow one cannot hold the thread for long.
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -55,6 +57,11 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &metrics.render())
         }
         (b"GET", b"/healthz") => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
+        (b"GET", b"/sessions") => {
+            let report = sessions.collect(ANSWER_WITHIN);
+            let body = serde_json::to_string(&report).map_err(std::io::Error::other)?;
+            respond(&mut stream, "200 OK", "application/json", &body)
+        }
         (b"GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
         _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n"),
     }
