@@ -59,6 +59,13 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id PHC hash for `ftp.users`.
     HashPassword,
+    /// Show the running server's FTP sessions and TFTP transfers (from the metrics endpoint's
+    /// `/sessions`, at `metrics.listen` of the configuration).
+    Sessions {
+        /// One JSON array of objects instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the privileged port-20 binder helper (started by the server itself).
     #[command(hide = true)]
     Binder(crate::binder::server::BinderArgs),

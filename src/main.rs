@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         None | Some(Command::Run) => serve(&cli),
         Some(Command::CheckConfig { file }) => check_config(&cli, file.as_ref()),
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Sessions { json }) => sessions(&cli, *json),
         Some(Command::Binder(args)) => {
             ferry::observe::log::init(&args.log_config());
             ferry::binder::server::run(args)
@@ -22,13 +23,18 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// The configuration from the usual layers and the flags; exit code 2 when it is invalid.
+fn load(cli: &Cli) -> Result<ferry::config::Config, i32> {
+    cli.overrides.load(&cli.overrides.source()).map_err(|e| {
+        eprintln!("ferry: configuration error: {e}");
+        2
+    })
+}
+
 fn serve(cli: &Cli) -> i32 {
-    let config = match cli.overrides.load(&cli.overrides.source()) {
+    let config = match load(cli) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ferry: configuration error: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     ferry::observe::log::init(&config.log);
     let overrides = cli.overrides.clone();
@@ -51,6 +57,47 @@ fn check_config(cli: &Cli, file: Option<&std::path::PathBuf>) -> i32 {
             2
         }
     }
+}
+
+/// Prints the live session view of the server this configuration describes.
+fn sessions(cli: &Cli, json: bool) -> i32 {
+    let config = match load(cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !config.metrics.enabled {
+        eprintln!(
+            "ferry: the session view is served by the metrics endpoint, which this configuration disables; \
+             set `[metrics] enabled = true` (it listens on metrics.listen, {}) and restart ferry",
+            config.metrics.listen
+        );
+        return 1;
+    }
+    let report = match ferry::observe::sessions::fetch(config.metrics.listen) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return 1;
+        }
+    };
+    if !report.workers_unanswered.is_empty() {
+        eprintln!(
+            "ferry: workers {:?} did not answer in time; their sessions are missing",
+            report.workers_unanswered
+        );
+    }
+    if json {
+        match serde_json::to_string(&report.sessions) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("ferry: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print!("{}", ferry::observe::sessions::table(&report.sessions));
+    }
+    0
 }
 
 fn hash_password() -> i32 {

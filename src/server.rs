@@ -11,6 +11,7 @@ use crate::io::tftp::state::TftpShared;
 use crate::io::worker::{self, WorkerExit, WorkerSetup};
 use crate::net::listen::{self, BindError, Listeners};
 use crate::observe::metrics::Metrics;
+use crate::observe::sessions::Snapshots;
 use crate::observe::xferlog::Xferlog;
 use crate::privs::{self, PrivError, ServiceUser, StartPrivilege};
 use crate::reload::{LiveConfig, ReloadOutcome};
@@ -192,8 +193,14 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     if config.ftp.enabled {
         metrics.set_passive_ports(config.ftp.passive.ports.len() as u64);
     }
+    // One snapshot channel per worker; without the endpoint the senders drop and each
+    // worker's answering task ends at once.
+    let (snapshot_tx, mut snapshot_rx): (Vec<_>, std::collections::VecDeque<_>) =
+        (0..workers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
     if let Some(listener) = metrics_listener {
-        crate::observe::http::spawn(listener, Arc::clone(&metrics)).map_err(StartupError::Metrics)?;
+        let snapshots = Snapshots::new(snapshot_tx);
+        crate::observe::http::spawn(listener, Arc::clone(&metrics), snapshots)
+            .map_err(StartupError::Metrics)?;
     }
     let tftp_state = Arc::new(TftpShared::new(&config, tftp_root));
     let config = Arc::new(config);
@@ -216,6 +223,7 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
             shutdown: shutdown_rx.clone(),
             live: live.subscribe(),
             running: running_tx.clone(),
+            snapshots: snapshot_rx.pop_front().expect("one snapshot channel per worker"),
         };
         worker::spawn(setup, exit_tx.clone()).map_err(|source| StartupError::Worker { id, source })?;
     }

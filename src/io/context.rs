@@ -76,6 +76,8 @@ pub struct WorkerContext {
     pub shutdown: watch::Receiver<Phase>,
     /// Raised when the drain timeout has passed.
     pub cut: CutSignal,
+    /// What runs on this worker now, for the live session view.
+    pub sessions: Rc<super::registry::Registry>,
     /// The configuration in force (see [`WorkerContext::config`]).
     live: watch::Receiver<Arc<Config>>,
     /// Sessions and transfers running on this worker.
@@ -97,6 +99,7 @@ impl WorkerContext {
             binder,
             shutdown,
             cut: CutSignal::default(),
+            sessions: Default::default(),
             live,
             local_active: Cell::new(0),
         }

@@ -4,10 +4,11 @@
 //!
 //! `ring/` is the floor both protocols stand on (custom ops, UDP messages, zero-copy, pools);
 //! `ftp/` and `tftp/` drive their cores and never import each other; `context` is the leaf
-//! every driver reads; `worker` is the one file that starts both protocols.
+//! every driver reads (with its `registry` of what runs, for the session view); `worker` is the one file that starts both protocols.
 
 pub mod context;
 pub mod ftp;
+pub mod registry;
 pub mod ring;
 pub mod tftp;
 pub mod worker;

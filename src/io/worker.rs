@@ -9,6 +9,7 @@ use super::ftp::state::{FtpShared, FtpWorker};
 use super::tftp::state::TftpShared;
 use crate::binder::client::BinderClient;
 use crate::config::Config;
+use crate::observe::sessions::SnapshotRequest;
 use std::net::{TcpListener, UdpSocket};
 use std::rc::Rc;
 use std::sync::mpsc::Sender;
@@ -40,6 +41,8 @@ pub struct WorkerSetup {
     pub live: watch::Receiver<Arc<Config>>,
     /// Told this worker's id once its ring runs and its listeners accept.
     pub running: Sender<usize>,
+    /// Snapshot requests of the live session view, from the metrics thread.
+    pub snapshots: tokio::sync::mpsc::UnboundedReceiver<SnapshotRequest>,
 }
 
 /// What a worker thread tells the main thread when it ends.
@@ -105,14 +108,27 @@ fn run(setup: WorkerSetup) {
     if let Some(cpu) = setup.cpu {
         pin(cpu);
     }
-    let WorkerSetup { id, ftp, tftp, binder, shared, ftp_state, tftp_state, shutdown, live, running, .. } =
-        setup;
+    let WorkerSetup {
+        id,
+        ftp,
+        tftp,
+        binder,
+        shared,
+        ftp_state,
+        tftp_state,
+        shutdown,
+        live,
+        running,
+        snapshots,
+        ..
+    } = setup;
     delay_start_for_tests(id);
     let ctx = Rc::new(WorkerContext::new(id, shared, binder, shutdown, live));
     // The ring is created here, after the privilege drop and on the thread that uses it.
     tokio_uring::builder().entries(1024).start(async move {
         let mut loops = Vec::new();
         tokio_uring::spawn(Rc::clone(&ctx).relay_cut());
+        tokio_uring::spawn(super::registry::answer(Rc::clone(&ctx.sessions), id, snapshots));
         let ftp_worker = ftp_state.map(|f| Rc::new(FtpWorker::new(f, id, ctx.config())));
         for listener in ftp {
             let listener = tokio_uring::net::TcpListener::from_std(listener);

@@ -1,7 +1,9 @@
 //! The metrics endpoint: a tiny HTTP/1.0 responder on its own thread (never a worker),
-//! serving `GET /metrics` (Prometheus text) and `GET /healthz`. Off by default.
+//! serving `GET /metrics` (Prometheus text), `GET /healthz` and `GET /sessions` (the live
+//! session view, JSON). Off by default.
 
 use super::metrics::Metrics;
+use super::sessions::{Snapshots, ANSWER_WITHIN};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -12,12 +14,12 @@ use tracing::{debug, warn};
 pub const MAX_REQUEST: usize = 8192;
 
 /// Serves scrapes on `listener` until the process exits.
-pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>, sessions: Snapshots) -> std::io::Result<()> {
     std::thread::Builder::new().name("ferry-metrics".into()).spawn(move || {
         for conn in listener.incoming() {
             match conn {
                 Ok(stream) => {
-                    if let Err(e) = answer(stream, &metrics) {
+                    if let Err(e) = answer(stream, &metrics, &sessions) {
                         debug!("metrics request failed: {e}");
                     }
                 }
@@ -31,7 +33,7 @@ pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()
     Ok(())
 }
 
-fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, metrics: &Metrics, sessions: &Snapshots) -> std::io::Result<()> {
     // One scraper at a time; a slow one cannot hold the thread for long.
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -41,6 +43,11 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     match parse_request(&head) {
         Route::Metrics => respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &metrics.render()),
         Route::Healthz => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
+        Route::Sessions => {
+            let report = sessions.collect(ANSWER_WITHIN);
+            let body = serde_json::to_string(&report).map_err(std::io::Error::other)?;
+            respond(&mut stream, "200 OK", "application/json", &body)
+        }
         Route::NotFound => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
         Route::NotAllowed => respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n"),
     }
@@ -71,6 +78,8 @@ pub enum Route {
     Metrics,
     /// `GET /healthz`.
     Healthz,
+    /// `GET /sessions`: the live session view, as JSON.
+    Sessions,
     /// `GET` of anything else: 404.
     NotFound,
     /// Any other method, or no request line: 405.
@@ -86,6 +95,7 @@ pub fn parse_request(head: &[u8]) -> Route {
     match (method, path) {
         (b"GET", b"/metrics") => Route::Metrics,
         (b"GET", b"/healthz") => Route::Healthz,
+        (b"GET", b"/sessions") => Route::Sessions,
         (b"GET", _) => Route::NotFound,
         _ => Route::NotAllowed,
     }

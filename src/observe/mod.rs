@@ -5,4 +5,5 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod sdnotify;
+pub mod sessions;
 pub mod xferlog;

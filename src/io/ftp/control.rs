@@ -17,10 +17,12 @@ use crate::ftp::{
     TransferEvent, TransferKind,
 };
 use crate::io::context::WorkerContext;
+use crate::io::registry::{Activity, Entry, Registration};
 use crate::io::ring::ops;
 use crate::io::ring::sockets::{self, Cancel};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::Direction;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -159,7 +161,9 @@ async fn session(
     tokio_uring::spawn(
         read_control(Rc::clone(&stream), tx.clone(), refuse_header).instrument(Span::current()),
     );
+    let seen = ctx.sessions.add(Entry::new("ftp", peer, None));
     let mut driver = Driver {
+        seen,
         session: Session::new(Arc::clone(&conf.settings), peer, local, Instant::now()),
         conf,
         ctx,
@@ -252,6 +256,8 @@ struct Driver {
     transfer: Option<(OpToken, Rc<Cancel>)>,
     /// Completions of actions done inline, delivered once the outputs are drained.
     ready: VecDeque<(OpToken, OpResult)>,
+    /// This session in the worker's live view.
+    seen: Registration,
 }
 
 impl Driver {
@@ -303,6 +309,7 @@ impl Driver {
             matches!(result, OpResult::Transfer(TransferEvent::Finished { .. } | TransferEvent::Failed(_)));
         if ended && self.transfer.as_ref().is_some_and(|(t, _)| *t == token) {
             self.transfer = None;
+            self.seen.update(|e| e.activity = None);
         }
         self.session.handle_completion(token, result, now);
     }
@@ -457,14 +464,18 @@ impl Driver {
         };
         let cancel = Rc::new(Cancel::default());
         self.transfer = Some((token, Rc::clone(&cancel)));
-        let label = match &kind {
-            TransferKind::Retr { path, .. } => format!("RETR {path}"),
-            TransferKind::Stor { path, .. } => format!("STOR {path}"),
-            TransferKind::List { path, .. } => format!("LIST {path}"),
+        let (verb, path) = match &kind {
+            TransferKind::Retr { path, .. } => ("RETR", path),
+            TransferKind::Stor { path, .. } => ("STOR", path),
+            TransferKind::List { path, .. } => ("LIST", path),
         };
+        let label = format!("{verb} {path}");
+        let moved = Rc::new(Cell::new(0));
+        self.seen.update(|e| e.activity = Some(Activity::new(verb, path.to_string(), Rc::clone(&moved))));
         let record = self.xfer_meta(&kind);
         let conf = self.conf.clone();
-        let job = Job { token, source, endpoint, local_ip: self.local.ip(), cancel, label, record, conf };
+        let local_ip = self.local.ip();
+        let job = Job { token, source, endpoint, local_ip, cancel, label, record, conf, moved };
         let task = transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
         tokio_uring::spawn(task.instrument(Span::current()));
     }
@@ -473,13 +484,17 @@ impl Driver {
         match event {
             Event::LoggedIn(account) => {
                 Span::current().record("user", &*account.name);
+                self.seen.update(|e| e.user = Some(Arc::clone(&account.name)));
                 info!(user = %account.name, anonymous = account.anonymous, "logged in");
                 self.root = self.ftp.shared.root(&account.root);
                 if self.root.is_none() {
                     error!(root = %account.root.display(), "account root cannot be opened");
                 }
             }
-            Event::LoggedOut => self.root = None,
+            Event::LoggedOut => {
+                self.root = None;
+                self.seen.update(|e| e.user = None);
+            }
             Event::AbortTransfer(token) => {
                 if let Some((t, cancel)) = &self.transfer {
                     if *t == token {

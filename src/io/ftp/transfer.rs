@@ -16,6 +16,7 @@ use crate::io::ring::sockets::{self, Cancel};
 use crate::io::ring::zerocopy::{self, DataConn, Pacer, TransferLimits};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::{AccessMode, Direction, XferRecord};
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -161,6 +162,8 @@ pub struct Job {
     pub record: Option<XferMeta>,
     /// The session's configuration (fixed when the session started).
     pub conf: SessionConfig,
+    /// Bytes moved so far, shared with the session's entry in the live view.
+    pub moved: Rc<Cell<u64>>,
 }
 
 /// The xferlog facts of a file transfer, fixed when it starts.
@@ -260,7 +263,7 @@ async fn drive(
     limits: TransferLimits,
     tx: &Sender<Msg>,
 ) -> (TransferEvent, u64) {
-    let Job { token, source, endpoint, local_ip, cancel, label, conf, .. } = job;
+    let Job { token, source, endpoint, local_ip, cancel, label, conf, moved, .. } = job;
     let cfg = conf.ftp();
     let (mode, conn) = match endpoint {
         Endpoint::Passive(passive) => {
@@ -295,7 +298,7 @@ async fn drive(
         return (TransferEvent::Failed(TransferError::Aborted), 0);
     }
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(TransferEvent::Started)))).await;
-    let conn = DataConn::new(&sock, &ftp.pipes, limits, &cancel.zero_copy);
+    let conn = DataConn { moved, ..DataConn::new(&sock, &ftp.pipes, limits, &cancel.zero_copy) };
     let result = move_data(&conn, cfg.zero_copy, source, &cancel).await;
     // FIN after the queued bytes; the Rc clones (cancel, pipes) must not keep it open.
     let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);

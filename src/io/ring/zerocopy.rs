@@ -214,8 +214,9 @@ pub struct DataConn<'a> {
     /// Cancels the transfer from the control side.
     pub abort: &'a AbortHandle,
     /// Bytes moved so far (what the transfer returns on success), kept when it fails: the
-    /// xferlog and the byte counters report what an aborted transfer did move.
-    pub moved: Cell<u64>,
+    /// xferlog and the byte counters report what an aborted transfer did move. Shared, so the
+    /// live session view reads the same counter.
+    pub moved: Rc<Cell<u64>>,
 }
 
 impl<'a> DataConn<'a> {
@@ -226,7 +227,7 @@ impl<'a> DataConn<'a> {
         limits: TransferLimits,
         abort: &'a AbortHandle,
     ) -> Self {
-        DataConn { sock, pipes, limits, abort, moved: Cell::new(0) }
+        DataConn { sock, pipes, limits, abort, moved: Rc::default() }
     }
 }
 

@@ -8,13 +8,14 @@ use super::transfer::{Opened, Start};
 use crate::config::Config;
 use crate::fs::{self, WriteMode};
 use crate::io::context::WorkerContext;
+use crate::io::registry::{Activity, Entry};
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::SharedFd;
 use crate::io::ring::udp_msg::{self, Received};
 use crate::observe::metrics::Metric;
 use crate::tftp::request::check_overwrite;
 use crate::tftp::{plan, AccessPolicy, Direction, ErrorCode, Refusal, Request, ServerCaps, TransferSettings};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -229,7 +230,13 @@ impl TftpWorker {
         })?;
         let Some(tid) = self.live.register(peer) else { return Ok(None) };
         let activity = self.ctx.activity();
+        let acknowledged = Rc::new(Cell::new(0));
+        let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
+        let file = format!("/{}", request.path.display());
+        let shown = Activity::new(kind, file, Rc::clone(&acknowledged));
+        let seen = self.ctx.sessions.add(Entry::new("tftp", peer, Some(shown)));
         let start = Start {
+            acknowledged,
             peer,
             tid,
             request,
@@ -247,8 +254,9 @@ impl TftpWorker {
         };
         Ok(Some(async move {
             // Held until the transfer ends: the global count and the drain count (the TID
-            // entry goes with `start`, given up when the outcome is settled).
-            let _guards = (slot, activity);
+            // entry goes with `start`, given up when the outcome is settled), and the entry
+            // in the live view.
+            let _guards = (slot, activity, seen);
             super::transfer::run(start).await;
         }))
     }

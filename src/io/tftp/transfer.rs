@@ -17,6 +17,7 @@ use crate::tftp::{
     negotiate, Direction, ErrorCode, Mode, Outcome, ReadTransfer, Refusal, Request, ServerCaps,
     TransferSettings, Transmit, WriteChunk, WriteTransfer,
 };
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -71,6 +72,8 @@ pub struct Start {
     pub worker: usize,
     /// Raised when the drain timeout has passed: the transfer ends with an ERROR.
     pub cut: CutSignal,
+    /// Bytes the client acknowledged so far, shown in the live session view.
+    pub acknowledged: Rc<Cell<u64>>,
 }
 
 /// What a transfer may be granted.
@@ -123,6 +126,7 @@ pub async fn run(start: Start) {
         netascii_bytes,
         worker,
         cut,
+        acknowledged,
     } = start;
     let metrics = shared.metrics.worker(worker);
     let running = metrics.track(Metric::TftpTransfersActive);
@@ -133,7 +137,7 @@ pub async fn run(start: Start) {
     let mut complete = false;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes).await {
         Ok(mut job) => {
-            let outcome = drive(&mut job, &mut link, metrics, &cut, tid).await;
+            let outcome = drive(&mut job, &mut link, metrics, &cut, tid, &acknowledged).await;
             complete = matches!(outcome, Outcome::Complete { .. });
             // A failed transfer still logs and counts what the client acknowledged.
             let bytes = match &outcome {
@@ -279,6 +283,7 @@ async fn drive(
     metrics: &WorkerMetrics,
     cut: &CutSignal,
     tid: LiveEntry,
+    acknowledged: &Cell<u64>,
 ) -> Outcome {
     let mut items: Vec<Transmit> = Vec::new();
     let mut recv: RecvOp = udp_msg::recv_msg(&link.sock, link.pool.take());
@@ -288,6 +293,7 @@ async fn drive(
     let outcome = loop {
         let sent = flush(job, link, &mut items).await;
         metrics.add(Metric::TftpDatagramsSent, sent as u64);
+        acknowledged.set(both!(job, t => t.bytes_acknowledged()));
         if let Some(outcome) = both!(job, t => t.outcome()) {
             break outcome;
         }

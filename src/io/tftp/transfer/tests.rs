@@ -39,7 +39,7 @@ fn a_queued_ack_goes_before_an_expired_timer() {
         let mut job = Job::Read { t, source: Source::Memory(Rc::new(file)), _charge: None };
         let mut link = Link::new(Rc::new(OwnedFd::from(server)), Rc::new(BufPool::new(1024, 8)));
         let tid = Rc::new(LiveTransfers::default()).register(peer).unwrap();
-        drive(&mut job, &mut link, metrics.worker(0), &CutSignal::default(), tid).await
+        drive(&mut job, &mut link, metrics.worker(0), &CutSignal::default(), tid, &Cell::new(0)).await
     });
     assert_eq!(outcome, Outcome::Complete { bytes: 600, confirmed: true });
     assert_eq!(seen.join().unwrap(), [2], "DATA 1 was resent although its ACK was waiting");
