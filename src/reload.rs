@@ -12,6 +12,7 @@ type KeyReader = fn(&Config) -> String;
 /// Keys whose change needs a restart, with how to read them from a configuration.
 const RESTART_ONLY: &[(&str, KeyReader)] = &[
     ("workers", |c| c.workers.to_string()),
+    ("cpu_pinning", |c| format!("{:?}", c.cpu_pinning)),
     ("user", |c| c.user.clone()),
     ("root", |c| c.root.display().to_string()),
     ("ftp.enabled", |c| c.ftp.enabled.to_string()),

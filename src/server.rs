@@ -3,7 +3,7 @@
 //! (which create their rings); afterwards wait for signals and worker exits.
 
 use crate::binder;
-use crate::config::Config;
+use crate::config::{Config, CpuPinning};
 use crate::fs::{self, Root, SweepBounds};
 use crate::io::context::{Phase, Shared};
 use crate::io::ftp::state::FtpShared;
@@ -206,7 +206,12 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     let config = Arc::new(config);
     let live = LiveConfig::new(Arc::clone(&config));
     let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog });
-    let cpus = usable_cpus();
+    let cpus = pinned_cpus(shared.config.cpu_pinning, usable_cpus(), online_cpus());
+    if cpus.is_empty() {
+        info!(cpu_pinning = ?shared.config.cpu_pinning, "workers not pinned: the scheduler places them");
+    } else {
+        info!(cpu_pinning = ?shared.config.cpu_pinning, ?cpus, "workers pinned, one to each of these CPUs");
+    }
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let (running_tx, running_rx) = mpsc::channel::<usize>();
     let Listeners { ftp, tftp } = listeners;
@@ -350,6 +355,26 @@ fn shutdown_handles(listeners: &Listeners) -> Vec<OwnedFd> {
     let ftp = listeners.ftp.iter().flatten().map(|l| l.as_fd().try_clone_to_owned());
     let tftp = listeners.tftp.iter().flatten().map(|s| s.as_fd().try_clone_to_owned());
     ftp.chain(tftp).filter_map(Result::ok).collect()
+}
+
+/// The CPUs workers are pinned to, in turn; empty when they are not pinned. `allowed` are
+/// the CPUs this process may run on, `online` how many the host has.
+fn pinned_cpus(mode: CpuPinning, allowed: Vec<usize>, online: usize) -> Vec<usize> {
+    match mode {
+        CpuPinning::On => allowed,
+        CpuPinning::Off => Vec::new(),
+        // Fewer CPUs allowed than online: a cpuset or affinity someone gave Ferry on purpose.
+        CpuPinning::Auto if allowed.len() < online => allowed,
+        CpuPinning::Auto => Vec::new(),
+    }
+}
+
+/// CPUs online on the host (not only those this process may use).
+fn online_cpus() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
 fn usable_cpus() -> Vec<usize> {

@@ -372,3 +372,49 @@ fn the_serving_line_names_what_is_really_bound() {
     assert!(line.contains("ftp=[]"), "{line}");
     assert!(line.contains(&format!(":{tftp}]")), "{line}");
 }
+
+#[test]
+fn cpu_pinning_is_a_choice_and_auto_leaves_a_shared_host_to_the_scheduler() {
+    // Each worker's allowed CPUs, as /proc reads them.
+    fn worker_cpus(pid: i32) -> Vec<String> {
+        let threads = thread_status(pid);
+        let mut cpus: Vec<String> = threads
+            .iter()
+            .filter(|t| t["Name"].starts_with("ferry-w"))
+            .map(|t| t["Cpus_allowed_list"].clone())
+            .collect();
+        cpus.sort();
+        cpus
+    }
+    let all = process_status(std::process::id() as i32)["Cpus_allowed_list"].clone();
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    if all.trim() != online.trim() || !all.contains(['-', ',']) {
+        eprintln!(
+            "skipped: this test runs with a restricted CPU set ({all}) or on one CPU (online {online})"
+        );
+        return;
+    }
+    let dir = served_dir();
+    for (mode, pinned) in [("on", true), ("off", false), ("auto", false)] {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.env("FERRY_CPU_PINNING", mode);
+        let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
+        let cpus = worker_cpus(server.pid());
+        assert_eq!(cpus.len(), 2, "{mode}: {cpus:?}");
+        if pinned {
+            assert!(cpus.iter().all(|c| !c.contains(['-', ','])), "{mode}: one CPU each: {cpus:?}");
+            assert_ne!(cpus[0], cpus[1], "{mode}: different CPUs: {cpus:?}");
+        } else {
+            assert!(cpus.iter().all(|c| *c == all), "{mode}: every CPU ({all}): {cpus:?}");
+        }
+        assert!(server.stderr().contains(if pinned { "workers pinned" } else { "workers not pinned" }));
+    }
+    // Given CPUs of its own (an affinity narrower than the host), auto pins.
+    if let Some(first_two) = all.split([',', '-']).next().map(|c| c.to_string()) {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &first_two, ferry_bin()]);
+        let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+        assert_eq!(worker_cpus(server.pid()), vec![first_two.clone()]);
+        assert!(server.stderr().contains("workers pinned"), "{}", server.stderr());
+    }
+}
