@@ -1,5 +1,5 @@
-//! A worker: an OS thread pinned to one CPU running its own tokio-uring runtime, owning one
-//! SO_REUSEPORT member of every listener. Nothing here is shared with other workers except
+//! A worker: an OS thread (pinned to one CPU when `cpu_pinning` says so) running its own
+//! tokio-uring runtime, owning one SO_REUSEPORT member of every listener. Nothing here is shared with other workers except
 //! the read-only configuration, the shutdown signal, two atomic counters and the TFTP
 //! per-IP rate limiter (a mutex taken once per request). The one file that starts both
 //! protocols' drivers.
