@@ -158,28 +158,10 @@ impl WorkerMetrics {
         self.values[m as usize].fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Raises a gauge until the returned guard drops.
-    pub fn track(&self, m: Metric) -> GaugeGuard<'_> {
-        self.inc(m);
-        GaugeGuard { metrics: self, metric: m }
-    }
-
     fn get(&self, i: usize) -> i64 {
         // Gauges go up and down on the same worker; a transient negative sum is impossible
         // per worker, but read as signed to be safe.
         self.values[i].load(Ordering::Relaxed) as i64
-    }
-}
-
-/// Lowers a gauge when dropped.
-pub struct GaugeGuard<'a> {
-    metrics: &'a WorkerMetrics,
-    metric: Metric,
-}
-
-impl Drop for GaugeGuard<'_> {
-    fn drop(&mut self) {
-        self.metrics.dec(self.metric);
     }
 }
 
@@ -191,8 +173,8 @@ pub struct Metrics {
     passive_ports: AtomicU64,
 }
 
-/// Raises a gauge of one worker until dropped; owned, so it can travel with what it counts
-/// (a passive listener handed to a transfer task).
+/// Raises a gauge of one worker until dropped (an open session, a running transfer, a
+/// passive listener); owned, so it can travel with what it counts.
 #[derive(Debug)]
 pub struct HeldGauge {
     metrics: Arc<Metrics>,
@@ -278,11 +260,11 @@ mod tests {
 
     #[test]
     fn workers_count_separately_and_sum_in_the_total() {
-        let m = Metrics::new(2);
+        let m = Arc::new(Metrics::new(2));
         m.worker(0).add(Metric::FtpBytesSent, 100);
         m.worker(1).add(Metric::FtpBytesSent, 23);
         {
-            let _g = m.worker(1).track(Metric::FtpSessionsActive);
+            let _g = m.hold(1, Metric::FtpSessionsActive);
             assert_eq!(m.total(Metric::FtpSessionsActive), 1);
         }
         assert_eq!(m.total(Metric::FtpSessionsActive), 0);

@@ -145,7 +145,7 @@ async fn session(
     let _active = ctx.activity();
     let metrics = Arc::clone(&ctx.shared.metrics);
     metrics.worker(ctx.id).inc(Metric::FtpSessionsTotal);
-    let _open = metrics.worker(ctx.id).track(Metric::FtpSessionsActive);
+    let _open = metrics.hold(ctx.id, Metric::FtpSessionsActive);
     let local = match prepare_control(&stream) {
         Ok(local) => local,
         Err(e) => {

@@ -186,8 +186,7 @@ pub struct XferMeta {
 /// Runs a transfer to its end, reporting `Started` and then the outcome on `tx`.
 pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: Sender<Msg>) {
     let _active = ctx.activity();
-    let metrics = ctx.shared.metrics.worker(ctx.id);
-    let running = metrics.track(Metric::FtpTransfersActive);
+    let running = ctx.shared.metrics.hold(ctx.id, Metric::FtpTransfersActive);
     ftp.transfers.set(ftp.transfers.get() + 1);
     let limits = ftp.transfer_limits(job.conf.ftp());
     let token = job.token;

@@ -129,7 +129,7 @@ pub async fn run(start: Start) {
         acknowledged,
     } = start;
     let metrics = shared.metrics.worker(worker);
-    let running = metrics.track(Metric::TftpTransfersActive);
+    let running = shared.metrics.hold(worker, Metric::TftpTransfersActive);
     let mut link = Link::new(Rc::new(sock), pool);
     let limits = Limits { caps, settings, netascii_max, netascii_memory };
     let file = request.path.display();
