@@ -196,7 +196,7 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     // One snapshot channel per worker; without the endpoint the senders drop and each
     // worker's answering task ends at once.
     let (snapshot_tx, mut snapshot_rx): (Vec<_>, std::collections::VecDeque<_>) =
-        (0..workers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+        (0..workers).map(|_| tokio::sync::mpsc::channel(crate::observe::sessions::SNAPSHOT_QUEUE)).unzip();
     if let Some(listener) = metrics_listener {
         let snapshots = Snapshots::new(snapshot_tx);
         crate::observe::http::spawn(listener, Arc::clone(&metrics), snapshots)

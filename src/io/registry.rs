@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 /// What one running session or transfer shows.
 #[derive(Debug)]
@@ -122,7 +122,7 @@ impl Drop for Registration {
 }
 
 /// Answers the metrics thread's snapshot requests until it is gone (one task per worker).
-pub async fn answer(registry: Rc<Registry>, worker: usize, mut requests: UnboundedReceiver<SnapshotRequest>) {
+pub async fn answer(registry: Rc<Registry>, worker: usize, mut requests: Receiver<SnapshotRequest>) {
     while let Some(reply) = requests.recv().await {
         let _ = reply.send((worker, registry.snapshot(worker, Instant::now())));
     }

@@ -42,7 +42,7 @@ pub struct WorkerSetup {
     /// Told this worker's id once its ring runs and its listeners accept.
     pub running: Sender<usize>,
     /// Snapshot requests of the live session view, from the metrics thread.
-    pub snapshots: tokio::sync::mpsc::UnboundedReceiver<SnapshotRequest>,
+    pub snapshots: tokio::sync::mpsc::Receiver<SnapshotRequest>,
 }
 
 /// What a worker thread tells the main thread when it ends.

@@ -48,25 +48,29 @@ pub type SnapshotRequest = mpsc::Sender<(usize, Vec<SessionInfo>)>;
 /// session or transfer ever takes a lock for the view.
 #[derive(Debug, Default)]
 pub struct Snapshots {
-    workers: Vec<tokio::sync::mpsc::UnboundedSender<SnapshotRequest>>,
+    workers: Vec<tokio::sync::mpsc::Sender<SnapshotRequest>>,
 }
+
+/// Asks for a snapshot a worker may have waiting; more are refused at once.
+pub const SNAPSHOT_QUEUE: usize = 4;
 
 /// How long the view waits for the workers; one that is busier than this is left out.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 impl Snapshots {
     /// A gatherer over these workers' request channels (index = worker id).
-    pub fn new(workers: Vec<tokio::sync::mpsc::UnboundedSender<SnapshotRequest>>) -> Snapshots {
+    pub fn new(workers: Vec<tokio::sync::mpsc::Sender<SnapshotRequest>>) -> Snapshots {
         Snapshots { workers }
     }
 
     /// Asks every worker at once and waits up to `within` for all of them.
     pub fn collect(&self, within: Duration) -> Report {
         let (tx, rx) = mpsc::channel();
-        // A worker whose channel is closed has ended: it counts as unanswered.
+        // A worker whose channel is closed has ended, and one whose queue is full has not
+        // answered the last few asks: both count as unanswered, and asks never pile up.
         let mut pending: BTreeSet<usize> = (0..self.workers.len()).collect();
         for (id, worker) in self.workers.iter().enumerate() {
-            if worker.send(tx.clone()).is_err() {
+            if worker.try_send(tx.clone()).is_err() {
                 pending.remove(&id);
             }
         }
@@ -224,9 +228,9 @@ mod tests {
 
     #[test]
     fn collect_gathers_every_worker_and_names_those_that_did_not_answer() {
-        let (a, mut a_rx) = tokio::sync::mpsc::unbounded_channel::<SnapshotRequest>();
-        let (b, _b_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (c, c_rx) = tokio::sync::mpsc::unbounded_channel::<SnapshotRequest>();
+        let (a, mut a_rx) = tokio::sync::mpsc::channel::<SnapshotRequest>(SNAPSHOT_QUEUE);
+        let (b, _b_rx) = tokio::sync::mpsc::channel(SNAPSHOT_QUEUE);
+        let (c, c_rx) = tokio::sync::mpsc::channel::<SnapshotRequest>(SNAPSHOT_QUEUE);
         drop(c_rx);
         let answering = std::thread::spawn(move || {
             let reply: SnapshotRequest = a_rx.blocking_recv().unwrap();
