@@ -22,6 +22,8 @@ const RESTART_ONLY: &[(&str, KeyReader)] = &[
     ("tftp.enabled", |c| c.tftp.enabled.to_string()),
     ("tftp.listen", |c| format!("{:?}", c.tftp.listen)),
     ("tftp.root", |c| format!("{:?}", c.tftp.root)),
+    // Decides, per request socket at start, where transfers reply from.
+    ("tftp.single_port", |c| c.tftp.single_port.to_string()),
     // Sizes every worker's datagram buffers, allocated at start.
     ("tftp.max_blksize", |c| c.tftp.max_blksize.to_string()),
     ("metrics.enabled", |c| c.metrics.enabled.to_string()),

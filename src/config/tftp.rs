@@ -41,6 +41,12 @@ pub struct TftpConfig {
     pub block_wrap: BlockWrap,
     /// Local ports for per-transfer sockets; unset = kernel ephemeral ports.
     pub transfer_ports: Option<PortRange>,
+    /// Single-port mode: every reply leaves from the request socket's own port (69), and
+    /// transfers are told apart by the client's address and port, as dnsmasq's
+    /// `tftp-single-port` does. Needed behind NAT or a Kubernetes Service, where replies
+    /// from a fresh port per transfer (RFC 1350's server TID) do not find their way back.
+    /// Restart-only.
+    pub single_port: bool,
     /// Concurrent transfers per server; a request over it gets ERROR 0 "server busy".
     pub max_transfers: usize,
     /// New requests accepted per second from one client IP; 0 = unlimited.
@@ -69,6 +75,7 @@ impl Default for TftpConfig {
             unproven_retransmits: 3,
             block_wrap: BlockWrap::Zero,
             transfer_ports: None,
+            single_port: false,
             max_transfers: 1000,
             requests_per_second_per_ip: 20,
             netascii_max_bytes: 16 << 20,

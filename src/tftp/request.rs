@@ -130,8 +130,13 @@ fn known_options_only(bytes: &[u8]) -> Option<(Direction, &[u8], &[u8], OptionLi
 }
 
 /// True when the opcode is RRQ or WRQ, however malformed the rest.
-fn is_request(bytes: &[u8]) -> bool {
+pub fn is_request(bytes: &[u8]) -> bool {
     matches!(Packet::new_unchecked(bytes).opcode(), Some(Opcode::Rrq | Opcode::Wrq))
+}
+
+/// True when the opcode is DATA or ACK: a packet of a running transfer (RFC 1350 §4).
+pub fn is_data_or_ack(bytes: &[u8]) -> bool {
+    matches!(Packet::new_unchecked(bytes).opcode(), Some(Opcode::Data | Opcode::Ack))
 }
 
 /// The mode string of a request whose option list did not parse (empty when absent).

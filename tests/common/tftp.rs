@@ -44,6 +44,18 @@ pub fn run_client(secs: u32, program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
+/// Skips (with a message) when a client program is missing; CI installs all of them.
+pub fn have(program: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: {program} is not installed (tests/run-all.sh installs it)");
+    }
+    found
+}
+
 /// Asserts a client run succeeded and `out` holds exactly `expected`.
 pub fn assert_fetched(out: &Output, path: &Path, expected: &[u8], what: &str, server: &Server) {
     let got = std::fs::read(path).unwrap_or_default();

@@ -2,9 +2,10 @@
 //! checked (repeat, rate, access, `max_transfers`), its file opened under the TFTP root and
 //! handed to a transfer task on a fresh socket bound to the address the request came to.
 
+use super::inlet::Routes;
 use super::limits::{LiveTransfers, TransferSlot};
 use super::state::TftpShared;
-use super::transfer::{Opened, Start};
+use super::transfer::{Opened, Port, Start};
 use crate::config::Config;
 use crate::fs::{self, WriteMode};
 use crate::io::context::WorkerContext;
@@ -13,7 +14,7 @@ use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::SharedFd;
 use crate::io::ring::udp_msg::{self, Received};
 use crate::observe::metrics::Metric;
-use crate::tftp::request::check_overwrite;
+use crate::tftp::request::{check_overwrite, is_data_or_ack, is_request};
 use crate::tftp::{plan, AccessPolicy, Direction, ErrorCode, Refusal, Request, ServerCaps, TransferSettings};
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -80,28 +81,77 @@ pub async fn serve(ctx: Rc<WorkerContext>, state: Arc<TftpShared>, sockets: Vec<
     }
 }
 
+/// One request socket of this worker and, in single-port mode, the transfers it carries.
+struct RequestPort {
+    sock: SharedFd,
+    /// The address it is bound to (a wildcard on a dual-stack or any-address listener).
+    bound: Option<SocketAddr>,
+    /// Single-port mode (`tftp.single_port`, restart-only): transfers reply from this socket
+    /// and their datagrams are routed here by client address.
+    single: bool,
+    routes: Rc<Routes>,
+    /// ERROR 5 answers to DATA/ACK from clients without a transfer, this second.
+    strays: Cell<(Instant, u32)>,
+}
+
+/// ERROR 5 answers a single-port socket sends per second to DATA/ACK of unknown clients: a
+/// client whose transfer ended learns it, while a spoofed flood cannot turn the port into a
+/// reflector (the answer is longer than an ACK).
+const STRAY_ANSWERS_PER_SECOND: u32 = 50;
+
+impl RequestPort {
+    /// A receive buffer: big enough for a request and, in single-port mode, for any DATA a
+    /// transfer on this socket may receive (the pool's size), so it can be routed as is.
+    fn buffer(&self, pool: &BufPool) -> Vec<u8> {
+        if self.single && pool.capacity() >= REQUEST_BUF {
+            pool.take()
+        } else if self.single {
+            Vec::with_capacity(REQUEST_BUF.max(pool.capacity()))
+        } else {
+            Vec::with_capacity(REQUEST_BUF)
+        }
+    }
+
+    /// True while this second's budget of ERROR 5 answers lasts.
+    fn may_answer_stray(&self, now: Instant) -> bool {
+        let (start, used) = self.strays.get();
+        let (start, used) = if now.saturating_duration_since(start) >= Duration::from_secs(1) {
+            (now, 0)
+        } else {
+            (start, used)
+        };
+        self.strays.set((start, used.saturating_add(1)));
+        used < STRAY_ANSWERS_PER_SECOND
+    }
+}
+
 /// Receives requests until shutdown; shutdown(2) on the socket wakes the pending receive.
 async fn request_loop(worker: Rc<TftpWorker>, socket: UdpSocket) {
-    let bound = socket.local_addr().ok();
-    let sock: SharedFd = Rc::new(OwnedFd::from(socket));
-    let mut buf = Vec::with_capacity(REQUEST_BUF);
+    let port = RequestPort {
+        bound: socket.local_addr().ok(),
+        sock: Rc::new(OwnedFd::from(socket)),
+        single: worker.ctx.config().tftp.single_port,
+        routes: Rc::default(),
+        strays: Cell::new((Instant::now(), 0)),
+    };
+    let mut buf = port.buffer(&worker.pool);
     loop {
-        let (res, b) = udp_msg::recv_msg(&sock, buf).await;
+        let (res, b) = udp_msg::recv_msg(&port.sock, buf).await;
         buf = b;
         if worker.ctx.shutting_down() {
             break;
         }
         match res {
             Ok(r @ Received { from: Some(_), .. }) => {
-                worker.on_request(&sock, bound, r, &buf).await;
+                buf = worker.on_datagram(&port, r, buf).await;
                 // A boot storm queues requests faster than one ring round trip each: take
                 // whatever else is already waiting before going back to the ring.
                 for _ in 0..DRAIN_BATCH {
-                    let (res, b) = udp_msg::try_recv_msg(&sock, buf);
+                    let (res, b) = udp_msg::try_recv_msg(&port.sock, buf);
                     buf = b;
                     match res {
                         Ok(Some(r @ Received { from: Some(_), .. })) => {
-                            worker.on_request(&sock, bound, r, &buf).await
+                            buf = worker.on_datagram(&port, r, buf).await
                         }
                         Ok(Some(_)) => {}
                         Ok(None) | Err(_) => break,
@@ -136,7 +186,33 @@ impl TftpWorker {
         Rc::clone(&current)
     }
 
-    async fn on_request(&self, sock: &SharedFd, bound: Option<SocketAddr>, r: Received, bytes: &[u8]) {
+    /// Handles one datagram of a request socket; returns a buffer for the next receive.
+    async fn on_datagram(&self, port: &RequestPort, r: Received, buf: Vec<u8>) -> Vec<u8> {
+        let Some(from) = r.from else { return buf };
+        let peer = canonical(from);
+        if port.single && !is_request(&buf) {
+            // Single-port mode: DATA, ACK and ERROR of a running transfer come here.
+            if let Some(inbox) = port.routes.get(&peer) {
+                let r = Received { from: Some(peer), ..r };
+                return inbox.push((Ok(r), buf)).unwrap_or_else(|| port.buffer(&self.pool));
+            }
+            if is_data_or_ack(&buf) {
+                // RFC 1350 §4: a packet for no known transfer gets ERROR 5; never an ERROR
+                // in answer to an ERROR, and only as many per second as the budget allows.
+                if port.may_answer_stray(Instant::now()) {
+                    let local = r.local.map(|l| l.0.to_canonical());
+                    let reply = Refusal::new(ErrorCode::UnknownTransferId, "unknown transfer ID").datagram();
+                    let _ = udp_msg::send_one(&port.sock, from, local, reply.as_bytes().to_vec()).await;
+                }
+                return buf;
+            }
+        }
+        self.on_request(port, r, &buf).await;
+        buf
+    }
+
+    async fn on_request(&self, port: &RequestPort, r: Received, bytes: &[u8]) {
+        let (sock, bound) = (&port.sock, port.bound);
         let Some(from) = r.from else { return };
         let peer = canonical(from);
         // tftp-hpa, for one, sends a last ACK or ERROR to port 69 after a refusal.
@@ -156,7 +232,7 @@ impl TftpWorker {
             .map(|(ip, ifindex)| (ip.to_canonical(), ifindex))
             .or_else(|| bound.filter(|b| !b.ip().is_unspecified()).map(|b| (b.ip().to_canonical(), 0)));
         let span = info_span!("tftp", client = %peer, worker = self.ctx.id);
-        let result = self.admit(peer, local, r, bytes);
+        let result = self.admit(port, peer, local, r, bytes);
         match result {
             Ok(Some(start)) => {
                 tokio_uring::spawn(start.instrument(span));
@@ -190,6 +266,7 @@ impl TftpWorker {
     /// Decides about one request; `Ok(None)` means ignore it silently.
     fn admit(
         &self,
+        port: &RequestPort,
         peer: SocketAddr,
         local: Option<(IpAddr, u32)>,
         r: Received,
@@ -205,7 +282,7 @@ impl TftpWorker {
             self.count(Metric::TftpRefusedRate);
             return Err(Refusal::busy());
         }
-        if r.truncated {
+        if r.truncated || r.len > REQUEST_BUF {
             return Err(Refusal::new(ErrorCode::IllegalOperation, crate::tftp::request::REQUEST_TOO_LONG));
         }
         let rules = self.rules();
@@ -220,15 +297,28 @@ impl TftpWorker {
             warn!(%peer, "request without a destination address; cannot answer from the right address");
             return Err(Refusal::internal());
         };
-        let sock = super::socket::bind_transfer(
-            udp_msg::with_scope(local_ip, 0, ifindex),
-            cfg.transfer_ports.as_ref(),
-        )
-        .map_err(|e| {
-            warn!(%peer, "cannot bind a transfer socket: {e}");
-            Refusal::new(ErrorCode::NotDefined, "no transfer port available")
-        })?;
+        // A broadcast request keeps a socket of its own even in single-port mode: the
+        // client's unicast ACKs may reach another worker's member of the request port.
+        let own = if port.single && !r.broadcast {
+            None
+        } else {
+            let sock = super::socket::bind_transfer(
+                udp_msg::with_scope(local_ip, 0, ifindex),
+                cfg.transfer_ports.as_ref(),
+            )
+            .map_err(|e| {
+                warn!(%peer, "cannot bind a transfer socket: {e}");
+                Refusal::new(ErrorCode::NotDefined, "no transfer port available")
+            })?;
+            Some(sock)
+        };
         let Some(tid) = self.live.register(peer) else { return Ok(None) };
+        let port = match own {
+            Some(sock) => Port::Own(sock),
+            None => {
+                Port::Shared { sock: Rc::clone(&port.sock), route: port.routes.open(peer), from: local_ip }
+            }
+        };
         let activity = self.ctx.activity();
         let acknowledged = Rc::new(Cell::new(0));
         let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
@@ -241,7 +331,7 @@ impl TftpWorker {
             tid,
             request,
             opened,
-            sock,
+            port,
             caps: rules.caps,
             settings: rules.settings,
             shared: Arc::clone(&self.ctx.shared),

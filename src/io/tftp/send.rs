@@ -10,7 +10,7 @@ use crate::io::ring::udp_msg::{self, SendSpec};
 use crate::tftp::wire::{write_data_header, DATA_HEADER_LEN};
 use crate::tftp::Transmit;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
 use tracing::debug;
@@ -32,8 +32,13 @@ pub enum Source {
 /// A transfer's socket and buffers.
 #[derive(Debug)]
 pub struct Link {
-    /// The transfer's own socket (its TID).
+    /// The socket replies leave from: the transfer's own (its TID), or in single-port mode
+    /// the request socket.
     pub sock: SharedFd,
+    /// Source address for each send (pktinfo), on a request socket bound to a wildcard.
+    from: Option<IpAddr>,
+    /// The socket is IPv6 and may be dual-stack: IPv4 peers are sent to as ::ffff:a.b.c.d.
+    mapped: bool,
     /// The worker's datagram buffers.
     pub pool: Rc<BufPool>,
     /// GSO still worth trying; off after the first send the kernel refused (the path MTU
@@ -76,7 +81,27 @@ pub struct ReadFailed(pub io::Error);
 impl Link {
     /// A link over `sock` drawing buffers from `pool`.
     pub fn new(sock: SharedFd, pool: Rc<BufPool>) -> Link {
-        Link { sock, pool, gso: true, bufs: Vec::new(), outs: Vec::new(), ahead: None }
+        Link {
+            sock,
+            from: None,
+            mapped: false,
+            pool,
+            gso: true,
+            bufs: Vec::new(),
+            outs: Vec::new(),
+            ahead: None,
+        }
+    }
+
+    /// A link over a request socket shared by many transfers (single-port mode): sends go
+    /// from `from`, the address the request came to.
+    pub fn shared(sock: SharedFd, pool: Rc<BufPool>, from: IpAddr) -> Link {
+        let mapped = socket2::SockRef::from(&*sock)
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| a.is_ipv6());
+        Link { from: Some(from), mapped, ..Link::new(sock, pool) }
     }
 
     /// Builds, fills and sends `items` (one drain of `poll_transmit`, in order).
@@ -194,7 +219,11 @@ impl Link {
             .collect();
         let segment = (group.len() > 1).then(|| members.first().map_or(0, |b| b.len() as u16));
         let to = self.outs.get(group.start)?.to;
-        Some(SendSpec { to, from: None, segment, iov })
+        let to = match to {
+            SocketAddr::V4(v4) if self.mapped => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            to => to,
+        };
+        Some(SendSpec { to, from: self.from, segment, iov })
     }
 
     /// Submits one SENDMSG per group through the ring, linked so they go out in order even

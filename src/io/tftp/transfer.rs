@@ -1,7 +1,8 @@
-//! One TFTP transfer on its own socket: negotiates, then drives the sans-IO `ReadTransfer`
-//! or `WriteTransfer` with received datagrams and timer expiries, carrying out what it asks
-//! (send a window, store a chunk, commit an upload), and logs one line when it ends.
+//! One TFTP transfer, on its own socket or (single-port mode) on the request socket: drives
+//! the sans-IO `ReadTransfer` or `WriteTransfer` with received datagrams and timer expiries,
+//! carrying out what it asks (send a window, store a chunk, commit), and logs when it ends.
 
+use super::inlet::{Inlet, Route};
 use super::limits::LiveEntry;
 use super::send::{Link, ReadFailed, Source};
 use crate::fs::{self, UploadTarget};
@@ -9,7 +10,7 @@ use crate::io::context::{CutSignal, Shared};
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::memory_budget::MemoryCharge;
 use crate::io::ring::ops::{self, SharedFd};
-use crate::io::ring::udp_msg::{self, Received, RecvOp};
+use crate::io::ring::udp_msg::Received;
 use crate::observe::metrics::{Metric, WorkerMetrics};
 use crate::observe::xferlog::{AccessMode, Direction as XferDirection, XferRecord};
 use crate::tftp::netascii::{Decoder, Encoder};
@@ -19,8 +20,8 @@ use crate::tftp::{
 };
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
@@ -52,8 +53,8 @@ pub struct Start {
     pub request: Request,
     /// The opened file.
     pub opened: Opened,
-    /// The transfer's socket, bound and not connected.
-    pub sock: OwnedFd,
+    /// Where the transfer sends from and receives on.
+    pub port: Port,
     /// What we grant.
     pub caps: ServerCaps,
     /// Timers and limits.
@@ -74,6 +75,29 @@ pub struct Start {
     pub cut: CutSignal,
     /// Bytes the client acknowledged so far, shown in the live session view.
     pub acknowledged: Rc<Cell<u64>>,
+}
+
+/// The socket side of a transfer.
+#[derive(Debug)]
+pub enum Port {
+    /// Its own socket (RFC 1350's fresh server TID), bound and not connected.
+    Own(OwnedFd),
+    /// Single-port mode: the request socket, shared; datagrams arrive through `route`, and
+    /// replies leave from `from`, the address the request was sent to.
+    Shared { sock: SharedFd, route: Route, from: IpAddr },
+}
+
+impl Port {
+    /// The sending and the receiving side.
+    fn split(self, pool: Rc<BufPool>) -> (Link, Inlet) {
+        match self {
+            Port::Own(fd) => {
+                let sock: SharedFd = Rc::new(fd);
+                (Link::new(Rc::clone(&sock), pool), Inlet::Own { sock, pending: None })
+            }
+            Port::Shared { sock, route, from } => (Link::shared(sock, pool, from), Inlet::Shared { route }),
+        }
+    }
 }
 
 /// What a transfer may be granted.
@@ -116,7 +140,7 @@ pub async fn run(start: Start) {
         tid,
         request,
         opened,
-        sock,
+        port,
         caps,
         settings,
         netascii_max,
@@ -130,14 +154,16 @@ pub async fn run(start: Start) {
     } = start;
     let metrics = shared.metrics.worker(worker);
     let running = shared.metrics.hold(worker, Metric::TftpTransfersActive);
-    let mut link = Link::new(Rc::new(sock), pool);
+    let (mut link, inlet) = port.split(pool);
     let limits = Limits { caps, settings, netascii_max, netascii_memory };
     let file = request.path.display();
     let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     let mut complete = false;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes).await {
         Ok(mut job) => {
-            let outcome = drive(&mut job, &mut link, metrics, &cut, tid, &acknowledged).await;
+            let mut inlet = inlet;
+            let outcome = drive(&mut job, &mut link, &mut inlet, metrics, &cut, tid, &acknowledged).await;
+            inlet.close(&link.pool).await;
             complete = matches!(outcome, Outcome::Complete { .. });
             // A failed transfer still logs and counts what the client acknowledged.
             let bytes = match &outcome {
@@ -161,6 +187,8 @@ pub async fn run(start: Start) {
             metrics.inc(Metric::TftpRequestsRefused);
             let to_send = [Transmit::Datagram { to: peer, packet: refusal.datagram() }];
             let _ = link.send(&to_send, None).await;
+            // After the send: closing the transfer's own socket shuts it down.
+            inlet.close(&link.pool).await;
             (0, format!("refused: {}", refusal.message))
         }
     };
@@ -280,22 +308,23 @@ async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
 async fn drive(
     job: &mut Job,
     link: &mut Link,
+    inlet: &mut Inlet,
     metrics: &WorkerMetrics,
     cut: &CutSignal,
     tid: LiveEntry,
     acknowledged: &Cell<u64>,
 ) -> Outcome {
     let mut items: Vec<Transmit> = Vec::new();
-    let mut recv: RecvOp = udp_msg::recv_msg(&link.sock, link.pool.take());
     let mut recv_errors = 0u32;
     let mut was_cut = false;
     let mut tid = Some(tid);
-    let outcome = loop {
+    let pool = Rc::clone(&link.pool);
+    loop {
         let sent = flush(job, link, &mut items).await;
         metrics.add(Metric::TftpDatagramsSent, sent as u64);
         acknowledged.set(both!(job, t => t.bytes_acknowledged()));
         if let Some(outcome) = both!(job, t => t.outcome()) {
-            break outcome;
+            return outcome;
         }
         // An upload that sent its final ACK only dallies for a repeated last DATA (RFC 1350
         // §6), which comes to this socket: a request from the client's port is new.
@@ -315,18 +344,17 @@ async fn drive(
                 both!(job, t => t.abort(ErrorCode::NotDefined, "server shutting down"));
                 continue;
             }
-            r = &mut recv => Some(r),
+            d = inlet.next(&pool) => Some(d),
             _ = tokio::time::sleep_until(deadline.into()) => None,
         };
         if let Some((res, buf)) = event {
-            let buf = on_receive(job, res, buf, &mut recv_errors).await;
-            recv = udp_msg::recv_msg(&link.sock, buf);
+            pool.give(on_receive(job, res, buf, &mut recv_errors).await);
         }
         // Checked after datagrams too, so a stream of stray packets cannot starve the timer.
         if timer_due(job) {
             // The ring receive brings one datagram; more may wait in the socket. They
             // go first too: each may move the deadline or end the transfer.
-            drain(job, link, &mut recv_errors).await;
+            drain(job, inlet, &pool, &mut recv_errors).await;
             if timer_due(job) {
                 both!(job, t => t.handle_timeout(Instant::now()));
                 // What a timeout makes the machine send again is a retransmission.
@@ -335,13 +363,7 @@ async fn drive(
                 metrics.add(Metric::TftpDatagramsSent, resent as u64);
             }
         }
-    };
-    // Wake the pending receive and collect it, so its buffer and socket are released now.
-    let _ = nix::sys::socket::shutdown(link.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-    if let Ok((_, buf)) = tokio::time::timeout(Duration::from_secs(1), recv).await {
-        link.pool.give(buf);
     }
-    outcome
 }
 
 /// True when the machine's deadline has passed.
@@ -353,20 +375,12 @@ fn timer_due(job: &Job) -> bool {
 /// window of DATA from an uploading client at the default `max_windowsize` (RFC 7440).
 const DRAIN_MAX: usize = 64;
 
-/// Feeds the datagrams already queued on the socket, without waiting.
-async fn drain(job: &mut Job, link: &Link, recv_errors: &mut u32) {
+/// Feeds the datagrams already waiting, without waiting.
+async fn drain(job: &mut Job, inlet: &mut Inlet, pool: &BufPool, recv_errors: &mut u32) {
     for _ in 0..DRAIN_MAX {
-        let (res, buf) = udp_msg::try_recv_msg(&link.sock, link.pool.take());
-        let res = match res {
-            Ok(Some(r)) => Ok(r),
-            Ok(None) => {
-                link.pool.give(buf);
-                return;
-            }
-            Err(e) => Err(e),
-        };
+        let Some((res, buf)) = inlet.try_next(pool) else { return };
         let failed = res.is_err();
-        link.pool.give(on_receive(job, res, buf, recv_errors).await);
+        pool.give(on_receive(job, res, buf, recv_errors).await);
         if failed || both!(job, t => t.outcome()).is_some() {
             return;
         }

@@ -37,9 +37,20 @@ fn a_queued_ack_goes_before_an_expired_timer() {
     let metrics = crate::observe::metrics::Metrics::new(1);
     let outcome = tokio_uring::start(async {
         let mut job = Job::Read { t, source: Source::Memory(Rc::new(file)), _charge: None };
-        let mut link = Link::new(Rc::new(OwnedFd::from(server)), Rc::new(BufPool::new(1024, 8)));
+        let (mut link, mut inlet) = Port::Own(OwnedFd::from(server)).split(Rc::new(BufPool::new(1024, 8)));
         let tid = Rc::new(LiveTransfers::default()).register(peer).unwrap();
-        drive(&mut job, &mut link, metrics.worker(0), &CutSignal::default(), tid, &Cell::new(0)).await
+        let outcome = drive(
+            &mut job,
+            &mut link,
+            &mut inlet,
+            metrics.worker(0),
+            &CutSignal::default(),
+            tid,
+            &Cell::new(0),
+        )
+        .await;
+        inlet.close(&link.pool).await;
+        outcome
     });
     assert_eq!(outcome, Outcome::Complete { bytes: 600, confirmed: true });
     assert_eq!(seen.join().unwrap(), [2], "DATA 1 was resent although its ACK was waiting");
