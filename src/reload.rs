@@ -24,6 +24,9 @@ const RESTART_ONLY: &[(&str, KeyReader)] = &[
     ("tftp.root", |c| format!("{:?}", c.tftp.root)),
     // Decides, per request socket at start, where transfers reply from.
     ("tftp.single_port", |c| c.tftp.single_port.to_string()),
+    // The file cache is made once, at start.
+    ("tftp.cache_bytes", |c| c.tftp.cache_bytes.to_string()),
+    ("tftp.cache_max_file_bytes", |c| c.tftp.cache_max_file_bytes.to_string()),
     // Sizes every worker's datagram buffers, allocated at start.
     ("tftp.max_blksize", |c| c.tftp.max_blksize.to_string()),
     ("metrics.enabled", |c| c.metrics.enabled.to_string()),

@@ -202,7 +202,7 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
         crate::observe::http::spawn(listener, Arc::clone(&metrics), snapshots)
             .map_err(StartupError::Metrics)?;
     }
-    let tftp_state = Arc::new(TftpShared::new(&config, tftp_root));
+    let tftp_state = Arc::new(TftpShared::new(&config, tftp_root, Arc::clone(&metrics.tftp_cache_bytes)));
     let config = Arc::new(config);
     let live = LiveConfig::new(Arc::clone(&config));
     let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog });

@@ -7,7 +7,7 @@ mod common;
 
 use common::ftp::{FtpServer, Opts, PASS, USER};
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -56,18 +56,7 @@ fn loopback(last: u8) -> Ipv4Addr {
 }
 
 fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-fn metric(page: &str, series: &str) -> u64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+    http(addr, &format!("GET {path} HTTP/1.0\r\n\r\n"))
 }
 
 /// What the guessing sessions were answered.
@@ -182,8 +171,12 @@ fn a_guessing_swarm_neither_locks_the_real_user_out_nor_counts_its_refusals_as_f
     let page = eventually(Duration::from_secs(10), "no FTP session open", || {
         check(http_get(&listen, "/metrics"), |p| metric(p, open) == 0).map_err(|p| metric(&p, open))
     });
-    assert_eq!(metric(&page, "ferry_ftp_login_failures_total{worker=\"all\"}"), wrong, "{summary}");
-    assert_eq!(metric(&page, "ferry_ftp_logins_refused_busy_total{worker=\"all\"}"), busy, "{summary}");
+    assert_eq!(metric(&page, "ferry_ftp_login_failures_total{worker=\"all\"}") as u64, wrong, "{summary}");
+    assert_eq!(
+        metric(&page, "ferry_ftp_logins_refused_busy_total{worker=\"all\"}") as u64,
+        busy,
+        "{summary}"
+    );
 }
 
 /// Resident memory of `pid` in KiB.

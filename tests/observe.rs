@@ -4,19 +4,10 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn http(addr: &str, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text_and_health() {
@@ -142,12 +133,6 @@ fn start_observed(root: &std::path::Path) -> (Server, String, std::path::PathBuf
     cmd.env("FERRY_METRICS__ENABLED", "true").env("FERRY_METRICS__LISTEN", &listen);
     let server = Server::start_with(cmd, root, free_port(), free_port(), &["--workers", "2"]);
     (server, listen, xferlog, logs)
-}
-
-fn metric(page: &str, series: &str) -> i64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
 }
 
 #[test]

@@ -72,6 +72,8 @@ pub const BOUNDS: &[Bound] = &[
     }),
     bound("tftp.netascii_max_bytes", 1, GIB, "bytes", |c| c.tftp.netascii_max_bytes),
     bound("tftp.netascii_memory_bytes", 1, 64 * GIB, "bytes", |c| c.tftp.netascii_memory_bytes),
+    bound("tftp.cache_bytes", 0, 64 * GIB, "bytes", |c| c.tftp.cache_bytes),
+    bound("tftp.cache_max_file_bytes", 0, 16 * GIB, "bytes", |c| c.tftp.cache_max_file_bytes),
     bound("tftp.write.quota_bytes", 0, 1024 * GIB, "bytes", |c| c.tftp.write.quota_bytes),
 ];
 

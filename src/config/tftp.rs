@@ -56,6 +56,12 @@ pub struct TftpConfig {
     /// Memory all netascii reads together may hold (each counts twice its file size, the
     /// worst case of the encoding); a request beyond it gets ERROR 0 "server busy".
     pub netascii_memory_bytes: u64,
+    /// Memory the server-wide file cache may hold: boot storms fetch the same few files
+    /// thousands of times, and DATA then comes from memory instead of a read per block.
+    /// Files in use by transfers count; 0 disables the cache.
+    pub cache_bytes: u64,
+    /// Largest file the cache takes (octet mode); bigger files are read from disk per block.
+    pub cache_max_file_bytes: u64,
     /// Who may read.
     pub read: TftpReadConfig,
     /// Uploads.
@@ -80,6 +86,8 @@ impl Default for TftpConfig {
             requests_per_second_per_ip: 20,
             netascii_max_bytes: 16 << 20,
             netascii_memory_bytes: 128 << 20,
+            cache_bytes: 256 << 20,
+            cache_max_file_bytes: 64 << 20,
             read: TftpReadConfig::default(),
             write: TftpWriteConfig::default(),
         }

@@ -55,6 +55,10 @@ pub enum Metric {
     TftpDatagramsSent,
     /// TFTP OACKs the client declined with ERROR 8 before any data (UEFI size probes).
     TftpOptionProbes,
+    /// TFTP reads served from the file cache.
+    TftpCacheHits,
+    /// TFTP octet reads of cacheable size served from the file (not cached yet, or no room).
+    TftpCacheMisses,
     /// FTP connections refused: `ftp.limits.max_sessions` reached.
     FtpRefusedSessions,
     /// FTP connections refused: `ftp.limits.max_sessions_per_ip` reached.
@@ -83,7 +87,7 @@ const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: K
 }
 
 /// Indexed by `Metric as usize`; several entries may share a name with different labels.
-const DESCS: [Desc; 26] = [
+const DESCS: [Desc; 28] = [
     d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
@@ -118,6 +122,8 @@ const DESCS: [Desc; 26] = [
         "TFTP OACKs declined with ERROR 8 before any data (size probes).",
         Kind::Counter,
     ),
+    d("ferry_tftp_cache_lookups_total", "result=\"hit\"", CACHE_LOOKUPS, Kind::Counter),
+    d("ferry_tftp_cache_lookups_total", "result=\"miss\"", CACHE_LOOKUPS, Kind::Counter),
     d("ferry_refusals_total", "proto=\"ftp\",reason=\"sessions\"", REFUSALS, Kind::Counter),
     d("ferry_refusals_total", "proto=\"ftp\",reason=\"sessions_per_ip\"", REFUSALS, Kind::Counter),
     d("ferry_refusals_total", "proto=\"tftp\",reason=\"transfers\"", REFUSALS, Kind::Counter),
@@ -128,6 +134,8 @@ const DESCS: [Desc; 26] = [
 ];
 
 const REFUSALS: &str = "Connections and requests refused by a limit, by reason.";
+const CACHE_LOOKUPS: &str =
+    "TFTP octet reads of files within tftp.cache_max_file_bytes, by whether memory had them.";
 
 /// One worker's block of values; aligned so two workers never share a cache line.
 #[derive(Debug)]
@@ -171,6 +179,8 @@ pub struct Metrics {
     workers: Vec<WorkerMetrics>,
     /// Ports in `ftp.passive.ports` (0 without FTP): the free count is this minus those in use.
     passive_ports: AtomicU64,
+    /// Bytes the server-wide TFTP file cache holds (kept by the cache itself).
+    pub tftp_cache_bytes: Arc<AtomicU64>,
 }
 
 /// Raises a gauge of one worker until dropped (an open session, a running transfer, a
@@ -192,7 +202,7 @@ impl Metrics {
     /// Blocks for `workers` workers.
     pub fn new(workers: usize) -> Metrics {
         let workers = (0..workers.max(1)).map(|_| WorkerMetrics::default()).collect();
-        Metrics { workers, passive_ports: AtomicU64::new(0) }
+        Metrics { workers, passive_ports: AtomicU64::new(0), tftp_cache_bytes: Arc::default() }
     }
 
     /// Raises `metric` on `worker` until the returned guard drops.
@@ -238,6 +248,13 @@ impl Metrics {
             out,
             "# HELP ferry_ftp_passive_ports_free Ports of ftp.passive.ports no passive listener of ours holds.\n\
              # TYPE ferry_ftp_passive_ports_free gauge\nferry_ftp_passive_ports_free{{worker=\"all\"}} {free}"
+        );
+        // The cache is server-wide too.
+        let cached = self.tftp_cache_bytes.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP ferry_tftp_cache_bytes Bytes of files the TFTP file cache holds (in the cache or in use).\n\
+             # TYPE ferry_tftp_cache_bytes gauge\nferry_tftp_cache_bytes{{worker=\"all\"}} {cached}"
         );
         out
     }

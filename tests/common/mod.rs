@@ -301,5 +301,22 @@ pub fn ftp_command(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, li
     reply
 }
 
+/// Sends one raw HTTP request to the metrics endpoint at `addr`; returns the whole answer.
+pub fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The value of one series (name and labels, e.g. `x_total{worker="all"}`) in a scrape.
+pub fn metric(page: &str, series: &str) -> i64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+}
+
 pub mod ftp;
 pub mod netns;

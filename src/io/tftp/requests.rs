@@ -341,6 +341,7 @@ impl TftpWorker {
             netascii_memory: cfg.netascii_memory_bytes,
             pool: Rc::clone(&self.pool),
             cut: self.ctx.cut.clone(),
+            cache: Arc::clone(&self.state.cache),
         };
         Ok(Some(async move {
             // Held until the transfer ends: the global count and the drain count (the TID

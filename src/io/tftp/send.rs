@@ -4,6 +4,7 @@
 //! then equal-sized blocks leave in UDP GSO sends made on the spot (SENDMSG SQEs linked in
 //! order when the socket is full), so a window costs a few syscalls.
 
+use super::cache::CachedFile;
 use crate::io::ring::buf_pool::{AheadReservation, BufPool};
 use crate::io::ring::ops::{self, SharedFd};
 use crate::io::ring::udp_msg::{self, SendSpec};
@@ -13,6 +14,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 use tracing::debug;
 
 /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels).
@@ -27,6 +29,8 @@ pub enum Source {
     File(SharedFd),
     /// The netascii-encoded file held in memory: offsets index the encoded bytes.
     Memory(Rc<Vec<u8>>),
+    /// The file's bytes from the file cache (octet mode): offsets are file offsets.
+    Cached(Arc<CachedFile>),
 }
 
 /// A transfer's socket and buffers.
@@ -366,16 +370,8 @@ async fn read_run(
 ) -> Result<(), ReadFailed> {
     let total: usize = lens.iter().sum();
     match source {
-        Source::Memory(bytes) => {
-            let mut at = usize::try_from(offset).unwrap_or(usize::MAX);
-            for (buf, &len) in run.iter_mut().zip(lens) {
-                let end = at.saturating_add(len);
-                let src = bytes.get(at..end).ok_or(ReadFailed(io::Error::from_raw_os_error(libc::EINVAL)))?;
-                buf.extend_from_slice(src);
-                at = end;
-            }
-            Ok(())
-        }
+        Source::Memory(bytes) => copy_run(bytes, run, lens, offset),
+        Source::Cached(file) => copy_run(file.bytes(), run, lens, offset),
         Source::File(_) if total == 0 => Ok(()),
         Source::File(file) if ops::try_read_cached_into_slots(file, run, DATA_HEADER_LEN, lens, offset) => {
             Ok(())
@@ -394,6 +390,18 @@ async fn read_run(
             }
         }
     }
+}
+
+/// Copies one run of blocks out of a file held in memory.
+fn copy_run(bytes: &[u8], run: &mut [Vec<u8>], lens: &[usize], offset: u64) -> Result<(), ReadFailed> {
+    let mut at = usize::try_from(offset).unwrap_or(usize::MAX);
+    for (buf, &len) in run.iter_mut().zip(lens) {
+        let end = at.saturating_add(len);
+        let src = bytes.get(at..end).ok_or(ReadFailed(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        buf.extend_from_slice(src);
+        at = end;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

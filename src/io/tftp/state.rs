@@ -1,6 +1,7 @@
 //! TFTP state every worker reads: the served directory, the server-wide transfer count, the
 //! per-IP request rate and the netascii memory budget. Built once before the privilege drop.
 
+use super::cache::FileCache;
 use super::limits::RateLimiter;
 use crate::config::Config;
 use crate::fs::Root;
@@ -18,6 +19,8 @@ pub struct TftpShared {
     /// Bytes of netascii-encoded files held by TFTP transfers in all workers, checked
     /// against `tftp.netascii_memory_bytes`.
     pub netascii_bytes: Arc<AtomicU64>,
+    /// Hot files' bytes, for all workers (looked up once per RRQ).
+    pub cache: Arc<FileCache>,
     /// Request rate per client IP, for all workers: locked once per RRQ/WRQ (never per DATA
     /// or ACK), so the lock is short and rare next to the transfers it admits.
     rate: Mutex<RateLimiter>,
@@ -25,8 +28,10 @@ pub struct TftpShared {
 
 impl TftpShared {
     /// The state for serving `root` under `config`.
-    pub fn new(config: &Config, root: Arc<Root>) -> TftpShared {
+    pub fn new(config: &Config, root: Arc<Root>, cache_bytes: Arc<AtomicU64>) -> TftpShared {
+        let cfg = &config.tftp;
         TftpShared {
+            cache: Arc::new(FileCache::new(cfg.cache_bytes, cfg.cache_max_file_bytes, cache_bytes)),
             root,
             transfers: Default::default(),
             netascii_bytes: Default::default(),

@@ -2,6 +2,7 @@
 //! the sans-IO `ReadTransfer` or `WriteTransfer` with received datagrams and timer expiries,
 //! carrying out what it asks (send a window, store a chunk, commit), and logs when it ends.
 
+use super::cache::{FileCache, FileKey, LoadTicket, Lookup};
 use super::inlet::{Inlet, Route};
 use super::limits::LiveEntry;
 use super::send::{Link, ReadFailed, Source};
@@ -75,6 +76,8 @@ pub struct Start {
     pub cut: CutSignal,
     /// Bytes the client acknowledged so far, shown in the live session view.
     pub acknowledged: Rc<Cell<u64>>,
+    /// The server-wide cache of hot files.
+    pub cache: Arc<FileCache>,
 }
 
 /// The socket side of a transfer.
@@ -100,12 +103,13 @@ impl Port {
     }
 }
 
-/// What a transfer may be granted.
+/// What a transfer may be granted, and where its bytes may come from.
 struct Limits {
     caps: ServerCaps,
     settings: TransferSettings,
     netascii_max: u64,
     netascii_memory: u64,
+    cache: Arc<FileCache>,
 }
 
 /// The running state machine with its file side.
@@ -151,15 +155,16 @@ pub async fn run(start: Start) {
         worker,
         cut,
         acknowledged,
+        cache,
     } = start;
     let metrics = shared.metrics.worker(worker);
     let running = shared.metrics.hold(worker, Metric::TftpTransfersActive);
     let (mut link, inlet) = port.split(pool);
-    let limits = Limits { caps, settings, netascii_max, netascii_memory };
+    let limits = Limits { caps, settings, netascii_max, netascii_memory, cache };
     let file = request.path.display();
     let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     let mut complete = false;
-    let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes).await {
+    let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes, metrics).await {
         Ok(mut job) => {
             let mut inlet = inlet;
             let outcome = drive(&mut job, &mut link, &mut inlet, metrics, &cut, tid, &acknowledged).await;
@@ -242,14 +247,15 @@ async fn prepare(
     opened: Opened,
     limits: &Limits,
     netascii_held: &Arc<AtomicU64>,
+    metrics: &WorkerMetrics,
 ) -> Result<Job, Refusal> {
-    let Limits { caps, settings, netascii_max, netascii_memory } = limits;
+    let Limits { caps, settings, netascii_max, netascii_memory, cache } = limits;
     let now = Instant::now();
     match opened {
         Opened::Read { file, len } => {
             let file = Rc::new(file);
             let (source, len, charge) = match request.mode {
-                Mode::Octet => (Source::File(file), len, None),
+                Mode::Octet => (cached_source(file, cache, metrics), len, None),
                 Mode::Netascii => {
                     if len > *netascii_max {
                         return Err(Refusal::new(ErrorCode::NotDefined, "file too large for netascii mode"));
@@ -282,8 +288,53 @@ async fn prepare(
     }
 }
 
-/// Reads a whole file (bounded by `netascii_max_bytes`) and encodes it to netascii.
+/// Where an octet read's DATA comes from: the file cache when it holds the file, else the
+/// file itself; the first request for a cacheable file also starts reading it in.
+fn cached_source(file: SharedFd, cache: &Arc<FileCache>, metrics: &WorkerMetrics) -> Source {
+    let Ok(key) = FileKey::of(&*file) else { return Source::File(file) };
+    match cache.lookup(key) {
+        Lookup::Hit(cached) => {
+            metrics.inc(Metric::TftpCacheHits);
+            Source::Cached(cached)
+        }
+        Lookup::Load(ticket) => {
+            metrics.inc(Metric::TftpCacheMisses);
+            // In the background: this transfer starts at once from the file, and requests
+            // arriving meanwhile do too (they find the file loading: a miss, not a second load).
+            tokio_uring::spawn(fill_cache(ticket, Rc::clone(&file)));
+            Source::File(file)
+        }
+        Lookup::Miss => {
+            metrics.inc(Metric::TftpCacheMisses);
+            Source::File(file)
+        }
+        Lookup::Uncacheable => Source::File(file),
+    }
+}
+
+/// Reads a file into the cache; a read error or a change while reading stores nothing.
+async fn fill_cache(ticket: LoadTicket, file: SharedFd) {
+    let expected = ticket.key().size();
+    match read_whole(&file, expected).await {
+        Ok(bytes) => match FileKey::of(&*file) {
+            Ok(now) if ticket.finish(bytes, now) => debug!(bytes = expected, "file cached"),
+            _ => debug!("file changed while being cached; not stored"),
+        },
+        Err(e) => debug!("cannot read a file into the cache: {e}"),
+    }
+}
+
+/// Reads a whole file and encodes it to netascii.
 async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
+    let raw = read_whole(file, len).await?;
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 16);
+    Encoder.encode(&raw, &mut out);
+    Ok(out)
+}
+
+/// Reads a whole file of `len` bytes (checked against a limit by the caller); EFBIG when it
+/// grew beyond that meanwhile.
+async fn read_whole(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
     const CHUNK: usize = 1 << 20;
     let mut raw = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     let mut chunk = Vec::with_capacity(CHUNK);
@@ -299,9 +350,7 @@ async fn load_netascii(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
             return Err(io::Error::from_raw_os_error(libc::EFBIG));
         }
     }
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 16);
-    Encoder.encode(&raw, &mut out);
-    Ok(out)
+    Ok(raw)
 }
 
 /// The loop: send what the machine wants, then wait for a datagram or its deadline.
