@@ -1,111 +1,21 @@
-//! Where a transfer's datagrams come from: its own socket (the RFC's fresh server TID), or in
-//! single-port mode an inbox that the request socket's loop fills, routed by client address.
+//! Where a transfer's datagrams come from: its own socket (the RFC's fresh server TID), read
+//! by the worker's pump or by a ring receive of its own, or in single-port mode an inbox that
+//! the request socket's loop fills, routed by client address.
 
+use super::inbox::{Delivery, Inbox, Route};
+use super::pump::PumpEntry;
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::SharedFd;
-use crate::io::ring::udp_msg::{self, Received, RecvOp};
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
-use std::io;
-use std::net::SocketAddr;
+use crate::io::ring::udp_msg::{self, RecvOp};
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::time::Duration;
-use tokio::sync::Notify;
-
-/// Datagrams an inbox holds before it drops new ones: two full windows at the default
-/// `max_windowsize`. A client that outruns its transfer loses datagrams, as it would in a
-/// full socket buffer, and its retransmission repairs that; memory stays bounded.
-pub const INBOX_DEPTH: usize = 128;
-
-/// One received datagram and the buffer holding it.
-pub type Delivery = (io::Result<Received>, Vec<u8>);
-
-/// The datagrams routed to one single-port transfer, oldest first.
-#[derive(Debug, Default)]
-pub struct Inbox {
-    queue: RefCell<VecDeque<Delivery>>,
-    /// Stores a wake-up when nobody waits, so a push between a check and a wait is not lost.
-    ready: Notify,
-    /// Datagrams dropped because the inbox was full.
-    dropped: Cell<u64>,
-}
-
-impl Inbox {
-    /// Queues a datagram; gives the buffer back when the inbox is full.
-    pub fn push(&self, delivery: Delivery) -> Option<Vec<u8>> {
-        let mut queue = self.queue.borrow_mut();
-        if queue.len() >= INBOX_DEPTH {
-            self.dropped.set(self.dropped.get() + 1);
-            return Some(delivery.1);
-        }
-        queue.push_back(delivery);
-        drop(queue);
-        self.ready.notify_one();
-        None
-    }
-
-    fn pop(&self) -> Option<Delivery> {
-        self.queue.borrow_mut().pop_front()
-    }
-
-    /// Datagrams dropped so far because the transfer did not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.get()
-    }
-}
-
-/// The single-port routing table of one request socket: client TID -> its transfer's inbox.
-#[derive(Debug, Default)]
-pub struct Routes {
-    by_peer: RefCell<HashMap<SocketAddr, Rc<Inbox>>>,
-}
-
-impl Routes {
-    /// Opens an inbox for `peer`, replacing one a settled transfer (an upload dallying after
-    /// its final ACK) may still hold; that transfer then only waits out its timer.
-    pub fn open(self: &Rc<Self>, peer: SocketAddr) -> Route {
-        let inbox = Rc::new(Inbox::default());
-        self.by_peer.borrow_mut().insert(peer, Rc::clone(&inbox));
-        Route { routes: Rc::clone(self), peer, inbox }
-    }
-
-    /// The inbox of `peer`'s running transfer, if it has one on this socket.
-    pub fn get(&self, peer: &SocketAddr) -> Option<Rc<Inbox>> {
-        self.by_peer.borrow().get(peer).cloned()
-    }
-
-    /// Transfers routed through this socket.
-    pub fn len(&self) -> usize {
-        self.by_peer.borrow().len()
-    }
-
-    /// True when no transfer is routed through this socket.
-    pub fn is_empty(&self) -> bool {
-        self.by_peer.borrow().is_empty()
-    }
-}
-
-/// A transfer's entry in [`Routes`]; removed on drop unless a newer transfer took the peer.
-#[derive(Debug)]
-pub struct Route {
-    routes: Rc<Routes>,
-    peer: SocketAddr,
-    inbox: Rc<Inbox>,
-}
-
-impl Drop for Route {
-    fn drop(&mut self) {
-        let mut table = self.routes.by_peer.borrow_mut();
-        if table.get(&self.peer).is_some_and(|i| Rc::ptr_eq(i, &self.inbox)) {
-            table.remove(&self.peer);
-        }
-    }
-}
 
 /// A transfer's receive side.
 pub enum Inlet {
-    /// The transfer's own socket, with the ring receive kept armed between rounds.
+    /// The transfer's own socket, read by the worker's pump into the entry's inbox.
+    Pumped { entry: PumpEntry },
+    /// The transfer's own socket, with the ring receive kept armed between rounds (where
+    /// the pump could not take the socket).
     Own { sock: SharedFd, pending: Option<RecvOp> },
     /// Single-port mode: the request socket's loop delivers into this route's inbox.
     Shared { route: Route },
@@ -122,12 +32,8 @@ impl Inlet {
                 *pending = None;
                 delivery
             }
-            Inlet::Shared { route } => loop {
-                if let Some(d) = route.inbox.pop() {
-                    return d;
-                }
-                route.inbox.ready.notified().await;
-            },
+            Inlet::Pumped { entry } => entry.inbox().next().await,
+            Inlet::Shared { route } => route.inbox().next().await,
         }
     }
 
@@ -142,7 +48,19 @@ impl Inlet {
                 }
                 (Err(e), buf) => Some((Err(e), buf)),
             },
-            Inlet::Shared { route } => route.inbox.pop(),
+            // What the pump has not taken yet is read on the spot: a worker that wakes
+            // late must still see a waiting ACK before it handles its timer.
+            Inlet::Pumped { entry } => {
+                entry.inbox().pop().or_else(|| match udp_msg::try_recv_msg(entry.sock(), pool.take()) {
+                    (Ok(Some(r)), buf) => Some((Ok(r), buf)),
+                    (Ok(None), buf) => {
+                        pool.give(buf);
+                        None
+                    }
+                    (Err(e), buf) => Some((Err(e), buf)),
+                })
+            }
+            Inlet::Shared { route } => route.inbox().pop(),
         }
     }
 
@@ -158,50 +76,24 @@ impl Inlet {
                     }
                 }
             }
+            Inlet::Pumped { entry } => {
+                // Leaves the pump's set first, so nothing is delivered after the clear.
+                let inbox = entry.inbox_rc();
+                drop(entry);
+                report_overflow(&inbox);
+                inbox.clear(pool);
+            }
             Inlet::Shared { route } => {
-                let dropped = route.inbox.dropped();
-                if dropped > 0 {
-                    tracing::debug!(dropped, "single-port inbox overflowed");
-                }
-                while let Some((_, buf)) = route.inbox.pop() {
-                    pool.give(buf);
-                }
+                report_overflow(route.inbox());
+                route.inbox().clear(pool);
             }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn delivery(n: u8) -> Delivery {
-        let r = Received { len: 1, from: None, local: None, truncated: false, broadcast: false };
-        (Ok(r), vec![n])
-    }
-
-    #[test]
-    fn an_inbox_is_bounded_and_keeps_order() {
-        let inbox = Inbox::default();
-        for i in 0..INBOX_DEPTH {
-            assert!(inbox.push(delivery(i as u8)).is_none());
-        }
-        assert_eq!(inbox.push(delivery(0)), Some(vec![0]), "a full inbox hands the buffer back");
-        assert_eq!(inbox.dropped(), 1);
-        assert_eq!(inbox.pop().map(|d| d.1), Some(vec![0]));
-        assert_eq!(inbox.pop().map(|d| d.1), Some(vec![1]));
-    }
-
-    #[test]
-    fn a_route_leaves_the_table_unless_a_newer_transfer_took_the_peer() {
-        let routes = Rc::new(Routes::default());
-        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let old = routes.open(peer);
-        assert!(routes.get(&peer).is_some_and(|i| Rc::ptr_eq(&i, &old.inbox)));
-        let new = routes.open(peer);
-        drop(old);
-        assert!(routes.get(&peer).is_some_and(|i| Rc::ptr_eq(&i, &new.inbox)), "the newer route stays");
-        drop(new);
-        assert!(routes.is_empty());
+fn report_overflow(inbox: &Inbox) {
+    let dropped = inbox.dropped();
+    if dropped > 0 {
+        tracing::debug!(dropped, "transfer inbox overflowed");
     }
 }

@@ -3,8 +3,10 @@
 //! state. Imports `ring/` and `context`, never FTP.
 
 pub mod cache;
+pub mod inbox;
 pub mod inlet;
 pub mod limits;
+pub mod pump;
 pub mod requests;
 // Calls udp_msg's sends, whose iovecs must point at buffers kept alive by the caller.
 #[allow(unsafe_code)]

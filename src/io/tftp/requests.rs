@@ -2,8 +2,9 @@
 //! checked (repeat, rate, access, `max_transfers`), its file opened under the TFTP root and
 //! handed to a transfer task on a fresh socket bound to the address the request came to.
 
-use super::inlet::Routes;
+use super::inbox::Routes;
 use super::limits::{LiveTransfers, TransferSlot};
+use super::pump::Pump;
 use super::state::TftpShared;
 use super::transfer::{Opened, Port, Start};
 use crate::config::Config;
@@ -36,6 +37,8 @@ struct TftpWorker {
     rules: RefCell<Rc<Rules>>,
     pool: Rc<BufPool>,
     live: Rc<LiveTransfers>,
+    /// Reads every per-transfer socket of this worker (None: each transfer reads its own).
+    pump: Option<Rc<Pump>>,
 }
 
 /// What requests are judged by, built from one configuration.
@@ -67,12 +70,24 @@ pub async fn serve(ctx: Rc<WorkerContext>, state: Arc<TftpShared>, sockets: Vec<
     // (`tftp.max_blksize` is restart-only, so this size holds for the process's life.)
     let buf_len = crate::tftp::wire::DATA_HEADER_LEN + usize::from(cfg.max_blksize) + 1;
     let idle = (8 << 20) / buf_len;
+    let pool = Rc::new(BufPool::new(buf_len, idle.max(64)));
+    let pump = match Pump::new(Rc::clone(&pool)) {
+        Ok(pump) => {
+            tokio_uring::spawn(Rc::clone(&pump).run(Rc::clone(&ctx)));
+            Some(pump)
+        }
+        Err(e) => {
+            warn!(worker = ctx.id, "no epoll set for transfer sockets ({e}); each transfer receives alone");
+            None
+        }
+    };
     let worker = Rc::new(TftpWorker {
         rules: RefCell::new(Rc::new(Rules::new(Arc::clone(&config)))),
-        pool: Rc::new(BufPool::new(buf_len, idle.max(64))),
+        pool,
         live: Rc::new(LiveTransfers::default()),
         ctx: Rc::clone(&ctx),
         state,
+        pump,
     });
     let loops: Vec<_> =
         sockets.into_iter().map(|s| tokio_uring::spawn(request_loop(Rc::clone(&worker), s))).collect();
@@ -314,7 +329,7 @@ impl TftpWorker {
         };
         let Some(tid) = self.live.register(peer) else { return Ok(None) };
         let port = match own {
-            Some(sock) => Port::Own(sock),
+            Some(sock) => Port::Own { sock, pump: self.pump.clone() },
             None => {
                 Port::Shared { sock: Rc::clone(&port.sock), route: port.routes.open(peer), from: local_ip }
             }
