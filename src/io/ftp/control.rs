@@ -384,7 +384,7 @@ impl Driver {
                 let result = self.open_passive(bind, peer_only);
                 self.ready.push_back((token, OpResult::Passive(result)));
             }
-            Action::Transfer { kind, data } => self.start_transfer(token, kind, data),
+            Action::Transfer { kind, data, protect } => self.start_transfer(token, kind, data, protect),
             other => {
                 let result = match &self.root {
                     Some(root) => actions::run(root, &other),
@@ -442,7 +442,7 @@ impl Driver {
         })
     }
 
-    fn start_transfer(&mut self, token: OpToken, kind: TransferKind, data: DataEndpoint) {
+    fn start_transfer(&mut self, token: OpToken, kind: TransferKind, data: DataEndpoint, _protect: bool) {
         let failed = |e| OpResult::Transfer(TransferEvent::Failed(e));
         let Some(root) = &self.root else {
             error!("transfer without an open root (io layer bug)");
@@ -504,6 +504,7 @@ impl Driver {
             }
             Event::ClosePassive => self.passive = None,
             Event::LoginFailed => self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::FtpLoginFailures),
+            Event::StartTls => {}
         }
     }
 
