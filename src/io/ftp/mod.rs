@@ -10,5 +10,6 @@ pub mod limits;
 pub mod msg;
 pub mod proxy;
 pub mod state;
+pub mod tls;
 pub mod transfer;
 pub mod verifier;
