@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod control;
+pub mod crlf;
 pub mod data;
 pub mod limits;
 pub mod msg;

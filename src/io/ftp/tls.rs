@@ -7,7 +7,7 @@
 //! to the `tls` ULP and the plain zero-copy loops run unchanged, so [`DataTls`] is the one
 //! place that will choose between the two.
 
-use super::transfer::{from_crlf, to_crlf};
+use super::crlf::{from_crlf, to_crlf};
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::{self, SharedFd};
 use crate::io::ring::sockets::{self, recv_some, send_all};
