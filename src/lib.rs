@@ -21,3 +21,4 @@ pub mod privs;
 pub mod reload;
 pub mod server;
 pub mod tftp;
+pub mod tls;

@@ -19,6 +19,8 @@ const RESTART_ONLY: &[(&str, KeyReader)] = &[
     ("ftp.listen", |c| format!("{:?}", c.ftp.listen)),
     ("ftp.active_source_port", |c| c.ftp.active_source_port.to_string()),
     ("ftp.anonymous.root", |c| format!("{:?}", c.ftp.anonymous.root)),
+    ("ftp.tls.implicit", |c| c.ftp.tls.implicit.to_string()),
+    ("ftp.tls.implicit_listen", |c| format!("{:?}", c.ftp.tls.implicit_listen)),
     ("tftp.enabled", |c| c.tftp.enabled.to_string()),
     ("tftp.listen", |c| format!("{:?}", c.tftp.listen)),
     ("tftp.root", |c| format!("{:?}", c.tftp.root)),

@@ -214,12 +214,13 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     }
     let (exit_tx, exit_rx) = mpsc::channel::<WorkerExit>();
     let (running_tx, running_rx) = mpsc::channel::<usize>();
-    let Listeners { ftp, tftp } = listeners;
-    for (id, (ftp, tftp)) in ftp.into_iter().zip(tftp).enumerate() {
+    let Listeners { ftp, ftps, tftp } = listeners;
+    for (id, ((ftp, ftps), tftp)) in ftp.into_iter().zip(ftps).zip(tftp).enumerate() {
         let setup = WorkerSetup {
             id,
             cpu: (!cpus.is_empty()).then(|| cpus[id % cpus.len()]),
             ftp,
+            ftps,
             tftp,
             binder: binder_clients.as_mut().and_then(|c| c.pop_front()),
             shared: Arc::clone(&shared),
@@ -242,7 +243,14 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     ));
     // What is really bound: nothing for a disabled protocol, the v4 fallback when IPv6 is off.
     info!(workers, ftp = ?ftp_served, tftp = ?tftp_served, "ferry serving {}", shared.config.root.display());
-    Ok(Running { events, workers, shutdown: shutdown_tx, wakers, shared, reload: Reload { live, reloader } })
+    Ok(Running {
+        events,
+        workers,
+        shutdown: shutdown_tx,
+        wakers,
+        shared,
+        reload: Reload { live, reloader, ftp: ftp_state },
+    })
 }
 
 /// Removes the temporary files of uploads a crash interrupted (kill -9, power loss) from every
@@ -352,7 +360,7 @@ fn forward<T: Send + 'static>(from: mpsc::Receiver<T>, to: mpsc::Sender<Event>, 
 /// accept and receive operations (a dup shares the socket, so the worker's op ends).
 /// The TFTP receive op reports such a wake-up as a datagram without a sender.
 fn shutdown_handles(listeners: &Listeners) -> Vec<OwnedFd> {
-    let ftp = listeners.ftp.iter().flatten().map(|l| l.as_fd().try_clone_to_owned());
+    let ftp = listeners.ftp.iter().chain(&listeners.ftps).flatten().map(|l| l.as_fd().try_clone_to_owned());
     let tftp = listeners.tftp.iter().flatten().map(|s| s.as_fd().try_clone_to_owned());
     ftp.chain(tftp).filter_map(Result::ok).collect()
 }
@@ -386,6 +394,9 @@ fn usable_cpus() -> Vec<usize> {
 struct Reload {
     live: LiveConfig,
     reloader: Reloader,
+    /// Holds the TLS certificate, which SIGHUP re-reads even when the configuration did not
+    /// change (the files behind the same paths were rotated).
+    ftp: Option<Arc<FtpShared>>,
 }
 
 impl Reload {
@@ -414,6 +425,9 @@ impl Reload {
                 changed = ?keys,
                 "SIGHUP: configuration NOT reloaded: these keys need a restart; keeping the running configuration"
             ),
+        }
+        if let Some(ftp) = &self.ftp {
+            ftp.reload_tls(&self.live.current());
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Defaults follow vsftpd where it has an equivalent (300 s timeouts, 50 sessions per IP,
 //! anonymous read-only); every validation error names the key at fault.
 
+use super::tls::TlsConfig;
 use super::{Config, ConfigError, PortRange};
 use crate::ftp::account::Permissions;
 pub use crate::ftp::account::{Permission, ANONYMOUS_NAMES};
@@ -57,6 +58,8 @@ pub struct FtpConfig {
     /// How binary downloads move file pages to the socket: `splice` (io_uring splice through
     /// a pipe) or `sendfile` (sendfile(2) driven by io_uring readiness).
     pub zero_copy: ZeroCopy,
+    /// FTPS: explicit (AUTH TLS) and implicit TLS.
+    pub tls: TlsConfig,
 }
 
 impl Default for FtpConfig {
@@ -76,6 +79,7 @@ impl Default for FtpConfig {
             uploads: UploadsConfig::default(),
             proxy_protocol: ProxyProtocolConfig::default(),
             zero_copy: ZeroCopy::Sendfile,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -283,6 +287,7 @@ impl FtpConfig {
                 "the PROXY protocol is enabled but no load balancer network is trusted",
             ));
         }
+        self.tls.validate()?;
         self.validate_users()
     }
 
@@ -458,6 +463,7 @@ pub fn session_settings(top: &Config) -> Result<FtpSettings, ConfigError> {
         active: ActiveRules::from(&ftp.active),
         anonymous,
         users,
+        tls: ftp.tls.rules(),
     })
 }
 

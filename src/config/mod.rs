@@ -6,6 +6,7 @@ mod env;
 mod error;
 pub mod ftp;
 pub mod tftp;
+pub mod tls;
 pub mod types;
 
 pub use error::ConfigError;

@@ -161,6 +161,36 @@ pub enum Command {
     Host(Vec<u8>),
     /// ABOR.
     Abor,
+    /// AUTH mechanism (RFC 4217 §4; RFC 2228 §3).
+    Auth(AuthMechanism),
+    /// PBSZ size (RFC 4217 §8): always 0 for TLS.
+    Pbsz(u64),
+    /// PROT level (RFC 4217 §9).
+    Prot(ProtLevel),
+    /// CCC: back to a clear control connection (RFC 4217 §6), always refused.
+    Ccc,
+}
+
+/// The security mechanism AUTH names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// `TLS`, `TLS-C`, or `SSL` (the name clients used before RFC 4217).
+    Tls,
+    /// Anything else (`GSSAPI`, `TLS-P`, ...): 504.
+    Other(String),
+}
+
+/// The data channel protection level (RFC 2228 §3, PROT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtLevel {
+    /// C: clear.
+    Clear,
+    /// S: integrity only (not offered by TLS).
+    Safe,
+    /// E: confidential only (not offered by TLS).
+    Confidential,
+    /// P: private, TLS on every data connection.
+    Private,
 }
 
 impl Command {
@@ -204,6 +234,10 @@ impl Command {
                 | Command::Opts(_)
                 | Command::Host(_)
                 | Command::Rein
+                | Command::Auth(_)
+                | Command::Pbsz(_)
+                | Command::Prot(_)
+                | Command::Ccc
         )
     }
 }
@@ -254,11 +288,29 @@ impl ParseError {
 }
 
 /// Verbs recognised but deliberately not implemented (502, RFC 959 §4.2).
-const NOT_IMPLEMENTED: &[&str] =
-    &["AUTH", "ADAT", "PBSZ", "PROT", "CCC", "CONF", "ENC", "MIC", "SMNT", "LPRT", "LPSV", "LANG"];
+const NOT_IMPLEMENTED: &[&str] = &["ADAT", "CONF", "ENC", "MIC", "SMNT", "LPRT", "LPSV", "LANG"];
 
 fn syntax(verb: &'static str, reason: &'static str) -> ParseError {
     ParseError::Syntax { verb, reason }
+}
+
+fn parse_auth(word: &[u8]) -> AuthMechanism {
+    let name = String::from_utf8_lossy(word).to_ascii_uppercase();
+    match name.as_str() {
+        "TLS" | "TLS-C" | "SSL" => AuthMechanism::Tls,
+        _ => AuthMechanism::Other(name),
+    }
+}
+
+fn parse_prot(word: &[u8]) -> Result<ProtLevel, ParseError> {
+    match word.to_ascii_uppercase().as_slice() {
+        b"C" => Ok(ProtLevel::Clear),
+        b"S" => Ok(ProtLevel::Safe),
+        b"E" => Ok(ProtLevel::Confidential),
+        b"P" => Ok(ProtLevel::Private),
+        // RFC 4217 §9: an unknown level is 504.
+        _ => Err(ParseError::Unsupported { verb: "PROT", reason: "the level must be C or P" }),
+    }
 }
 
 /// Parses one line (no CR LF).
@@ -334,6 +386,13 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "OPTS" => Command::Opts(parse_opts(word)?),
         "HOST" => Command::Host(parse_host(word)?),
         "ABOR" => Command::Abor,
+        "AUTH" if word.is_empty() => return Err(syntax("AUTH", "a mechanism is required")),
+        "AUTH" => Command::Auth(parse_auth(word)),
+        "PBSZ" => Command::Pbsz(
+            parse_decimal(word).ok_or_else(|| syntax("PBSZ", "the size must be a decimal number"))?,
+        ),
+        "PROT" => Command::Prot(parse_prot(word)?),
+        "CCC" => Command::Ccc,
         other => {
             return Err(match NOT_IMPLEMENTED.iter().find(|v| **v == other) {
                 Some(v) => ParseError::NotImplemented(v),

@@ -39,6 +39,9 @@ pub enum Event {
     ClosePassive,
     /// A login attempt failed (unknown user, wrong password, anonymous refused): count it.
     LoginFailed,
+    /// AUTH TLS was answered with 234 (queued before this): from now on the control
+    /// connection's bytes in both directions go through a TLS server handshake.
+    StartTls,
 }
 
 /// Where the data connection comes from.
@@ -134,6 +137,9 @@ pub enum Action {
         kind: TransferKind,
         /// Which data connection.
         data: DataEndpoint,
+        /// PROT P: the data connection runs TLS (the server side, RFC 4217 §7), accepted
+        /// after `Started`, since clients start the handshake once they read the 150.
+        protect: bool,
     },
     /// mkdir -> `OpResult::Done`.
     MakeDir {
@@ -205,6 +211,13 @@ pub enum TransferError {
     /// Opening or writing the file failed.
     #[error("file system: {0}")]
     Fs(FsError),
+    /// PROT P, and the data connection's TLS handshake failed: 425.
+    #[error("TLS handshake on the data connection failed")]
+    TlsHandshake,
+    /// PROT P, and the data connection's TLS did not resume the control connection's
+    /// session while `require_session_reuse` is on: 522.
+    #[error("data connection TLS did not resume the control session")]
+    TlsNotResumed,
 }
 
 /// Progress of a transfer.

@@ -6,10 +6,12 @@ mod data;
 mod files;
 mod info;
 mod login;
+mod security;
 mod transfer;
 
 use self::data::Data;
 use self::login::Auth;
+use self::security::Security;
 use self::transfer::Running;
 use super::account::Account;
 use super::command::{self, Command, TransferType};
@@ -87,6 +89,10 @@ pub struct Session {
     next_token: u64,
     last_activity: Instant,
     closed: bool,
+    /// FTPS state of this session.
+    sec: Security,
+    /// Set by AUTH TLS: the rest of the bytes already read are not to be run.
+    restart_input: bool,
 }
 
 impl Session {
@@ -113,6 +119,8 @@ impl Session {
             next_token: 0,
             last_activity: now,
             closed: false,
+            sec: Security::default(),
+            restart_input: false,
             cfg,
         };
         tracing::debug!(peer = %peer, "ftp session opened");
@@ -121,16 +129,40 @@ impl Session {
         s
     }
 
-    /// Feeds raw control-connection bytes (any split, Telnet sequences allowed).
+    /// A session on the implicit-TLS listener: the connection began with the handshake, so
+    /// it is protected from the first byte and AUTH is out of sequence (as after AUTH TLS).
+    pub fn new_implicit_tls(
+        cfg: Arc<FtpSettings>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Session {
+        let mut s = Session::new(cfg, peer, local, now);
+        s.sec.control = true;
+        s
+    }
+
+    /// Feeds raw control-connection bytes (any split, Telnet sequences allowed); after
+    /// AUTH TLS, plaintext from the TLS layer.
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
         if self.closed {
             return;
         }
         let mut lines = Vec::new();
         self.reader.push(bytes, |l| lines.push(l));
+        self.restart_input = false;
         for line in lines {
             self.accept_line(line, now);
+            if self.restart_input {
+                // AUTH TLS: what followed it in these bytes came before the handshake.
+                break;
+            }
         }
+    }
+
+    /// True once the control connection is protected by TLS.
+    pub fn control_protected(&self) -> bool {
+        self.sec.control
     }
 
     /// Runs timers due at `now`: the delayed 530, the idle timeout and the passive
@@ -327,6 +359,10 @@ impl Session {
             Command::Help => self.cmd_help(),
             Command::Feat => self.cmd_feat(),
             Command::Opts(arg) => self.cmd_opts(arg),
+            Command::Auth(mech) => self.cmd_auth(mech),
+            Command::Pbsz(size) => self.cmd_pbsz(size),
+            Command::Prot(level) => self.cmd_prot(level),
+            Command::Ccc => self.cmd_ccc(),
         }
     }
 

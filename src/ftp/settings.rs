@@ -54,6 +54,37 @@ pub struct FtpSettings {
     pub anonymous: Option<AnonymousSettings>,
     /// Virtual users.
     pub users: Vec<UserSettings>,
+    /// FTPS (RFC 4217), `None` when TLS is not configured.
+    pub tls: Option<TlsRules>,
+}
+
+/// What FTPS asks of sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsRules {
+    /// Who must protect the control and data connections.
+    pub required: TlsPolicy,
+}
+
+/// Who must use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Offered, never required.
+    Optional,
+    /// Named users; anonymous may stay in clear.
+    Accounts,
+    /// Everyone.
+    All,
+}
+
+impl TlsPolicy {
+    /// Whether a login of this kind must protect its control and data connections.
+    pub fn binds(self, anonymous: bool) -> bool {
+        match self {
+            TlsPolicy::Optional => false,
+            TlsPolicy::Accounts => !anonymous,
+            TlsPolicy::All => true,
+        }
+    }
 }
 
 /// Which address PASV advertises and whom a passive listener accepts.

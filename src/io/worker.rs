@@ -25,6 +25,8 @@ pub struct WorkerSetup {
     pub cpu: Option<usize>,
     /// This worker's FTP control listener members.
     pub ftp: Vec<TcpListener>,
+    /// This worker's implicit-TLS FTP listener members.
+    pub ftps: Vec<TcpListener>,
     /// This worker's TFTP request socket members.
     pub tftp: Vec<UdpSocket>,
     /// This worker's channel to the port-20 binder, when there is one.
@@ -111,6 +113,7 @@ fn run(setup: WorkerSetup) {
     let WorkerSetup {
         id,
         ftp,
+        ftps,
         tftp,
         binder,
         shared,
@@ -130,10 +133,12 @@ fn run(setup: WorkerSetup) {
         tokio_uring::spawn(Rc::clone(&ctx).relay_cut());
         tokio_uring::spawn(super::registry::answer(Rc::clone(&ctx.sessions), id, snapshots));
         let ftp_worker = ftp_state.map(|f| Rc::new(FtpWorker::new(f, id, ctx.config())));
-        for listener in ftp {
+        let implicit = ftp.into_iter().map(|l| (l, false)).chain(ftps.into_iter().map(|l| (l, true)));
+        for (listener, implicit) in implicit {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             if let Some(w) = &ftp_worker {
-                let accept = super::ftp::control::accept_loop(Rc::clone(&ctx), Rc::clone(w), listener);
+                let accept =
+                    super::ftp::control::accept_loop(Rc::clone(&ctx), Rc::clone(w), listener, implicit);
                 loops.push(tokio_uring::spawn(accept));
             }
         }

@@ -39,6 +39,8 @@ pub enum BindError {
 pub struct Listeners {
     /// `ftp[w]` are worker `w`'s FTP control listeners (one per listen address).
     pub ftp: Vec<Vec<TcpListener>>,
+    /// `ftps[w]` are worker `w`'s implicit-TLS FTP listeners (`ftp.tls.implicit_listen`).
+    pub ftps: Vec<Vec<TcpListener>>,
     /// `tftp[w]` are worker `w`'s TFTP request sockets (one per listen address).
     pub tftp: Vec<Vec<UdpSocket>>,
 }
@@ -55,8 +57,13 @@ impl Listeners {
 /// Binds all configured addresses, `workers` members each. Refuses to start when another
 /// process already serves one of them (see [`probe_unused`]).
 pub fn bind_all(config: &Config, workers: usize) -> Result<Listeners, BindError> {
+    let implicit: &[SocketAddr] = if config.ftp.enabled && config.ftp.tls.enabled && config.ftp.tls.implicit {
+        &config.ftp.tls.implicit_listen
+    } else {
+        &[]
+    };
     if config.ftp.enabled {
-        for addr in &config.ftp.listen {
+        for addr in config.ftp.listen.iter().chain(implicit) {
             with_v4_fallback(*addr, false, |a| probe_patiently(a, Type::STREAM, "TCP"))?;
         }
     }
@@ -67,6 +74,7 @@ pub fn bind_all(config: &Config, workers: usize) -> Result<Listeners, BindError>
     }
     let mut out = Listeners {
         ftp: (0..workers).map(|_| Vec::new()).collect(),
+        ftps: (0..workers).map(|_| Vec::new()).collect(),
         tftp: (0..workers).map(|_| Vec::new()).collect(),
     };
     if config.ftp.enabled {
@@ -74,6 +82,11 @@ pub fn bind_all(config: &Config, workers: usize) -> Result<Listeners, BindError>
             for (w, slot) in out.ftp.iter_mut().enumerate() {
                 slot.push(with_v4_fallback(*addr, w == 0, |a| bind_tcp(a).map(TcpListener::from))?);
             }
+        }
+    }
+    for addr in implicit {
+        for (w, slot) in out.ftps.iter_mut().enumerate() {
+            slot.push(with_v4_fallback(*addr, w == 0, |a| bind_tcp(a).map(TcpListener::from))?);
         }
     }
     if config.tftp.enabled {

@@ -45,9 +45,24 @@ fn unknown_and_unimplemented() {
     assert_eq!(code(b""), 500);
     assert_eq!(code(b"TOOLONGVERB x"), 500);
     assert_eq!(code(b"12 x"), 500);
-    assert_eq!(code(b"AUTH TLS"), 502);
-    assert_eq!(code(b"PBSZ 0"), 502);
+    assert_eq!(code(b"ADAT x"), 502);
     assert_eq!(code(b"LPRT 4,1"), 502);
+}
+
+#[test]
+fn rfc4217_verbs() {
+    assert_eq!(ok("AUTH TLS"), Command::Auth(AuthMechanism::Tls));
+    assert_eq!(ok("auth tls-c"), Command::Auth(AuthMechanism::Tls));
+    assert_eq!(ok("AUTH SSL"), Command::Auth(AuthMechanism::Tls), "the pre-RFC name is an alias");
+    assert_eq!(ok("AUTH GSSAPI"), Command::Auth(AuthMechanism::Other("GSSAPI".into())));
+    assert_eq!(code(b"AUTH"), 501);
+    assert_eq!(ok("PBSZ 0"), Command::Pbsz(0));
+    assert_eq!(code(b"PBSZ x"), 501);
+    assert_eq!(ok("PROT P"), Command::Prot(ProtLevel::Private));
+    assert_eq!(ok("prot c"), Command::Prot(ProtLevel::Clear));
+    assert_eq!(ok("PROT S"), Command::Prot(ProtLevel::Safe));
+    assert_eq!(code(b"PROT X"), 504, "RFC 4217 §9: an unknown level");
+    assert_eq!(ok("CCC"), Command::Ccc);
 }
 
 #[test]

@@ -50,14 +50,15 @@ impl Session {
             _ => "Not logged in".to_string(),
         };
         let ttype = if self.ttype == TransferType::Ascii { "ASCII" } else { "BINARY" };
+        let [control, data] = self.protection_lines();
         [
             "FTP server status:".to_string(),
             format!("     Connected to {}", self.peer.ip().to_canonical()),
             format!("     {user}"),
             format!("     TYPE: {ttype}"),
             format!("     Session timeout in seconds is {}", self.cfg.idle_timeout.as_secs()),
-            "     Control connection is plain text".to_string(),
-            "     Data connections will be plain text".to_string(),
+            control.to_string(),
+            data.to_string(),
             "End of status".to_string(),
         ]
         .into_iter()
@@ -70,7 +71,7 @@ impl Session {
     }
 
     pub(super) fn cmd_feat(&mut self) {
-        let reply = feat_reply(self.facts);
+        let reply = feat_reply(self.facts, self.cfg.tls.is_some());
         self.push_reply(reply);
     }
 
@@ -87,8 +88,10 @@ impl Session {
 }
 
 /// FEAT (RFC 2389 §3): one feature per line, each starting with a space.
-fn feat_reply(facts: FactSet) -> Reply {
+fn feat_reply(facts: FactSet, tls: bool) -> Reply {
     let mlst = format!(" MLST {}", facts.describe(true));
+    // RFC 4217 §6: a server that offers TLS lists AUTH TLS, PBSZ and PROT.
+    let tls_lines: &[&str] = if tls { &[" AUTH TLS", " PBSZ", " PROT"] } else { &[] };
     let lines = [
         "Features:",
         " EPRT",
@@ -101,18 +104,19 @@ fn feat_reply(facts: FactSet) -> Reply {
         " SIZE",
         " TVFS",
         " UTF8",
-        "End",
     ];
-    Reply::multi(211, lines.iter().map(|l| l.as_bytes().to_vec()).collect())
+    let lines = ["Features:"].iter().chain(tls_lines).chain(&lines[1..]).chain(&["End"]);
+    Reply::multi(211, lines.map(|l| l.as_bytes().to_vec()).collect())
 }
 
 /// HELP (RFC 959 §4.1.3): the recognised commands.
 fn help_reply() -> Reply {
     let lines = [
         "The following commands are recognized.",
-        " ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP HOST LIST MDTM MFMT MKD",
-        " MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REIN REST RETR RMD  RNFR",
-        " RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD",
+        " ABOR ACCT ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HELP HOST LIST MDTM",
+        " MFMT MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD  QUIT REIN",
+        " REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD",
+        " XMKD XPWD XRMD",
         "Help OK.",
     ];
     Reply::multi(214, lines.iter().map(|l| l.as_bytes().to_vec()).collect())

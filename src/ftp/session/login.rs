@@ -36,6 +36,12 @@ impl Session {
             self.auth = Auth::Fresh;
             return self.reply(530, "This server does not allow anonymous logins.");
         }
+        if self.user_needs_tls(&name) {
+            // Refused at USER, so the client never sends the password in clear.
+            tracing::info!(peer = %self.peer, user = %String::from_utf8_lossy(&name), "USER in clear refused by ftp.tls.required");
+            self.auth = Auth::Fresh;
+            return self.reply(530, "This login must use TLS: send AUTH TLS first.");
+        }
         tracing::debug!(user = %String::from_utf8_lossy(&name), "USER: awaiting PASS");
         self.auth = Auth::NeedPass { name };
         // Same answer for unknown users: no account enumeration.
@@ -143,6 +149,7 @@ impl Session {
             self.event(Event::LoggedOut);
         }
         self.clear_data();
+        self.reset_data_protection();
         tracing::debug!("REIN: back to pre-login state");
         self.auth = Auth::Fresh;
         self.cwd = VirtualPath::root();

@@ -116,6 +116,10 @@ impl Session {
     }
 
     fn start_transfer(&mut self, kind: TransferKind, stou: Option<(Vec<u8>, u32)>) {
+        if self.clear_data_refused() {
+            // RFC 4217 §10 (ftp.tls.required): this login may not move data in clear.
+            return self.reply(521, "Data connections must be protected: send PROT P.");
+        }
         let data = match self.data {
             Data::None => return self.reply(425, "Use PORT, PASV or EPSV first."),
             Data::Passive { .. } => DataEndpoint::Passive,
@@ -125,7 +129,7 @@ impl Session {
         self.data = Data::None;
         self.next_token += 1;
         let token = OpToken(self.next_token);
-        let action = Action::Transfer { kind, data };
+        let action = Action::Transfer { kind, data, protect: self.sec.private_data };
         self.out.push_back(Output::Action(token, action.clone()));
         self.set_pending(Pending::Transfer(Box::new(Running {
             token,
@@ -245,6 +249,14 @@ impl Session {
                         self.reply(501, "MLSD needs a directory; use MLST for a file.")
                     }
                     TransferError::DataConnection => self.reply(425, "Failed to establish data connection."),
+                    TransferError::TlsHandshake => {
+                        self.reply(425, "Failed to establish data connection: TLS handshake failed.")
+                    }
+                    // vsftpd's reply to the same refusal (require_ssl_reuse).
+                    TransferError::TlsNotResumed => self.reply(
+                        522,
+                        "Data connection TLS must resume the control connection's TLS session (session reuse required).",
+                    ),
                     TransferError::Aborted => self.reply(426, "Connection closed; transfer aborted."),
                     TransferError::Local => self.reply(451, "Local error in processing."),
                     // RFC 959 §5.4: after the 150, STOR/APPE/STOU complete with 226, 250,

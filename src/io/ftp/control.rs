@@ -9,6 +9,7 @@ use super::limits::{Refusal, SessionPermit};
 use super::msg::Msg;
 use super::proxy;
 use super::state::{FtpWorker, SessionConfig};
+use super::tls::DataTls;
 use super::transfer::{self, Endpoint, Job, XferMeta};
 use super::verifier::Check;
 use crate::fs::Root;
@@ -22,6 +23,7 @@ use crate::io::ring::ops;
 use crate::io::ring::sockets::{self, Cancel};
 use crate::observe::metrics::Metric;
 use crate::observe::xferlog::Direction;
+use crate::tls::{SessionTls, TlsConn};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -41,8 +43,9 @@ const READ_CHUNK: usize = 4096;
 /// How long writing the 421 of a refused connection may take.
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Accepts control connections until the listener is shut down.
-pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: TcpListener) {
+/// Accepts control connections until the listener is shut down; on the implicit-TLS
+/// listener (`implicit`), each connection starts with the TLS handshake.
+pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: TcpListener, implicit: bool) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -59,7 +62,8 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, listener: T
                 let conf = ftp.settings(ctx.config());
                 // The header read waits for the balancer, so it runs in the connection's own
                 // task, never in this loop.
-                let task = connection(Rc::clone(&ctx), Rc::clone(&ftp), conf, Rc::new(stream), peer);
+                let task =
+                    connection(Rc::clone(&ctx), Rc::clone(&ftp), conf, Rc::new(stream), peer, implicit);
                 tokio_uring::spawn(task.instrument(span));
             }
             Err(_) if ctx.shutting_down() => break,
@@ -81,6 +85,7 @@ async fn connection(
     conf: SessionConfig,
     stream: Rc<TcpStream>,
     peer: SocketAddr,
+    implicit: bool,
 ) {
     let client = match proxy::client(&stream, peer, &conf.ftp().proxy_protocol).await {
         Ok(client) => client,
@@ -96,7 +101,7 @@ async fn connection(
         span.record("via", tracing::field::display(peer));
     }
     match ftp.shared.limits.admit(client.ip()) {
-        Ok(permit) => session(ctx, ftp, conf, stream, client, permit).await,
+        Ok(permit) => session(ctx, ftp, conf, stream, client, permit, implicit).await,
         Err(why) => refuse(ctx, &stream, why).await,
     }
 }
@@ -141,6 +146,7 @@ async fn session(
     stream: Rc<TcpStream>,
     peer: SocketAddr,
     _permit: SessionPermit,
+    implicit: bool,
 ) {
     let _active = ctx.activity();
     let metrics = Arc::clone(&ctx.shared.metrics);
@@ -162,9 +168,22 @@ async fn session(
         read_control(Rc::clone(&stream), tx.clone(), refuse_header).instrument(Span::current()),
     );
     let seen = ctx.sessions.add(Entry::new("ftp", peer, None));
+    // The TLS configuration is fixed per session, like its settings: a certificate reloaded
+    // later serves sessions that start later. Each session's copy has its own resumption
+    // store, which binds its data connections to it.
+    let session_tls = conf.settings.tls.and(ftp.shared.tls()).map(|t| t.session());
+    let settings = Arc::clone(&conf.settings);
+    let (session, tls) = match &session_tls {
+        Some(t) if implicit => {
+            (Session::new_implicit_tls(settings, peer, local, Instant::now()), Some(t.accept()))
+        }
+        _ => (Session::new(settings, peer, local, Instant::now()), None),
+    };
     let mut driver = Driver {
         seen,
-        session: Session::new(Arc::clone(&conf.settings), peer, local, Instant::now()),
+        session,
+        session_tls,
+        tls,
         conf,
         ctx,
         ftp,
@@ -258,6 +277,11 @@ struct Driver {
     ready: VecDeque<(OpToken, OpResult)>,
     /// This session in the worker's live view.
     seen: Registration,
+    /// The session's TLS (when FTPS is configured): control and data connections accept
+    /// with it.
+    session_tls: Option<SessionTls>,
+    /// The control connection's TLS, once AUTH TLS (or the implicit listener) started it.
+    tls: Option<TlsConn>,
 }
 
 impl Driver {
@@ -285,7 +309,11 @@ impl Driver {
             };
             let now = Instant::now();
             match wake {
-                Wake::Msg(Some(Msg::Input(bytes))) => self.session.handle_input(&bytes, now),
+                Wake::Msg(Some(Msg::Input(bytes))) => {
+                    if !self.input(&bytes, now).await {
+                        return;
+                    }
+                }
                 Wake::Msg(Some(Msg::Completion(token, result))) => self.complete(token, *result, now),
                 Wake::Msg(None | Some(Msg::Eof)) => {
                     debug!("client closed the control connection");
@@ -334,14 +362,73 @@ impl Driver {
                 }
                 Output::Action(token, action) => self.act(token, action),
                 Output::Event(event) => self.event(event),
-                Output::Close => return false,
+                Output::Close => {
+                    if let Some(tls) = &mut self.tls {
+                        // close_notify: the client tells our end from a cut.
+                        tls.close();
+                        self.write(Vec::new()).await;
+                    }
+                    return false;
+                }
             }
         }
     }
 
-    /// Writes to the control connection, bounded by the data timeout so a client that stops
-    /// reading cannot pin the session forever.
-    async fn write(&self, bytes: Vec<u8>) -> bool {
+    /// Control bytes from the client: plaintext, or ciphertext for the TLS layer, whose
+    /// answers (handshake, alerts) are sent at once. False when the connection must close.
+    async fn input(&mut self, bytes: &[u8], now: Instant) -> bool {
+        let Some(tls) = &mut self.tls else {
+            self.session.handle_input(bytes, now);
+            return true;
+        };
+        let was_handshaking = tls.is_handshaking();
+        let mut plain = Vec::new();
+        let fed = tls.feed(bytes, &mut plain);
+        if was_handshaking && !tls.is_handshaking() {
+            info!(version = tls.version(), cipher = tls.cipher(), "control connection TLS established");
+        }
+        if !plain.is_empty() {
+            self.session.handle_input(&plain, now);
+        }
+        let sent = self.write(Vec::new()).await;
+        match fed {
+            Ok(()) => sent,
+            Err(e) => {
+                // Garbage instead of a ClientHello, plaintext after AUTH, a bad record.
+                info!(error = %e, "control connection TLS failed; closing");
+                false
+            }
+        }
+    }
+
+    /// Writes to the control connection (through TLS once it runs), bounded by the data
+    /// timeout so a client that stops reading cannot pin the session forever.
+    async fn write(&mut self, mut bytes: Vec<u8>) -> bool {
+        if let Some(tls) = &mut self.tls {
+            let mut plain = &bytes[..];
+            let mut wire = Vec::new();
+            loop {
+                let n = tls.write(plain);
+                plain = &plain[n..];
+                tls.take_ciphertext(&mut wire);
+                if plain.is_empty() || n == 0 {
+                    break;
+                }
+            }
+            if !plain.is_empty() {
+                // rustls holds 64 KiB before the handshake ends; no reply is that long.
+                warn!("control reply does not fit the TLS buffer; closing");
+                return false;
+            }
+            if wire.is_empty() {
+                return true;
+            }
+            bytes = wire;
+        }
+        self.send_raw(bytes).await
+    }
+
+    async fn send_raw(&self, bytes: Vec<u8>) -> bool {
         let secs = self.conf.ftp().limits.data_timeout_secs;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let ((res, _), expired) =
@@ -384,7 +471,7 @@ impl Driver {
                 let result = self.open_passive(bind, peer_only);
                 self.ready.push_back((token, OpResult::Passive(result)));
             }
-            Action::Transfer { kind, data } => self.start_transfer(token, kind, data),
+            Action::Transfer { kind, data, protect } => self.start_transfer(token, kind, data, protect),
             other => {
                 let result = match &self.root {
                     Some(root) => actions::run(root, &other),
@@ -442,7 +529,7 @@ impl Driver {
         })
     }
 
-    fn start_transfer(&mut self, token: OpToken, kind: TransferKind, data: DataEndpoint) {
+    fn start_transfer(&mut self, token: OpToken, kind: TransferKind, data: DataEndpoint, protect: bool) {
         let failed = |e| OpResult::Transfer(TransferEvent::Failed(e));
         let Some(root) = &self.root else {
             error!("transfer without an open root (io layer bug)");
@@ -475,7 +562,18 @@ impl Driver {
         let record = self.xfer_meta(&kind);
         let conf = self.conf.clone();
         let local_ip = self.local.ip();
-        let job = Job { token, source, endpoint, local_ip, cancel, label, record, conf, moved };
+        let tls = match (&self.session_tls, protect) {
+            (_, false) => None,
+            (Some(session), true) => Some(DataTls {
+                session: session.clone(),
+                require_reuse: self.conf.ftp().tls.require_session_reuse,
+            }),
+            (None, true) => {
+                error!("PROT P without a TLS configuration (io layer bug)");
+                return self.ready.push_back((token, failed(TransferError::TlsHandshake)));
+            }
+        };
+        let job = Job { token, source, endpoint, local_ip, cancel, label, record, conf, moved, tls };
         let task = transfer::run(Rc::clone(&self.ctx), Rc::clone(&self.ftp), job, self.tx.clone());
         tokio_uring::spawn(task.instrument(Span::current()));
     }
@@ -504,6 +602,11 @@ impl Driver {
             }
             Event::ClosePassive => self.passive = None,
             Event::LoginFailed => self.ctx.shared.metrics.worker(self.ctx.id).inc(Metric::FtpLoginFailures),
+            // The 234 went out in clear before this; every later byte is TLS.
+            Event::StartTls => match &self.session_tls {
+                Some(t) => self.tls = Some(t.accept()),
+                None => error!("AUTH TLS accepted without a TLS configuration (io layer bug)"),
+            },
         }
     }
 

@@ -5,10 +5,12 @@
 
 pub mod actions;
 pub mod control;
+pub mod crlf;
 pub mod data;
 pub mod limits;
 pub mod msg;
 pub mod proxy;
 pub mod state;
+pub mod tls;
 pub mod transfer;
 pub mod verifier;

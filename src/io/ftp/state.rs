@@ -8,16 +8,18 @@ use crate::config::ftp::FtpConfig;
 use crate::config::Config;
 use crate::fs::Root;
 use crate::ftp::FtpSettings;
+use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::zerocopy::{PipePool, TransferLimits};
+use crate::tls::TlsServer;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Idle pipes a worker keeps between transfers.
 const PIPES_PER_WORKER: usize = 8;
@@ -29,6 +31,12 @@ const PIPE_SIZE: usize = 1024 * 1024;
 /// (pipe-user-pages-soft, 64 MiB).
 const LARGE_PIPES_PER_WORKER: usize = 16;
 const CROWDED_PIPE_SIZE: usize = 256 * 1024;
+
+/// File bytes a user-space TLS transfer reads (and ciphertext it receives) at once: eight
+/// full TLS records per read and send.
+const TLS_BUFFER: usize = 128 * 1024;
+/// Idle TLS transfer buffers a worker keeps.
+const TLS_BUFFERS_IDLE: usize = 8;
 
 /// FTP state every worker reads; built once before the privilege drop.
 #[derive(Debug)]
@@ -42,6 +50,9 @@ pub struct FtpShared {
     /// Bytes of rendered listings held by all sessions (see `LISTING_MEMORY_BYTES`).
     pub listing_bytes: Arc<AtomicU64>,
     roots: HashMap<PathBuf, Arc<Root>>,
+    /// The FTPS server configuration new sessions take; replaced on SIGHUP (certificate
+    /// rotation), never for sessions already running.
+    tls: Mutex<Option<TlsServer>>,
 }
 
 impl FtpShared {
@@ -59,14 +70,39 @@ impl FtpShared {
                 roots.insert(path.clone(), Arc::new(root));
             }
         }
+        let tls = config.ftp.tls.load().map_err(|e| e.to_string())?;
+        if let Some(server) = &tls {
+            warn_if_expired(server);
+        }
         let limits = &config.ftp.limits;
         Ok(FtpShared {
+            tls: Mutex::new(tls),
             limits: Arc::new(SessionLimits::new(limits.max_sessions, limits.max_sessions_per_ip)),
             settings: Arc::new(settings),
             workers,
             listing_bytes: Arc::new(AtomicU64::new(0)),
             roots,
         })
+    }
+
+    /// The TLS configuration for a session starting now.
+    pub fn tls(&self) -> Option<TlsServer> {
+        self.tls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the certificate and key (SIGHUP) as the service user: sessions that start
+    /// afterwards use the new ones. A file that fails keeps the running configuration.
+    pub fn reload_tls(&self, config: &Config) {
+        match config.ftp.tls.load() {
+            Ok(server) => {
+                if let Some(s) = &server {
+                    warn_if_expired(s);
+                    info!("SIGHUP: TLS certificate reloaded for new sessions");
+                }
+                *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = server;
+            }
+            Err(e) => warn!("SIGHUP: TLS certificate NOT reloaded, keeping the running one: {e}"),
+        }
     }
 
     /// The root for an account's directory: opened at start-up, or (for an account added by
@@ -85,12 +121,27 @@ impl FtpShared {
     }
 }
 
+/// Warns when the certificate is past its notAfter: clients will refuse it.
+fn warn_if_expired(server: &TlsServer) {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if let Some(until) = server.not_after_unix().filter(|until| *until < now) {
+        warn!(
+            key = "ftp.tls.certificate",
+            expired_days_ago = (now - until) / 86_400,
+            "the TLS certificate has expired: clients that check it will refuse to connect"
+        );
+    }
+}
+
 /// One worker's FTP resources.
 pub struct FtpWorker {
     /// Shared state.
     pub shared: Arc<FtpShared>,
     /// Pipes for splice transfers.
     pub pipes: PipePool,
+    /// Buffers user-space TLS transfers read files into and receive uploads with.
+    pub tls_buffers: BufPool,
     /// Transfers running on this worker (for the global rate split).
     pub transfers: Cell<usize>,
     verifier: OnceCell<Option<Verifier>>,
@@ -126,6 +177,7 @@ impl FtpWorker {
             shared,
             pipes: PipePool::new(PIPES_PER_WORKER, PIPE_SIZE)
                 .with_crowding(LARGE_PIPES_PER_WORKER, CROWDED_PIPE_SIZE),
+            tls_buffers: BufPool::new(TLS_BUFFER, TLS_BUFFERS_IDLE),
             transfers: Cell::new(0),
             verifier: OnceCell::new(),
             worker,

@@ -3,13 +3,16 @@
 //! binary files, buffered with CRLF conversion for TYPE A and listings) and reports the end.
 
 use super::actions::{self, rel};
+use super::crlf::{from_crlf, to_crlf};
 use super::data;
 use super::msg::Msg;
 use super::state::{FtpWorker, SessionConfig};
+use super::tls::{self, DataStream, DataTls, HandshakeError};
 use crate::fs::{self, Root, UploadTarget, WriteMode};
 use crate::ftp::ListFormat;
 use crate::ftp::{FsError, OpResult, OpToken, StoreMode, TransferError, TransferEvent, TransferKind};
 use crate::io::context::WorkerContext;
+use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::memory_budget::MemoryCharge;
 use crate::io::ring::ops::{self, SharedFd};
 use crate::io::ring::sockets::{self, Cancel};
@@ -164,6 +167,8 @@ pub struct Job {
     pub conf: SessionConfig,
     /// Bytes moved so far, shared with the session's entry in the live view.
     pub moved: Rc<Cell<u64>>,
+    /// PROT P: the data connection runs TLS bound to the control session.
+    pub tls: Option<DataTls>,
 }
 
 /// The xferlog facts of a file transfer, fixed when it starts.
@@ -192,6 +197,7 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     let token = job.token;
     let record = job.record.take();
     let label = job.label.clone();
+    let tls_path = tls::path_name(job.tls.as_ref());
     let started = std::time::Instant::now();
     let (outcome, bytes) = drive(&ctx, &ftp, job, limits, &tx).await;
     ftp.transfers.set(ftp.transfers.get() - 1);
@@ -206,6 +212,7 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
         bytes,
         duration_ms = started.elapsed().as_millis() as u64,
         rate_bps = limits.rate_bps,
+        tls = tls_path,
         result,
         "FTP transfer ended"
     );
@@ -262,7 +269,7 @@ async fn drive(
     limits: TransferLimits,
     tx: &Sender<Msg>,
 ) -> (TransferEvent, u64) {
-    let Job { token, source, endpoint, local_ip, cancel, label, conf, moved, .. } = job;
+    let Job { token, source, endpoint, local_ip, cancel, label, conf, moved, tls, .. } = job;
     let cfg = conf.ftp();
     let (mode, conn) = match endpoint {
         Endpoint::Passive(passive) => {
@@ -297,8 +304,37 @@ async fn drive(
         return (TransferEvent::Failed(TransferError::Aborted), 0);
     }
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(TransferEvent::Started)))).await;
+    // RFC 4217 §7: the client starts the data connection's handshake once it read the 150.
+    let mut stream = match &tls {
+        None => None,
+        Some(tls) => {
+            let timeout = Duration::from_secs(cfg.passive.accept_timeout_secs);
+            match tls::handshake(&sock, tls, timeout).await {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    tls::refuse(&sock);
+                    drop(source);
+                    let error = match e {
+                        _ if cancel.is_aborted() => TransferError::Aborted,
+                        HandshakeError::NotResumed => {
+                            info!(transfer = %label, "data connection refused: its TLS did not resume the control connection's session (ftp.tls.require_session_reuse)");
+                            TransferError::TlsNotResumed
+                        }
+                        HandshakeError::Failed(e) => {
+                            info!(transfer = %label, error = %e, "data connection TLS handshake failed");
+                            TransferError::TlsHandshake
+                        }
+                    };
+                    return (TransferEvent::Failed(error), 0);
+                }
+            }
+        }
+    };
     let conn = DataConn { moved, ..DataConn::new(&sock, &ftp.pipes, limits, &cancel.zero_copy) };
-    let result = move_data(&conn, cfg.zero_copy, source, &cancel).await;
+    let result = match stream.as_mut() {
+        None => move_data(&conn, cfg.zero_copy, source, &cancel).await,
+        Some(stream) => move_data_tls(&conn, stream, &ftp.tls_buffers, source, &cancel).await,
+    };
     // FIN after the queued bytes; the Rc clones (cancel, pipes) must not keep it open.
     let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     match result {
@@ -330,7 +366,12 @@ fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
         Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ESHUTDOWN | libc::ETIMEDOUT)
     ) || matches!(
         e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::Interrupted | io::ErrorKind::WriteZero
+        io::ErrorKind::TimedOut
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WriteZero
+            // TLS: an end without close_notify, or records that do not decrypt.
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::InvalidData
     );
     if peer_gone {
         TransferError::Aborted
@@ -355,39 +396,79 @@ async fn move_data(
             sockets::send_all(conn.sock, bytes, conn.limits.stall_timeout).await.map(|_| n)
         }
         Source::Stor { target, offset, restore, ascii } => {
-            let file = match target.file.try_clone() {
-                Ok(f) => Rc::new(f),
-                Err(_) => return Err(TransferError::Local),
-            };
+            let file = upload_file(&target)?;
             let got = if ascii {
                 recv_ascii(conn, &file, offset).await
             } else {
                 zerocopy::recv_file(conn, &file, offset, None).await
             };
             drop(file);
-            return match got {
-                Ok(n) if !cancel.is_aborted() => {
-                    target.commit().map_err(|e| TransferError::Fs(fs::classify(e)))?;
-                    Ok(n)
-                }
-                Ok(_) => {
-                    give_up(target, restore);
-                    Err(TransferError::Aborted)
-                }
-                Err(e) => {
-                    debug!(error = %e, "upload interrupted");
-                    give_up(target, restore);
-                    Err(transfer_error(&e, cancel))
-                }
-            };
+            return end_upload(got, target, restore, cancel);
         }
     };
+    sent(moved, cancel)
+}
+
+/// The outcome of a download or listing: a shut-down socket can end a loop "cleanly", so an
+/// abort always wins.
+fn sent(moved: io::Result<u64>, cancel: &Cancel) -> Result<u64, TransferError> {
     match moved {
-        // A shut-down socket can end a loop "cleanly": an abort always wins.
         Ok(_) if cancel.is_aborted() => Err(TransferError::Aborted),
         Ok(n) => Ok(n),
         Err(e) => Err(transfer_error(&e, cancel)),
     }
+}
+
+/// The upload's file as a second descriptor (the target keeps its own for commit).
+fn upload_file(target: &UploadTarget) -> Result<SharedFd, TransferError> {
+    target.file.try_clone().map(Rc::new).map_err(|_| TransferError::Local)
+}
+
+/// Commits an upload that arrived whole, else gives it up (atomic/keep_partial rules).
+fn end_upload(
+    got: io::Result<u64>,
+    target: UploadTarget,
+    restore: Option<u64>,
+    cancel: &Cancel,
+) -> Result<u64, TransferError> {
+    match got {
+        Ok(n) if !cancel.is_aborted() => {
+            target.commit().map_err(|e| TransferError::Fs(fs::classify(e)))?;
+            Ok(n)
+        }
+        Ok(_) => {
+            give_up(target, restore);
+            Err(TransferError::Aborted)
+        }
+        Err(e) => {
+            debug!(error = %e, "upload interrupted");
+            give_up(target, restore);
+            Err(transfer_error(&e, cancel))
+        }
+    }
+}
+
+/// PROT P: the same transfers through user-space TLS (see `tls`).
+async fn move_data_tls(
+    conn: &DataConn<'_>,
+    stream: &mut DataStream,
+    pool: &BufPool,
+    source: Source,
+    cancel: &Cancel,
+) -> Result<u64, TransferError> {
+    let moved = match source {
+        Source::Retr { file, offset, len, ascii } => {
+            tls::send_file(conn, stream, pool, &file, (offset, len), ascii).await
+        }
+        Source::List(bytes, _charge) => tls::send_bytes(conn, stream, &bytes).await,
+        Source::Stor { target, offset, restore, ascii } => {
+            let file = upload_file(&target)?;
+            let got = tls::recv_file(conn, stream, pool, &file, offset, ascii).await;
+            drop(file);
+            return end_upload(got, target, restore, cancel);
+        }
+    };
+    sent(moved, cancel)
 }
 
 /// Ends an upload that failed. An APPE to an existing file leaves it as it was: what it
@@ -463,62 +544,9 @@ async fn recv_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Re
     }
 }
 
-/// LF -> CRLF, leaving existing CRLF pairs alone; `prev_cr` carries across chunks.
-pub fn to_crlf(input: &[u8], prev_cr: &mut bool, out: &mut Vec<u8>) {
-    for &b in input {
-        if b == b'\n' && !*prev_cr {
-            out.push(b'\r');
-        }
-        out.push(b);
-        *prev_cr = b == b'\r';
-    }
-}
-
-/// CRLF -> LF; a CR ending a chunk is held in `held_cr` until the next byte is known.
-pub fn from_crlf(input: &[u8], held_cr: &mut bool, out: &mut Vec<u8>) {
-    for &b in input {
-        if std::mem::take(held_cr) && b != b'\n' {
-            out.push(b'\r');
-        }
-        if b == b'\r' {
-            *held_cr = true;
-        } else {
-            out.push(b);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn down(chunks: &[&[u8]]) -> Vec<u8> {
-        let (mut prev_cr, mut out) = (false, Vec::new());
-        chunks.iter().for_each(|c| to_crlf(c, &mut prev_cr, &mut out));
-        out
-    }
-
-    fn up(chunks: &[&[u8]]) -> Vec<u8> {
-        let (mut held, mut out) = (false, Vec::new());
-        chunks.iter().for_each(|c| from_crlf(c, &mut held, &mut out));
-        if held {
-            out.push(b'\r'); // end of stream releases a held CR, as recv_ascii does
-        }
-        out
-    }
-
-    #[test]
-    fn lf_to_crlf_across_chunks() {
-        assert_eq!(down(&[b"a\nb\r", b"\nc\n"]), b"a\r\nb\r\nc\r\n");
-        assert_eq!(down(&[b"\n\n"]), b"\r\n\r\n");
-    }
-
-    #[test]
-    fn crlf_to_lf_across_chunks() {
-        assert_eq!(up(&[b"a\r", b"\nb\r\n"]), b"a\nb\n");
-        assert_eq!(up(&[b"a\rb\r"]), b"a\rb\r", "bare CRs are kept");
-        assert_eq!(up(&[b"x\r", b"\r\n"]), b"x\r\n");
-    }
 
     #[test]
     fn listings_are_charged_to_the_budget_and_refused_past_it() {

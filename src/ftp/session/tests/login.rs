@@ -31,7 +31,7 @@ fn pre_login_commands_are_answered() {
     assert_eq!(codes(&c.send("FEAT\r\n")), [211]);
     assert_eq!(codes(&c.send("HELP\r\n")), [214]);
     assert_eq!(replies(&c.send("OPTS UTF8 ON\r\n")), "200 Always in UTF8 mode.\r\n");
-    // No TLS: AUTH is recognised but not implemented (RFC 2228 is out of scope).
+    // TLS not configured: AUTH is recognised but not available.
     assert_eq!(codes(&c.send("AUTH TLS\r\n")), [502]);
     assert_eq!(codes(&c.send("ACCT x\r\n")), [202]);
 }

@@ -12,6 +12,7 @@ mod data;
 mod files;
 mod info;
 mod login;
+mod security;
 mod transfer;
 
 const PEER: &str = "192.0.2.5:40000";

@@ -17,7 +17,8 @@ fn retr_with_rest_then_offset_resets() {
         a,
         Action::Transfer {
             kind: TransferKind::Retr { path: vp("/dir/file.iso"), offset: 1000, ascii: false },
-            data: DataEndpoint::Passive
+            data: DataEndpoint::Passive,
+            protect: false,
         }
     );
     assert_eq!(
@@ -129,7 +130,7 @@ fn stou_reports_name_and_retries_on_collision() {
     let (t2, a2) = one(actions(&outs));
     assert_ne!(t2, t);
     assert!(
-        matches!(&a2, Action::Transfer { kind: TransferKind::Stor { path, .. }, data: DataEndpoint::Passive } if *path == vp("/report.1"))
+        matches!(&a2, Action::Transfer { kind: TransferKind::Stor { path, .. }, data: DataEndpoint::Passive, .. } if *path == vp("/report.1"))
     );
     assert_eq!(
         replies(&c.complete(t2, OpResult::Transfer(TransferEvent::Started))),
@@ -211,7 +212,8 @@ fn list_nlst_mlsd_actions() {
                 hidden: true,
                 glob: None
             },
-            data: DataEndpoint::Passive
+            data: DataEndpoint::Passive,
+            protect: false,
         }
     );
     assert_eq!(codes(&c.complete(t, OpResult::Transfer(TransferEvent::Started))), [150]);

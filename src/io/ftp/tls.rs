@@ -1,0 +1,285 @@
+//! FTPS data connections over the ring: the TLS handshake (which must resume the control
+//! session), then user-space encryption: file bytes read into a pooled buffer, encrypted by
+//! the sans-IO [`TlsConn`] and sent; uploads decrypted from received buffers. Only bytes move
+//! here; every TLS rule is in `crate::tls`.
+//!
+//! The kernel path comes in after [`handshake`]: there `TlsConn::into_secrets` hands the keys
+//! to the `tls` ULP and the plain zero-copy loops run unchanged, so [`DataTls`] is the one
+//! place that will choose between the two.
+
+use super::crlf::{from_crlf, to_crlf};
+use crate::io::ring::buf_pool::BufPool;
+use crate::io::ring::ops::{self, SharedFd};
+use crate::io::ring::sockets::{self, recv_some, send_all};
+use crate::io::ring::zerocopy::{self, DataConn, Pacer};
+use crate::tls::{SessionTls, TlsConn};
+use std::io;
+use std::time::Duration;
+use tracing::info;
+
+/// Ciphertext rustls may hold between two sends: a pooled buffer's worth of records.
+const SEND_BUFFER_LIMIT: usize = 512 * 1024;
+/// How long a finished download waits for the client's close_notify or end of stream,
+/// so the client reads the last record and the close_notify before the socket closes.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What a protected (PROT P) transfer needs from its control session.
+#[derive(Debug, Clone)]
+pub struct DataTls {
+    /// The control session's TLS: only its sessions can be resumed.
+    pub session: SessionTls,
+    /// Refuse a data connection that does not resume (`ftp.tls.require_session_reuse`).
+    pub require_reuse: bool,
+}
+
+/// Which way a transfer's bytes were protected, for its log line.
+pub fn path_name(tls: Option<&DataTls>) -> &'static str {
+    if tls.is_some() {
+        "user-space"
+    } else {
+        "none"
+    }
+}
+
+/// Why a data connection's TLS could not start.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The handshake failed, timed out or the client went away.
+    Failed(io::Error),
+    /// The handshake finished without resuming the control session, which is required.
+    NotResumed,
+}
+
+/// A data connection's TLS once the handshake is done, with plaintext that came with it.
+pub struct DataStream {
+    /// The connection.
+    pub conn: TlsConn,
+    /// Plaintext decrypted during the handshake (an upload's first bytes).
+    pub early: Vec<u8>,
+}
+
+fn tls_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Sends everything `conn` has queued.
+async fn flush(sock: &SharedFd, conn: &mut TlsConn, out: &mut Vec<u8>, stall: Duration) -> io::Result<()> {
+    out.clear();
+    conn.take_ciphertext(out);
+    if !out.is_empty() {
+        *out = send_all(sock, std::mem::take(out), stall).await?;
+    }
+    Ok(())
+}
+
+/// Runs the server handshake on a data connection within `timeout` (each wait), and checks
+/// that it resumed the control session when that is required.
+pub async fn handshake(
+    sock: &SharedFd,
+    tls: &DataTls,
+    timeout: Duration,
+) -> Result<DataStream, HandshakeError> {
+    let mut conn = tls.session.accept();
+    conn.set_buffer_limit(SEND_BUFFER_LIMIT);
+    let (mut out, mut buf, mut early) = (Vec::new(), Vec::with_capacity(16 * 1024), Vec::new());
+    while conn.is_handshaking() {
+        flush(sock, &mut conn, &mut out, timeout).await.map_err(HandshakeError::Failed)?;
+        buf = recv_some(sock, buf, timeout).await.map_err(HandshakeError::Failed)?;
+        if buf.is_empty() {
+            return Err(HandshakeError::Failed(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client closed the data connection during the TLS handshake",
+            )));
+        }
+        if let Err(e) = conn.feed(&buf, &mut early) {
+            // The alert tells the client why; best effort.
+            let _ = flush(sock, &mut conn, &mut out, timeout).await;
+            return Err(HandshakeError::Failed(tls_error(e)));
+        }
+    }
+    flush(sock, &mut conn, &mut out, timeout).await.map_err(HandshakeError::Failed)?;
+    info!(
+        version = conn.version(),
+        cipher = conn.cipher(),
+        resumed = conn.resumed(),
+        "data connection TLS established"
+    );
+    if tls.require_reuse && !conn.resumed() {
+        // A clean TLS end (close_notify), so the client reads an empty transfer and then
+        // the 522 on the control connection, rather than a broken data connection.
+        let _ = finish_send(sock, &mut conn, &mut out, timeout).await;
+        return Err(HandshakeError::NotResumed);
+    }
+    Ok(DataStream { conn, early })
+}
+
+/// Encrypts and sends all of `plain`.
+async fn send_plain(
+    sock: &SharedFd,
+    conn: &mut TlsConn,
+    mut plain: &[u8],
+    out: &mut Vec<u8>,
+    stall: Duration,
+) -> io::Result<()> {
+    while !plain.is_empty() {
+        let n = conn.write(plain);
+        plain = &plain[n..];
+        flush(sock, conn, out, stall).await?;
+    }
+    Ok(())
+}
+
+/// Ends a download: close_notify, FIN, then a short wait for the client's end, so neither
+/// the last record nor the close_notify is lost to a reset.
+async fn finish_send(
+    sock: &SharedFd,
+    conn: &mut TlsConn,
+    out: &mut Vec<u8>,
+    stall: Duration,
+) -> io::Result<()> {
+    conn.close();
+    flush(sock, conn, out, stall).await?;
+    let _ = nix::sys::socket::shutdown(
+        std::os::fd::AsRawFd::as_raw_fd(&**sock),
+        nix::sys::socket::Shutdown::Write,
+    );
+    let mut buf = Vec::with_capacity(4096);
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while tokio::time::Instant::now() < deadline {
+        match recv_some(sock, buf, LINGER).await {
+            Ok(b) if !b.is_empty() => buf = b,
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+/// A listing (or any bytes in memory) over TLS.
+pub async fn send_bytes(conn: &DataConn<'_>, stream: &mut DataStream, bytes: &[u8]) -> io::Result<u64> {
+    let stall = conn.limits.stall_timeout;
+    let mut out = Vec::new();
+    send_plain(conn.sock, &mut stream.conn, bytes, &mut out, stall).await?;
+    finish_send(conn.sock, &mut stream.conn, &mut out, stall).await?;
+    Ok(bytes.len() as u64)
+}
+
+/// RETR over TLS: `len` bytes of `file` from `offset`, read into a buffer of `pool`,
+/// converted to CRLF for TYPE A, encrypted and sent. A file that ends early fails the
+/// transfer, as on the plain paths ([`zerocopy::file_shrank`]).
+pub async fn send_file(
+    conn: &DataConn<'_>,
+    stream: &mut DataStream,
+    pool: &BufPool,
+    file: &SharedFd,
+    (offset, len): (u64, u64),
+    ascii: bool,
+) -> io::Result<u64> {
+    let stall = conn.limits.stall_timeout;
+    let mut pace = Pacer::new(conn);
+    let (mut buf, mut out, mut crlf) = (pool.take(), Vec::new(), Vec::new());
+    let (mut pos, end, mut sent, mut prev_cr) = (offset, offset + len, 0u64, false);
+    let result = async {
+        while pos < end {
+            if conn.abort.is_aborted() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+            }
+            let (res, back) = ops::read_at(file, std::mem::take(&mut buf), pos).await;
+            buf = back;
+            if res? == 0 {
+                return Err(zerocopy::file_shrank());
+            }
+            buf.truncate((end - pos).min(buf.len() as u64) as usize);
+            pos += buf.len() as u64;
+            let wire = if ascii {
+                crlf.clear();
+                to_crlf(&buf, &mut prev_cr, &mut crlf);
+                &crlf
+            } else {
+                &buf
+            };
+            send_plain(conn.sock, &mut stream.conn, wire, &mut out, stall).await?;
+            sent += wire.len() as u64;
+            pace.account(wire.len() as u64).await;
+        }
+        finish_send(conn.sock, &mut stream.conn, &mut out, stall).await?;
+        Ok(sent)
+    }
+    .await;
+    pool.give(buf);
+    result
+}
+
+/// STOR over TLS: decrypts what arrives (CRLF -> LF for TYPE A) and writes it to `file` from
+/// `offset`; returns the bytes written. The upload is complete only with the client's
+/// close_notify: an end of stream without it may be a cut (RFC 8446 §6.1), so it fails the
+/// transfer and the partial file follows the atomic/keep_partial rules.
+pub async fn recv_file(
+    conn: &DataConn<'_>,
+    stream: &mut DataStream,
+    pool: &BufPool,
+    file: &SharedFd,
+    offset: u64,
+    ascii: bool,
+) -> io::Result<u64> {
+    let stall = conn.limits.stall_timeout;
+    let mut pace = Pacer::new(conn);
+    let (mut buf, mut plain, mut out, mut lf) =
+        (pool.take(), std::mem::take(&mut stream.early), Vec::new(), Vec::new());
+    let (mut pos, mut held_cr) = (offset, false);
+    let result = async {
+        loop {
+            if !plain.is_empty() {
+                let data = if ascii {
+                    lf.clear();
+                    from_crlf(&plain, &mut held_cr, &mut lf);
+                    std::mem::take(&mut lf)
+                } else {
+                    std::mem::take(&mut plain)
+                };
+                let n = data.len();
+                let (res, back) = ops::write_all_at(file, data, 0..n, pos).await;
+                res?;
+                pos += n as u64;
+                pace.account(n as u64).await;
+                if ascii {
+                    lf = back;
+                } else {
+                    plain = back;
+                }
+                plain.clear();
+            }
+            if stream.conn.closed_cleanly() {
+                if held_cr {
+                    let (res, _) = ops::write_all_at(file, b"\r".to_vec(), 0..1, pos).await;
+                    res?;
+                    pos += 1;
+                }
+                // Our close_notify answers theirs: Python's ftplib waits for it.
+                stream.conn.close();
+                let _ = flush(conn.sock, &mut stream.conn, &mut out, stall).await;
+                return Ok(pos - offset);
+            }
+            if conn.abort.is_aborted() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+            }
+            buf = recv_some(conn.sock, std::mem::take(&mut buf), stall).await?;
+            if buf.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "data connection closed without TLS close_notify",
+                ));
+            }
+            stream.conn.feed(&buf, &mut plain).map_err(tls_error)?;
+            // Key updates and alerts may want an answer.
+            flush(conn.sock, &mut stream.conn, &mut out, stall).await?;
+        }
+    }
+    .await;
+    pool.give(buf);
+    result
+}
+
+/// Closes a data connection whose TLS was refused: the client sees its end at once.
+pub fn refuse(sock: &SharedFd) {
+    sockets::shutdown(std::os::fd::AsRawFd::as_raw_fd(&**sock));
+}

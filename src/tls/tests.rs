@@ -1,0 +1,230 @@
+//! The adapter against an in-memory rustls client: handshakes (TLS 1.2 and 1.3), data both
+//! ways, resumption bound to the control session (and repeatable), bad input, close_notify.
+
+use super::*;
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, SupportedProtocolVersion};
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+struct Pki {
+    server: TlsServer,
+    roots: rustls::RootCertStore,
+}
+
+fn pki() -> Pki {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let server =
+        TlsServer::from_pem(ck.cert.pem().as_bytes(), ck.signing_key.serialize_pem().as_bytes(), None)
+            .expect("a self-signed certificate and its key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    Pki { server, roots }
+}
+
+fn client_config(
+    pki: &Pki,
+    version: &'static SupportedProtocolVersion,
+    store: Arc<dyn ClientSessionStore>,
+) -> Arc<ClientConfig> {
+    let mut c = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(pki.roots.clone())
+        .with_no_client_auth();
+    c.resumption = Resumption::store(store);
+    Arc::new(c)
+}
+
+fn client(config: &Arc<ClientConfig>) -> ClientConnection {
+    ClientConnection::new(Arc::clone(config), ServerName::try_from("localhost").unwrap()).unwrap()
+}
+
+/// Moves bytes both ways until neither side has anything to send; returns the plaintext the
+/// server decrypted.
+fn pump(c: &mut ClientConnection, s: &mut TlsConn) -> Result<Vec<u8>, TlsError> {
+    let mut plain = Vec::new();
+    for _ in 0..20 {
+        let mut wire = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        if !wire.is_empty() {
+            s.feed(&wire, &mut plain)?;
+        }
+        let mut back = Vec::new();
+        s.take_ciphertext(&mut back);
+        if !back.is_empty() {
+            c.read_tls(&mut back.as_slice()).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        if wire.is_empty() && back.is_empty() {
+            break;
+        }
+    }
+    Ok(plain)
+}
+
+fn read_client(c: &mut ClientConnection) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = c.reader().read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn handshakes_and_moves_data_both_ways_in_tls12_and_tls13() {
+    let pki = pki();
+    for (version, name) in [(&rustls::version::TLS13, "TLSv1.3"), (&rustls::version::TLS12, "TLSv1.2")] {
+        let config = client_config(&pki, version, Arc::new(ClientSessionMemoryCache::new(8)));
+        let mut c = client(&config);
+        let mut s = pki.server.session().accept();
+        assert!(s.is_handshaking());
+        c.writer().write_all(b"USER alice\r\n").unwrap();
+        let plain = pump(&mut c, &mut s).unwrap();
+        assert!(!s.is_handshaking());
+        assert_eq!(s.version(), name);
+        assert_eq!(plain, b"USER alice\r\n", "early client data arrives once the handshake is done");
+        assert_eq!(s.write(b"331 Password?\r\n"), 15);
+        pump(&mut c, &mut s).unwrap();
+        assert_eq!(read_client(&mut c), b"331 Password?\r\n");
+        assert!(!s.resumed());
+    }
+}
+
+/// A control connection's handshake and first reply, with which a TLS 1.3 client also reads
+/// the tickets sent after the handshake.
+fn control_handshake(config: &Arc<ClientConfig>, control_tls: &SessionTls) {
+    let mut control = control_tls.accept();
+    let mut c = client(config);
+    pump(&mut c, &mut control).unwrap();
+    control.write(b"200 ok\r\n");
+    pump(&mut c, &mut control).unwrap();
+    read_client(&mut c);
+}
+
+/// Three data connections after the control handshake, each through a client cache.
+fn data_connections(
+    pki: &Pki,
+    version: &'static SupportedProtocolVersion,
+    store: Arc<dyn ClientSessionStore>,
+) -> Vec<bool> {
+    let config = client_config(pki, version, store);
+    let control_tls = pki.server.session();
+    control_handshake(&config, &control_tls);
+    (0..3)
+        .map(|_| {
+            let mut data = control_tls.accept();
+            let mut dc = client(&config);
+            pump(&mut dc, &mut data).unwrap();
+            assert!(!data.is_handshaking());
+            data.resumed()
+        })
+        .collect()
+}
+
+#[test]
+fn data_connections_resume_the_control_session_every_time() {
+    let pki = pki();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let resumed = data_connections(&pki, version, Arc::new(ClientSessionMemoryCache::new(8)));
+        assert_eq!(resumed, [true, true, true], "{version:?}");
+    }
+}
+
+#[test]
+fn another_control_sessions_ticket_does_not_resume() {
+    let pki = pki();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = client_config(&pki, version, Arc::new(ClientSessionMemoryCache::new(8)));
+        let first = pki.server.session();
+        control_handshake(&config, &first);
+        assert!(first.stored_sessions() > 0);
+        // The client offers the first session's ticket to a data connection of another.
+        let mut data = pki.server.session().accept();
+        let mut dc = client(&config);
+        pump(&mut dc, &mut data).unwrap();
+        assert!(!data.is_handshaking(), "a full handshake instead");
+        assert!(!data.resumed(), "{version:?}: resumed a session of another control connection");
+    }
+}
+
+#[test]
+fn garbage_instead_of_a_client_hello_is_an_error_with_an_alert() {
+    let pki = pki();
+    let mut s = pki.server.session().accept();
+    let mut plain = Vec::new();
+    let err = s.feed(b"USER anonymous\r\nPASS x\r\n", &mut plain).unwrap_err();
+    assert!(matches!(err, TlsError::Protocol(_)), "{err}");
+    assert!(plain.is_empty());
+    let mut alert = Vec::new();
+    s.take_ciphertext(&mut alert);
+    assert_eq!(alert.first(), Some(&0x15), "a TLS alert record goes back: {alert:?}");
+    assert!(s.feed(b"more", &mut plain).is_err(), "a failed connection stays failed");
+}
+
+#[test]
+fn close_notify_is_told_apart_from_a_cut() {
+    let pki = pki();
+    let config = client_config(&pki, &rustls::version::TLS13, Arc::new(ClientSessionMemoryCache::new(8)));
+    let mut c = client(&config);
+    let mut s = pki.server.session().accept();
+    c.writer().write_all(b"part").unwrap();
+    assert_eq!(pump(&mut c, &mut s).unwrap(), b"part");
+    assert!(!s.closed_cleanly(), "no close_notify yet: a cut here would be a truncation");
+    c.writer().write_all(b"-end").unwrap();
+    c.send_close_notify();
+    assert_eq!(pump(&mut c, &mut s).unwrap(), b"-end");
+    assert!(s.closed_cleanly());
+}
+
+#[test]
+fn a_record_flood_yields_no_more_plaintext_than_arrived() {
+    let pki = pki();
+    let config = client_config(&pki, &rustls::version::TLS13, Arc::new(ClientSessionMemoryCache::new(8)));
+    let mut c = client(&config);
+    let mut s = pki.server.session().accept();
+    pump(&mut c, &mut s).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut total = 0;
+    for _ in 0..32 {
+        c.writer().write_all(&chunk).unwrap();
+        let mut wire = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        let (mut plain, mut fed) = (Vec::new(), 0);
+        // Fed in socket-sized pieces, as the io layer does: a piece that completes a record
+        // yields that record (at most 16 KiB), and never more than has come in so far.
+        for piece in wire.chunks(4096) {
+            let before = plain.len();
+            s.feed(piece, &mut plain).unwrap();
+            fed += piece.len();
+            assert!(plain.len() - before <= piece.len() + 16 * 1024);
+            assert!(plain.len() <= fed);
+        }
+        total += plain.len();
+    }
+    assert_eq!(total, 32 * chunk.len());
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused() {
+    let a = rcgen::generate_simple_self_signed(vec!["a".to_string()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["b".to_string()]).unwrap();
+    let err = TlsServer::from_pem(a.cert.pem().as_bytes(), b.signing_key.serialize_pem().as_bytes(), None)
+        .unwrap_err();
+    assert_eq!(err, SetupError::KeyMismatch);
+    let err = TlsServer::from_pem(b"not pem", a.signing_key.serialize_pem().as_bytes(), None).unwrap_err();
+    assert!(matches!(err, SetupError::Certificate(_)), "{err:?}");
+    let err = TlsServer::from_pem(a.cert.pem().as_bytes(), b"", None).unwrap_err();
+    assert!(matches!(err, SetupError::PrivateKey(_)), "{err:?}");
+    let ok = TlsServer::from_pem(
+        a.cert.pem().as_bytes(),
+        a.signing_key.serialize_pem().as_bytes(),
+        Some(b.cert.pem().as_bytes()),
+    );
+    assert!(ok.is_ok());
+    let until = ok.unwrap().not_after_unix().expect("notAfter read");
+    assert!(until > 1_700_000_000, "rcgen's default validity runs far into the future: {until}");
+}

@@ -1,0 +1,295 @@
+//! FTPS (RFC 4217) end to end with real clients: curl (explicit `--ssl-reqd`, implicit
+//! `ftps://`, upload, `-C -` resume, `--cacert`), lftp (`ftp:ssl-force`, protected data,
+//! `mirror`, `pget -n 4`), Python `ftplib.FTP_TLS` (`prot_p`, with session reuse required off;
+//! refused cleanly with it on), `openssl s_client -starttls ftp` (TLS 1.2 and 1.3), bad input
+//! (garbage instead of a ClientHello, plaintext after AUTH, a handshake that never finishes),
+//! and certificate rotation on SIGHUP. The certificate is made at test time with rcgen.
+
+mod common;
+
+use common::ftp::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A self-signed certificate for 127.0.0.1 and localhost, as PEM files readable by the
+/// service user (the server re-reads them after the privilege drop on SIGHUP).
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new(cn: &str) -> Pki {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pki = Pki { dir };
+        pki.write(cn);
+        pki
+    }
+
+    /// (Re)writes the pair with `cn` as the subject's common name.
+    fn write(&self, cn: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        for (name, text) in [("cert.pem", cert.pem()), ("key.pem", key.serialize_pem())] {
+            let path = self.dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    fn toml(&self, extra: &str) -> String {
+        format!(
+            "[ftp.tls]\nenabled = true\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{extra}",
+            self.cert().display(),
+            self.dir.path().join("key.pem").display()
+        )
+    }
+}
+
+fn tls_server(pki: &Pki, extra: &str) -> FtpServer {
+    FtpServer::start(Opts { toml: &pki.toml(extra), ..Opts::default() })
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn curl_explicit_and_implicit_tls_with_upload_resume_and_listing() {
+    let pki = Pki::new("ferry-test");
+    let implicit = common::free_port();
+    let srv = tls_server(&pki, &format!("implicit = true\nimplicit_listen = [\"127.0.0.1:{implicit}\"]\n"));
+    let data = random_bytes(3 << 20);
+    put(&srv.root().join("big.bin"), &data);
+    let tmp = scratch();
+    let cacert = pki.cert();
+    let base = srv.user_url();
+    let cafile = s(&cacert);
+    // --ssl-reqd: AUTH TLS, PBSZ 0, PROT P; the certificate checked against --cacert.
+    let got = tmp.path().join("got.bin");
+    ok(&curl(&["--ssl-reqd", "--cacert", cafile, &format!("{base}/big.bin"), "-o", s(&got)]), "RETR");
+    assert_eq!(read(&got), data);
+    // Resume: the first MiB is there, REST fetches the rest.
+    std::fs::write(&got, &data[..1 << 20]).unwrap();
+    ok(
+        &curl(&["--ssl-reqd", "--cacert", cafile, "-C", "-", &format!("{base}/big.bin"), "-o", s(&got)]),
+        "RETR -C -",
+    );
+    assert_eq!(read(&got), data, "resumed download");
+    // Upload, then resume an upload cut short.
+    let src = tmp.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    ok(&curl(&["--ssl-reqd", "-k", "-T", s(&src), &format!("{base}/upload/up.bin")]), "STOR");
+    assert_eq!(read(srv.root().join("upload/up.bin")), data);
+    let part = srv.root().join("upload/part.bin");
+    std::fs::write(&part, &data[..12345]).unwrap();
+    // Written here as root: the service user must be able to append to it.
+    std::os::unix::fs::chown(&part, Some(65534), Some(65534)).unwrap_or(());
+    std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let resumed = curl(&["--ssl-reqd", "-k", "-C", "-", "-T", s(&src), &format!("{base}/upload/part.bin")]);
+    assert!(resumed.status.success(), "{}\n{}", text(&resumed), srv.log());
+    assert_eq!(read(srv.root().join("upload/part.bin")), data, "resumed upload");
+    let list = curl(&["--ssl-reqd", "-k", &format!("{base}/")]);
+    ok(&list, "LIST");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("big.bin"));
+    // Implicit TLS: the handshake first, no AUTH.
+    let imp = curl(&["-k", &format!("ftps://{USER}:{PASS}@127.0.0.1:{implicit}/big.bin"), "-o", s(&got)]);
+    ok(&imp, "implicit ftps://");
+    assert_eq!(read(&got), data);
+    let log = srv.log();
+    assert!(log.contains("tls=\"user-space\"") && log.contains("resumed=true"), "{log}");
+    assert!(!log.contains("resumed=false"), "curl resumes the control session every time:\n{log}");
+}
+
+#[test]
+fn lftp_forced_tls_mirror_and_segmented_get() {
+    let pki = Pki::new("ferry-test");
+    let srv = tls_server(&pki, "");
+    let data = random_bytes(4 << 20);
+    put(&srv.root().join("tree/a.bin"), &data);
+    put(&srv.root().join("tree/sub/b.txt"), b"line one\nline two\n");
+    let tmp = scratch();
+    let settings = format!(
+        "set ssl:ca-file {}; set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:ssl-protect-list true;",
+        s(&pki.cert())
+    );
+    let mirror = lftp(&srv.user_url(), &format!("{settings} mirror tree {}/tree", s(tmp.path())));
+    ok(&mirror, "lftp mirror");
+    assert_eq!(read(tmp.path().join("tree/a.bin")), data);
+    assert_eq!(read(tmp.path().join("tree/sub/b.txt")), b"line one\nline two\n");
+    // pget -n 4: four connections, each its own control session with resumed data.
+    // lftp (GnuTLS) may open a data connection before it has read its control connection's
+    // TLS 1.3 tickets, so this runs over TLS 1.2.
+    let out = tmp.path().join("pget.bin");
+    let pget = lftp(
+        &srv.user_url(),
+        &format!("{settings} set ssl:priority NORMAL:-VERS-TLS1.3; pget -n 4 tree/a.bin -o {}", s(&out)),
+    );
+    ok(&pget, "lftp pget -n 4");
+    assert_eq!(read(&out), data);
+    let log = srv.log();
+    assert!(log.contains("version=\"TLSv1.2\"") && log.contains("resumed=true"), "{log}");
+}
+
+const PYTHON: &str = r#"
+import ftplib, io, ssl, sys
+host, port, user, pw, cafile = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=cafile)
+f = ftplib.FTP_TLS(context=ctx, timeout=20)
+f.connect(host, int(port)); f.login(user, pw); f.prot_p()
+try:
+    b = io.BytesIO(); f.retrbinary("RETR data.bin", b.write)
+    f.storbinary("STOR upload/py.bin", io.BytesIO(b.getvalue()))
+    print("names", len(f.nlst()))
+    print("RETR", len(b.getvalue()))
+except ftplib.error_perm as e:
+    print("REFUSED", e)
+print(f.voidcmd("NOOP"))
+f.quit()
+"#;
+
+#[test]
+fn python_ftplib_prot_p_without_session_reuse_and_refused_with_it() {
+    let pki = Pki::new("localhost");
+    let data = random_bytes(1 << 20);
+    let run = |srv: &FtpServer| {
+        put(&srv.root().join("data.bin"), &data);
+        let port = srv.server.ftp_port.to_string();
+        let out = python(PYTHON, &["127.0.0.1", &port, USER, PASS, s(&pki.cert())]);
+        ok(&out, "ftplib");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // ftplib never resumes the control session on data connections (cpython #63699).
+    let srv = tls_server(&pki, "require_session_reuse = false\n");
+    let said = run(&srv);
+    assert!(said.contains(&format!("RETR {}", data.len())) && said.contains("200 NOOP"), "{said}");
+    assert_eq!(read(srv.root().join("upload/py.bin")), data);
+    // With reuse required the data connection is refused with 522 and control goes on.
+    let srv = tls_server(&pki, "");
+    let said = run(&srv);
+    assert!(said.contains("REFUSED 522") && said.contains("200 NOOP"), "{said}");
+    assert!(srv.log().contains("did not resume"));
+}
+
+#[test]
+fn openssl_s_client_negotiates_tls12_and_tls13() {
+    let pki = Pki::new("ferry-test");
+    let srv = tls_server(&pki, "");
+    for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let mut cmd = Command::new("openssl");
+        let addr = format!("127.0.0.1:{}", srv.server.ftp_port);
+        // -ign_eof: keep reading after our input ends, until the server closes after QUIT.
+        cmd.args([
+            "s_client",
+            "-ign_eof",
+            "-starttls",
+            "ftp",
+            "-connect",
+            &addr,
+            flag,
+            "-CAfile",
+            s(&pki.cert()),
+        ]);
+        let out = run(cmd, b"FEAT\r\nQUIT\r\n", Duration::from_secs(30));
+        let said = text(&out);
+        assert!(
+            said.contains(&format!("Protocol  : {version}")) || said.contains(&format!("New, {version}")),
+            "{said}"
+        );
+        assert!(said.contains("Verify return code: 0 (ok)"), "{said}");
+        assert!(said.contains(" PROT") && said.contains("221"), "FEAT and QUIT over TLS:\n{said}");
+    }
+}
+
+/// A control connection that sent AUTH TLS and read the 234.
+fn after_auth(srv: &FtpServer) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", srv.server.ftp_port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"220"));
+    c.write_all(b"AUTH TLS\r\n").unwrap();
+    let n = c.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"234"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    c
+}
+
+/// Reads until the server closes; what arrived (an alert at most).
+fn until_closed(c: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn bad_input_after_auth_closes_the_connection_and_the_server_goes_on() {
+    let pki = Pki::new("ferry-test");
+    let srv = tls_server(&pki, "");
+    // Plaintext commands instead of a ClientHello.
+    let mut c = after_auth(&srv);
+    c.write_all(b"USER anonymous\r\nPASS x\r\n").unwrap();
+    let got = until_closed(&mut c);
+    assert!(got.is_empty() || got[0] == 0x15, "an alert or nothing, never a reply: {got:?}");
+    // Random garbage.
+    let mut c = after_auth(&srv);
+    c.write_all(&random_bytes(64 << 10)).unwrap_or(());
+    let got = until_closed(&mut c);
+    assert!(got.is_empty() || got[0] == 0x15, "{got:?}");
+    // A TLS record header announcing more than any record may hold.
+    let mut c = after_auth(&srv);
+    c.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff]).unwrap();
+    c.write_all(&[0u8; 4096]).unwrap_or(());
+    until_closed(&mut c);
+    assert!(srv.log().contains("control connection TLS failed"));
+    // Still serving.
+    let list = curl(&["--ssl-reqd", "-k", &format!("{}/", srv.user_url())]);
+    ok(&list, "LIST after bad clients");
+}
+
+#[test]
+fn a_handshake_that_never_finishes_ends_with_the_idle_timeout() {
+    let pki = Pki::new("ferry-test");
+    let srv = FtpServer::start(Opts {
+        toml: &pki.toml(""),
+        env: &[("FERRY_FTP__LIMITS__IDLE_TIMEOUT_SECS", "2")],
+        ..Opts::default()
+    });
+    let mut c = after_auth(&srv);
+    // Half a ClientHello record header, then silence.
+    c.write_all(&[0x16, 0x03]).unwrap();
+    let start = Instant::now();
+    until_closed(&mut c);
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(12), "{took:?}");
+}
+
+#[test]
+fn sighup_rotates_the_certificate_for_new_sessions() {
+    let pki = Pki::new("first-cert");
+    let srv = tls_server(&pki, "");
+    let subject = || {
+        let mut cmd = Command::new("openssl");
+        let addr = format!("127.0.0.1:{}", srv.server.ftp_port);
+        cmd.args(["s_client", "-ign_eof", "-starttls", "ftp", "-connect", &addr]);
+        text(&run(cmd, b"QUIT\r\n", Duration::from_secs(30)))
+    };
+    assert!(subject().contains("first-cert"));
+    pki.write("second-cert");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(srv.server.pid()), nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    srv.wait_log("TLS certificate reloaded");
+    let now = subject();
+    assert!(now.contains("second-cert") && !now.contains("first-cert"), "{now}");
+}
