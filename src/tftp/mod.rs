@@ -5,6 +5,7 @@
 
 pub mod netascii;
 pub mod options;
+pub mod remap;
 pub mod request;
 pub mod transfer;
 pub mod wire;
