@@ -7,6 +7,7 @@ pub mod netascii;
 pub mod options;
 pub mod remap;
 pub mod request;
+pub mod roots;
 pub mod transfer;
 pub mod wire;
 
