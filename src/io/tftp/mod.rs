@@ -3,7 +3,9 @@
 //! state. Imports `ring/` and `context`, never FTP.
 
 pub mod limits;
+pub mod neighbours;
 pub mod requests;
+pub mod resolve;
 // Calls udp_msg's sends, whose iovecs must point at buffers kept alive by the caller.
 #[allow(unsafe_code)]
 pub mod send;
