@@ -267,5 +267,8 @@ fn find(root: &Root, path: &Path, ignoring_case: bool) -> Found {
     }
 }
 
+mod report;
+pub use report::report;
+
 #[cfg(test)]
 mod tests;
