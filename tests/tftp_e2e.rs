@@ -5,18 +5,6 @@ mod common;
 
 use common::tftp::*;
 
-/// Skips (with a message) when a client program is missing; CI installs all of them.
-fn have(program: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: {program} is not installed (tests/run-all.sh installs it)");
-    }
-    found
-}
-
 #[test]
 fn tftp_hpa_gets_binary_plain_and_verbose() {
     if !have("tftp") {
