@@ -145,6 +145,9 @@ fn posix_bracket_expressions_are_translated() {
     assert_eq!(map(r"r [^[:alnum:]./-] _", "a b").unwrap(), "a_b");
     assert_eq!(map(r"r [a&~] _", "x~").unwrap(), "x_");
     assert_eq!(translate_ere(r"^/tftpboot/(.*)$").unwrap(), r"^/tftpboot/(.*)$");
+    // Escaped punctuation outside brackets is the character, as in POSIX.
+    assert_eq!(map(r"r ^\/tftpboot\/ ", "/tftpboot/x").unwrap(), "x");
+    assert_eq!(map(r"r a\-b\.c\+ x", "a-b.c+").unwrap(), "x");
 }
 
 #[test]
