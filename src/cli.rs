@@ -66,6 +66,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print what a TFTP request would be served as, and why: the remap rules that matched,
+    /// the client's root, the final path and whether it would be served (as the server decides).
+    TftpResolve {
+        /// The file name as the client sends it.
+        name: String,
+        /// The client's address.
+        #[arg(long)]
+        client: std::net::IpAddr,
+        /// The client's MAC address (default: the kernel's neighbour table, as the server reads it).
+        #[arg(long)]
+        mac: Option<crate::tftp::roots::MacAddr>,
+        /// An upload (WRQ) instead of a read.
+        #[arg(long)]
+        write: bool,
+    },
     /// Internal: the privileged port-20 binder helper (started by the server itself).
     #[command(hide = true)]
     Binder(crate::binder::server::BinderArgs),

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&cli, file.as_ref()),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Sessions { json }) => sessions(&cli, *json),
+        Some(Command::TftpResolve { name, client, mac, write }) => {
+            tftp_resolve(&cli, name, *client, *mac, *write)
+        }
         Some(Command::Binder(args)) => {
             ferry::observe::log::init(&args.log_config());
             ferry::binder::server::run(args)
@@ -98,6 +101,30 @@ fn sessions(cli: &Cli, json: bool) -> i32 {
         print!("{}", ferry::observe::sessions::table(&report.sessions));
     }
     0
+}
+
+/// Exit 0 when the request would be served, 1 when refused, 2 for a configuration error.
+fn tftp_resolve(
+    cli: &Cli,
+    name: &str,
+    client: std::net::IpAddr,
+    mac: Option<ferry::tftp::roots::MacAddr>,
+    write: bool,
+) -> i32 {
+    let config = match load(cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match ferry::io::tftp::resolve::report(&config, name, client, mac, write) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(text) => {
+            print!("{text}");
+            1
+        }
+    }
 }
 
 fn hash_password() -> i32 {

@@ -7,6 +7,7 @@ use crate::config::{Config, CpuPinning};
 use crate::fs::{self, Root, SweepBounds};
 use crate::io::context::{Phase, Shared};
 use crate::io::ftp::state::FtpShared;
+use crate::io::tftp::resolve::Resolver;
 use crate::io::tftp::state::TftpShared;
 use crate::io::worker::{self, WorkerExit, WorkerSetup};
 use crate::net::listen::{self, BindError, Listeners};
@@ -78,7 +79,7 @@ pub enum StartupError {
     /// The FTP settings or an FTP account root.
     #[error("{0}")]
     FtpRoots(String),
-    /// Opening the TFTP root.
+    /// Opening the TFTP root or a TFTP client root.
     #[error("cannot open the TFTP root {}: {source}", .path.display())]
     TftpRoot { path: PathBuf, source: io::Error },
     /// Keeping CAP_NET_BIND_SERVICE for the binder across its exec.
@@ -170,6 +171,12 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
         }
         _ => Arc::clone(&root),
     };
+    let client_roots = if config.tftp.enabled {
+        Resolver::open_client_roots(&config.tftp)
+            .map_err(|(path, source)| StartupError::TftpRoot { path, source })?
+    } else {
+        Default::default()
+    };
     let mut binder_clients = start_binder(&config, start, workers)?;
     let user = match start {
         StartPrivilege::Root => ServiceUser::lookup(&config.user),
@@ -202,7 +209,8 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
         crate::observe::http::spawn(listener, Arc::clone(&metrics), snapshots)
             .map_err(StartupError::Metrics)?;
     }
-    let tftp_state = Arc::new(TftpShared::new(&config, tftp_root, Arc::clone(&metrics.tftp_cache_bytes)));
+    let tftp_state =
+        Arc::new(TftpShared::new(&config, tftp_root, client_roots, Arc::clone(&metrics.tftp_cache_bytes)));
     let config = Arc::new(config);
     let live = LiveConfig::new(Arc::clone(&config));
     let shared = Arc::new(Shared { config, root, active: Default::default(), metrics, xferlog });

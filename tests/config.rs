@@ -302,3 +302,54 @@ fn hash_password_prints_a_verifiable_argon2id_hash() {
     assert!(phc.starts_with("$argon2id$"), "{phc}");
     assert!(ferry::auth::verify_password(phc.trim(), "correct horse"));
 }
+
+#[test]
+fn a_bad_remap_rule_names_the_file_the_line_and_the_reason() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("served")?;
+        let root = jail.directory().join("served").display().to_string();
+        let rules = jail.directory().join("tftp.remap");
+        jail.create_file("tftp.remap", "# WDS\nrg \\\\ /\nr ^/tftpboot/ \nri (unclosed x\n")?;
+        let text = format!("root = \"{root}\"\n[tftp.remap]\nfile = \"{}\"\n", rules.display());
+        jail.create_file("ferry.toml", &text)?;
+        let err = load(jail, Some("ferry.toml"), &[]).expect_err("a bad regex must be refused");
+        let place = format!("{}:4:", rules.display());
+        for needle in ["tftp.remap.file", place.as_str(), "bad regex"] {
+            assert!(err.contains(needle), "`{err}` should mention `{needle}`");
+        }
+        jail.create_file("tftp.remap", "rq a b\n")?;
+        let err = load(jail, Some("ferry.toml"), &[]).expect_err("an unknown flag must be refused");
+        assert!(err.contains(":1: unknown flag `q`"), "{err}");
+        jail.create_file("tftp.remap", "r a b\\z\n")?;
+        let err = load(jail, Some("ferry.toml"), &[]).expect_err("a bad escape must be refused");
+        assert!(err.contains(":1: unknown escape `\\z`"), "{err}");
+        std::fs::remove_file(&rules).unwrap();
+        let err = load(jail, Some("ferry.toml"), &[]).expect_err("a missing file must be refused");
+        assert!(err.contains("cannot read the rule file"), "{err}");
+        // A good file loads, and its rules come with the configuration.
+        jail.create_file("tftp.remap", "rg \\\\ /\n# comment\nr ^/tftpboot/\n")?;
+        let c = load(jail, Some("ferry.toml"), &[]).unwrap();
+        assert_eq!(c.tftp.remap.rules.as_ref().map(|r| r.len()), Some(2));
+        Ok(())
+    });
+}
+
+#[test]
+fn client_roots_and_unique_root_are_checked() {
+    expect_error(
+        "root = \"ROOT\"\n[[tftp.client_roots]]\nroot = \"ROOT\"\n",
+        &[],
+        &["tftp.client_roots[0]", "names no client"],
+    );
+    expect_error(
+        "root = \"ROOT\"\n[[tftp.client_roots]]\nroot = \"/nonexistent/ferry\"\nnetworks = [\"10.0.0.0/8\"]\n",
+        &[],
+        &["tftp.client_roots[0].root", "not an existing directory"],
+    );
+    expect_error(
+        "root = \"ROOT\"\n[[tftp.client_roots]]\nroot = \"ROOT\"\nmacs = [\"52:54:00\"]\n",
+        &[],
+        &["macs", "not a MAC address"],
+    );
+    expect_error("root = \"ROOT\"\n[tftp]\nunique_root = \"host\"\n", &[], &["unique_root", "host"]);
+}

@@ -172,8 +172,7 @@ impl Config {
             .merge(Serialized::globals(cli.clone()))
             .extract()
             .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
-        config.validate()?;
-        Ok(config)
+        config.finish()
     }
 
     /// Defaults under the TOML `text`, validated: the file layer alone, without the
@@ -184,8 +183,15 @@ impl Config {
             .merge(Toml::string(text))
             .extract()
             .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
-        config.validate()?;
-        Ok(config)
+        config.finish()
+    }
+
+    /// Reads the files keys name (TFTP remap rules), then validates: what a loaded
+    /// configuration goes through, at start and on every SIGHUP.
+    fn finish(mut self) -> Result<Config, ConfigError> {
+        self.validate()?;
+        self.tftp.load_files()?;
+        Ok(self)
     }
 
     /// Merges defaults, file and environment without validating (for flags that edit lists).

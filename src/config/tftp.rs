@@ -2,11 +2,14 @@
 //! lists for reads (`[tftp.read]`) and uploads (`[tftp.write]`). Validation names the key.
 
 use super::{ConfigError, PortRange};
+use crate::tftp::remap::RuleSet;
+use crate::tftp::roots::{ClientRoot, UniqueRoot};
 use crate::tftp::{AccessPolicy, BlockWrap, ServerCaps, TransferSettings};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of the TFTP server.
@@ -62,10 +65,17 @@ pub struct TftpConfig {
     pub cache_bytes: u64,
     /// Largest file the cache takes (octet mode); bigger files are read from disk per block.
     pub cache_max_file_bytes: u64,
+    /// dnsmasq's `tftp-unique-root`: serve a client from `<root>/<its IP>/` or
+    /// `<root>/<its MAC aa-bb-cc-dd-ee-ff>/` when that directory exists.
+    pub unique_root: UniqueRoot,
     /// Who may read.
     pub read: TftpReadConfig,
     /// Uploads.
     pub write: TftpWriteConfig,
+    /// Filename remapping.
+    pub remap: RemapConfig,
+    /// Roots for chosen clients, by network or MAC; the first entry naming a client wins.
+    pub client_roots: Vec<ClientRoot>,
 }
 
 impl Default for TftpConfig {
@@ -88,8 +98,11 @@ impl Default for TftpConfig {
             netascii_memory_bytes: 128 << 20,
             cache_bytes: 256 << 20,
             cache_max_file_bytes: 64 << 20,
+            unique_root: UniqueRoot::None,
             read: TftpReadConfig::default(),
             write: TftpWriteConfig::default(),
+            remap: RemapConfig::default(),
+            client_roots: Vec::new(),
         }
     }
 }
@@ -132,7 +145,52 @@ impl Default for TftpWriteConfig {
     }
 }
 
+/// The `[tftp.remap]` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemapConfig {
+    /// A rule file in tftp-hpa's `-m` format; unset = no rules.
+    pub file: Option<PathBuf>,
+    /// Turn every `\` of a requested name into `/` before the rules see it (Windows WDS
+    /// clients). Off: the rules see the name as sent, as in tftp-hpa; after them `\` still
+    /// separates path components, as it always has in Ferry.
+    pub backslash_to_slash: bool,
+    /// When a read names a file that does not exist, look each path component up ignoring
+    /// case (ASCII), as Windows clients and DOS-era menus expect.
+    pub case_insensitive: bool,
+    /// The rules read from `file` when the configuration was loaded (re-read on SIGHUP).
+    #[serde(skip)]
+    pub rules: Option<Arc<RuleSet>>,
+}
+
+impl RemapConfig {
+    /// Reads and parses `file`; a bad rule is an error naming the file, line and reason.
+    pub fn load_rules(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.file else {
+            self.rules = None;
+            return Ok(());
+        };
+        let bad = |reason: String| Err(ConfigError::invalid("tftp.remap.file", reason));
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return bad(format!("cannot read the rule file {}: {e}", path.display())),
+        };
+        match RuleSet::parse(&text) {
+            Ok(rules) => {
+                self.rules = Some(Arc::new(rules));
+                Ok(())
+            }
+            Err(e) => bad(format!("{}:{}: {}", path.display(), e.line, e.reason)),
+        }
+    }
+}
+
 impl TftpConfig {
+    /// Reads the files the section names (the remap rules), so a reload sees their changes.
+    pub fn load_files(&mut self) -> Result<(), ConfigError> {
+        self.remap.load_rules()
+    }
+
     /// The directory TFTP serves.
     pub fn effective_root<'a>(&'a self, top: &'a super::Config) -> &'a std::path::Path {
         self.root.as_deref().unwrap_or(&top.root)
@@ -165,6 +223,17 @@ impl TftpConfig {
         if let Some(ports) = &self.transfer_ports {
             if let Err(reason) = ports.check() {
                 return bad("transfer_ports", reason);
+            }
+        }
+        for (i, entry) in self.client_roots.iter().enumerate() {
+            let key = format!("client_roots[{i}]");
+            if entry.networks.is_empty() && entry.macs.is_empty() {
+                return bad(&key, "names no client: give `networks` or `macs`".into());
+            }
+            if !entry.root.is_absolute() || !entry.root.is_dir() {
+                let why =
+                    format!("root {} is not an existing directory (absolute path)", entry.root.display());
+                return bad(&format!("{key}.root"), why);
             }
         }
         if self.write.enabled && self.write.quota_bytes == 0 {

@@ -78,6 +78,7 @@ impl Root {
     }
 }
 
+mod case;
 mod error;
 mod ops;
 // Raw openat2/openat hand back fds to own; utimensat(AT_EMPTY_PATH) and a flock that lasts as

@@ -5,7 +5,9 @@
 
 pub mod netascii;
 pub mod options;
+pub mod remap;
 pub mod request;
+pub mod roots;
 pub mod transfer;
 pub mod wire;
 

@@ -27,6 +27,8 @@ pub struct Request {
     pub direction: Direction,
     /// Normalized path relative to the TFTP root: no leading `/`, no `.` or `..`, `/` separators.
     pub path: PathBuf,
+    /// The name as the client sent it, for remap rules (which see it before normalization).
+    pub name: Vec<u8>,
     /// Transfer mode.
     pub mode: Mode,
     /// Known options the client asked for, to pass to [`super::options::negotiate`].
@@ -98,7 +100,8 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Refusal> {
     };
     let mode = parse_mode(mode)?;
     let path = normalize_path(filename)?;
-    Ok(Request { direction, path, mode, options: RequestedOptions::from_list(&options) })
+    let name = filename.to_vec();
+    Ok(Request { direction, path, name, mode, options: RequestedOptions::from_list(&options) })
 }
 
 /// Re-reads a request whose option list exceeds the wire parser's bounds (more than

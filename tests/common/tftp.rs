@@ -17,6 +17,18 @@ pub fn start_tftp(root: &Path, env: &[(&str, &str)]) -> Server {
     Server::start_with(cmd, root, free_port(), free_port(), &["--workers", "2"])
 }
 
+/// Skips (with a message) when a client program is missing; CI installs all of them.
+pub fn have(program: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: {program} is not installed (tests/run-all.sh installs it)");
+    }
+    found
+}
+
 /// Writes `len` random bytes to `dir/name` (world-readable) and returns them.
 pub fn random_file(dir: &Path, name: &str, len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
@@ -42,18 +54,6 @@ pub fn run_client(secs: u32, program: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
-}
-
-/// Skips (with a message) when a client program is missing; CI installs all of them.
-pub fn have(program: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: {program} is not installed (tests/run-all.sh installs it)");
-    }
-    found
 }
 
 /// Asserts a client run succeeded and `out` holds exactly `expected`.

@@ -6,8 +6,10 @@ pub mod cache;
 pub mod inbox;
 pub mod inlet;
 pub mod limits;
+pub mod neighbours;
 pub mod pump;
 pub mod requests;
+pub mod resolve;
 // Calls udp_msg's sends, whose iovecs must point at buffers kept alive by the caller.
 #[allow(unsafe_code)]
 pub mod send;

@@ -302,12 +302,13 @@ impl TftpWorker {
         }
         let rules = self.rules();
         let request = plan(peer.ip(), bytes, &rules.policy)?;
+        let (root, request) = self.state.resolver.resolve(peer.ip(), request, &rules.config.tftp)?;
         let cfg = &rules.config.tftp;
         let slot = TransferSlot::acquire(&self.state.transfers, cfg.max_transfers).ok_or_else(|| {
             self.count(Metric::TftpRefusedTransfers);
             Refusal::busy()
         })?;
-        let opened = self.open(&request, &rules.policy)?;
+        let opened = self.open(&root, &request, &rules.policy)?;
         let Some((local_ip, ifindex)) = local else {
             warn!(%peer, "request without a destination address; cannot answer from the right address");
             return Err(Refusal::internal());
@@ -367,9 +368,8 @@ impl TftpWorker {
         }))
     }
 
-    /// Opens the file under the TFTP root: for reading, or as an atomic upload.
-    fn open(&self, request: &Request, policy: &AccessPolicy) -> Result<Opened, Refusal> {
-        let root = &self.state.root;
+    /// Opens the file under its resolved root: for reading, or as an atomic upload.
+    fn open(&self, root: &fs::Root, request: &Request, policy: &AccessPolicy) -> Result<Opened, Refusal> {
         let path = request.path.as_path();
         match request.direction {
             Direction::Read => {

@@ -1,10 +1,13 @@
-//! TFTP state every worker reads: the served directory, the server-wide transfer count, the
-//! per-IP request rate and the netascii memory budget. Built once before the privilege drop.
+//! TFTP state every worker reads: the served directory and the resolver of per-client roots,
+//! the server-wide transfer count, the per-IP request rate and the netascii memory budget.
 
 use super::cache::FileCache;
 use super::limits::RateLimiter;
+use super::resolve::Resolver;
 use crate::config::Config;
 use crate::fs::Root;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -14,6 +17,8 @@ pub struct TftpShared {
     /// The directory TFTP serves (`tftp.root`, else the top-level root), opened before the
     /// privilege drop.
     pub root: Arc<Root>,
+    /// Where each request is served from: remap rules, client roots, fallbacks.
+    pub resolver: Resolver,
     /// TFTP transfers running in all workers, checked against `tftp.max_transfers`.
     pub transfers: Arc<AtomicUsize>,
     /// Bytes of netascii-encoded files held by TFTP transfers in all workers, checked
@@ -27,11 +32,19 @@ pub struct TftpShared {
 }
 
 impl TftpShared {
-    /// The state for serving `root` under `config`.
-    pub fn new(config: &Config, root: Arc<Root>, cache_bytes: Arc<AtomicU64>) -> TftpShared {
+    /// The state for serving `root` and the `client_roots` opened before the privilege drop
+    /// (by [`Resolver::open_client_roots`]) under `config`; the file cache keeps its byte
+    /// count in `cache_bytes` (a metrics gauge).
+    pub fn new(
+        config: &Config,
+        root: Arc<Root>,
+        client_roots: HashMap<PathBuf, Arc<Root>>,
+        cache_bytes: Arc<AtomicU64>,
+    ) -> TftpShared {
         let cfg = &config.tftp;
         TftpShared {
             cache: Arc::new(FileCache::new(cfg.cache_bytes, cfg.cache_max_file_bytes, cache_bytes)),
+            resolver: Resolver::new(Arc::clone(&root), client_roots),
             root,
             transfers: Default::default(),
             netascii_bytes: Default::default(),
