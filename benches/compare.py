@@ -36,16 +36,21 @@ GiB = 1 << 30
 # the second upload then shares the CPUs with the flusher in some runs and not in others.
 # `tftp_one_count`: enough 64 MiB transfers for a stable rate (one takes about 60 ms).
 # `rounds`: how often the short single-client scenarios run, servers alternating (median).
+# `lock_clients`: the lock-step crowd (issue 12's 500-client row); `storm_big` clients fetch
+# `tftp_tiny` each at once (the 10,000-client row).
 PROFILES = {
     "full": dict(big=1 << 30, mid=16 * MiB, tftp_big=64 * MiB, tftp_small=MiB, sess_secs=10,
                  big_count=3, mid_clients=256, mid_count=512, stor_count=1, idle=10000,
-                 tftp_clients=200, storm=2000, timeout=600, settle=True, tftp_one_count=6, rounds=3),
+                 tftp_clients=200, storm=2000, timeout=600, settle=True, tftp_one_count=6, rounds=3,
+                 lock_clients=500, storm_big=10000, tftp_tiny=256 << 10),
     "quick": dict(big=128 * MiB, mid=2 * MiB, tftp_big=16 * MiB, tftp_small=256 << 10, sess_secs=3,
                   big_count=2, mid_clients=64, mid_count=128, stor_count=1, idle=1000,
-                  tftp_clients=40, storm=300, timeout=180, settle=True, tftp_one_count=2, rounds=1),
+                  tftp_clients=40, storm=300, timeout=180, settle=True, tftp_one_count=2, rounds=1,
+                  lock_clients=100, storm_big=1000, tftp_tiny=64 << 10),
     "smoke": dict(big=4 * MiB, mid=256 << 10, tftp_big=MiB, tftp_small=64 << 10, sess_secs=1,
                   big_count=1, mid_clients=8, mid_count=8, stor_count=1, idle=50,
-                  tftp_clients=8, storm=32, timeout=60, settle=False, tftp_one_count=2, rounds=1),
+                  tftp_clients=8, storm=32, timeout=60, settle=False, tftp_one_count=2, rounds=1,
+                  lock_clients=8, storm_big=64, tftp_tiny=16 << 10),
 }
 
 
@@ -289,8 +294,9 @@ def udp_ready(port):
 # ---------------------------------------------------------------------------------------
 # How each server is started with equivalent settings.
 
-def start_ferry(workers, writable=False):
-    conf = WORK / f"ferry-w{workers}.toml"
+def start_ferry(workers, writable=False, single_port=False):
+    name = "ferry-single" if single_port else f"ferry-w{workers}"
+    conf = WORK / f"{name}.toml"
     conf.write_text(f"""# Equivalent to the references: anonymous, same root, warn-level logs only.
 root = "{ROOT}"
 workers = {workers}
@@ -313,10 +319,11 @@ max_sessions_per_ip = 20000
 idle_timeout_secs = 600
 [tftp]
 listen = ["127.0.0.1:{TFTP_PORT}"]
-max_transfers = 5000
+max_transfers = 20000
 requests_per_second_per_ip = 0
+single_port = {str(single_port).lower()}
 """)
-    return Server(f"ferry-w{workers}", [str(ARGS.ferry), "-c", str(conf)], ready=tcp_ready(FTP_PORT))
+    return Server(name, [str(ARGS.ferry), "-c", str(conf)], ready=tcp_ready(FTP_PORT))
 
 
 def start_vsftpd(writable=False):
@@ -365,6 +372,7 @@ STARTERS = {
     "ferry": lambda sc: start_ferry(sc.get("workers", ARGS.workers), sc.get("writable", False)),
     "ferry-w1": lambda sc: start_ferry(1),
     "ferry-w2": lambda sc: start_ferry(2),
+    "ferry-single": lambda sc: start_ferry(sc.get("workers", ARGS.workers), single_port=True),
     "vsftpd": lambda sc: start_vsftpd(sc.get("writable", False)),
     "tftpd-hpa": lambda sc: start_tftpd_hpa(),
     "atftpd": lambda sc: start_atftpd(),
@@ -427,10 +435,25 @@ def scenarios(p):
                argv=["tftp-get", *tftp, "--path", "tbig", "--expect-file", str(ROOT / "tbig"), "--blksize",
                      "1468", "--windowsize", "64", "--tsize", "-c", "1", "-n", str(p["tftp_one_count"]), *gro])
           for sfx, note, gro in TFTP_CLIENT_RECEIVE),
-        dict(id="tftp-storm", title=f"{p['storm']:,} TFTP clients at once, {human(p['tftp_small'])} each",
+        # Lock-step (no windowsize): iPXE, legacy PXE, U-Boot and Windows bootmgr by default.
+        dict(id="tftp-lock-one", title=f"one TFTP client, {human(p['tftp_big'])}, blksize 1468, lock-step",
+             servers=["ferry", "tftpd-hpa", "atftpd"], rounds=True, floor="tbig",
+             argv=["tftp-get", *tftp, "--path", "tbig", "--expect-file", str(ROOT / "tbig"), "--blksize",
+                   "1468", "--tsize", "-c", "1", "-n", "1"]),
+        dict(id="tftp-lock-many",
+             title=f"{p['lock_clients']:,} TFTP clients at once, {human(p['tftp_small'])} each, blksize 1468, lock-step",
              servers=["ferry", "tftpd-hpa", "atftpd"],
              argv=["tftp-get", *tftp, "--path", "tsmall", "--expect-file", str(ROOT / "tsmall"), "--blksize",
+                   "1468", "--tsize", "-c", str(p["lock_clients"]), "-n", str(p["lock_clients"]), "--retries", "8"]),
+        dict(id="tftp-storm", title=f"{p['storm']:,} TFTP clients at once, {human(p['tftp_small'])} each, lock-step",
+             servers=["ferry", "ferry-single", "tftpd-hpa", "atftpd"],
+             argv=["tftp-get", *tftp, "--path", "tsmall", "--expect-file", str(ROOT / "tsmall"), "--blksize",
                    "1468", "--tsize", "-c", str(p["storm"]), "-n", str(p["storm"]), "--retries", "8"]),
+        dict(id="tftp-storm-big",
+             title=f"{p['storm_big']:,} TFTP clients at once, {human(p['tftp_tiny'])} each, lock-step",
+             servers=["ferry"],
+             argv=["tftp-get", *tftp, "--path", "ttiny", "--expect-file", str(ROOT / "ttiny"), "--blksize",
+                   "1468", "--tsize", "-c", str(p["storm_big"]), "-n", str(p["storm_big"]), "--retries", "8"]),
         dict(id="scale", title="workers = 1 against workers = 2, sessions/s scenario",
              servers=["ferry-w1", "ferry-w2"],
              argv=["ftp-get", *ftp, "--path", "small", "--expect-file", str(ROOT / "small"), "-c", "64",
@@ -446,7 +469,8 @@ def human(n):
 
 
 def prepare_files(p):
-    sizes = {"big": p["big"], "mid": p["mid"], "small": 1024, "tbig": p["tftp_big"], "tsmall": p["tftp_small"]}
+    sizes = {"big": p["big"], "mid": p["mid"], "small": 1024, "tbig": p["tftp_big"], "tsmall": p["tftp_small"],
+             "ttiny": p["tftp_tiny"]}
     ROOT.mkdir(parents=True, exist_ok=True)
     up = ROOT / "upload"
     shutil.rmtree(up, ignore_errors=True)
@@ -559,7 +583,7 @@ def run_one(sc, server, p):
     if not available(server):
         out["skipped"] = "not installed"
         return out
-    warm([ROOT / n for n in ("big", "mid", "small", "tbig", "tsmall") if (ROOT / n).exists()])
+    warm([ROOT / n for n in ("big", "mid", "small", "tbig", "tsmall", "ttiny") if (ROOT / n).exists()])
     if p["settle"]:
         settle_dirty_pages()
         settle_cpu()
@@ -606,6 +630,8 @@ def run_one(sc, server, p):
             out["load"] = json.loads(jf.read_text())
         elif "error" not in out:
             out["error"] = f"load generator exited {lg.returncode} without a report (see {WORK / 'loadgen.stderr'})"
+        if sc.get("floor") and srv.proc.poll() is None:
+            out["floor_mb_per_s"] = atftp_client_rate(sc["floor"])
         if srv.proc.poll() is not None:
             # A crashed server is a result (atftpd aborts past FD_SETSIZE), not a harness error.
             out["server_exited"] = srv.proc.returncode
@@ -619,6 +645,20 @@ def run_one(sc, server, p):
     (ROOT / "upload").mkdir(exist_ok=True)
     os.chmod(ROOT / "upload", 0o1777)
     return out
+
+
+def atftp_client_rate(name):
+    """MB/s of one lock-step download of `name` by atftp, a blocking C client (the round-trip
+    floor: one block per round trip with no client overhead to speak of); None without it."""
+    client = shutil.which("atftp")
+    if not client:
+        return None
+    size = (ROOT / name).stat().st_size
+    t0 = time.time()
+    r = subprocess.run([client, "--option", "blksize 1468", "-g", "-r", name, "-l", "/dev/null", "127.0.0.1",
+                        str(TFTP_PORT)], capture_output=True, timeout=600)
+    took = time.time() - t0
+    return size / took / 1e6 if r.returncode == 0 and took > 0 else None
 
 
 def median_run(runs):
@@ -773,10 +813,37 @@ def rows_for(sc, runs, iperf_res):
         yield absolute("server RSS peak MiB", "rss", "(report)", None, refs=("tftpd-hpa", "atftpd"))
     elif i == "tftp-one-nogro":
         yield absolute("MB/s", "mbps", "(report)", None, refs=("tftpd-hpa", "atftpd"))
+    elif i == "tftp-lock-one":
+        yield cmp("MB/s", "mbps", "tftpd-hpa", 1.0)
+        yield report(cmp("MB/s", "mbps", "atftpd", 1.0))
+        # The floor: atftp (a blocking C client) against the fastest server, same run.
+        floors = {s: r.get("floor_mb_per_s") for s, r in runs.items() if r and r.get("floor_mb_per_s")}
+        fv = metric(F, "mbps")
+        best = max(floors.items(), key=lambda kv: kv[1]) if floors else None
+        ratio = fv / best[1] if fv and best else None
+        yield ("MB/s vs the round-trip floor", fmt(fv) if fv is not None else describe_failure(F),
+               f"atftp client vs {best[0]}" if best else "atftp client", fmt(best[1]) if best else "not measured",
+               fmt(ratio, "x"), ">= 0.9 x floor", "n/a" if ratio is None else ("yes" if ratio >= 0.9 else "no"))
+    elif i == "tftp-lock-many":
+        yield cmp("aggregate MB/s", "mbps", "tftpd-hpa", 2.0)
+        yield cmp("aggregate MB/s", "mbps", "atftpd", 1.5)
     elif i == "tftp-storm":
-        yield absolute("failed transfers", "failed", "0", lambda v: v == 0, refs=("tftpd-hpa", "atftpd"))
+        yield absolute("failed transfers", "failed", "0", lambda v: v == 0, refs=("ferry-single", "tftpd-hpa", "atftpd"))
+        yield cmp("aggregate MB/s", "mbps", "tftpd-hpa", 2.0)
+        yield cmp("p99 transfer ms", "p99", "tftpd-hpa", 0.5, higher=False)
+        yield cmp("server CPU s per GB", "cpu_per_gb", "tftpd-hpa", 0.4, higher=False)
         yield absolute("server RSS peak MiB", "rss", "bounded (report)", None,
                        refs=("tftpd-hpa", "atftpd"))
+        single, multi = metric(runs.get("ferry-single"), "mbps"), metric(F, "mbps")
+        ratio = single / multi if single and multi else None
+        yield ("aggregate MB/s, single-port mode / per-transfer ports",
+               fmt(single) if single is not None else describe_failure(runs.get("ferry-single")),
+               "ferry, per-transfer ports", fmt(multi), fmt(ratio, "x"), ">= 0.9",
+               "n/a" if ratio is None else ("yes" if ratio >= 0.9 else "no"))
+    elif i == "tftp-storm-big":
+        yield absolute("failed transfers", "failed", "0", lambda v: v == 0)
+        yield absolute("aggregate MB/s", "mbps", "(report)", None)
+        yield absolute("server RSS peak MiB", "rss", "bounded (report)", None)
     elif i == "scale":
         w1, w2 = metric(runs.get("ferry-w1"), "sessions"), metric(runs.get("ferry-w2"), "sessions")
         ratio = w2 / w1 if w1 and w2 else None
