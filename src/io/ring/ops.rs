@@ -366,3 +366,29 @@ mod tests {
         assert!(!try_read_cached_into_slots(&file, &mut small, 4, &[20], 0), "a slot without room");
     }
 }
+
+/// A socket registered with the runtime's reactor (tokio's epoll, which the worker thread
+/// waits in besides the ring): readiness wakes its task directly, with no ring op per datagram.
+#[derive(Debug)]
+pub struct Watched(SharedFd);
+
+impl Watched {
+    /// The socket.
+    pub fn sock(&self) -> &SharedFd {
+        &self.0
+    }
+}
+
+impl AsRawFd for Watched {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Registers `sock` with the reactor for readability.
+pub fn watch(sock: SharedFd) -> io::Result<tokio::io::unix::AsyncFd<Watched>> {
+    // SAFETY: `Watched` owns an `Rc` of the `OwnedFd`, so the fd stays open and names the
+    // same socket for the whole registration, and `as_raw_fd` always returns that fd.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(Watched(sock), tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}

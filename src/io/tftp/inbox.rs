@@ -1,5 +1,5 @@
 //! Inboxes: the bounded queues a transfer's datagrams wait in when something other than the
-//! transfer receives them (the worker's pump, or in single-port mode the request socket).
+//! transfer receives them: in single-port mode, the request socket's loop.
 
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::udp_msg::Received;

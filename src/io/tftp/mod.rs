@@ -7,7 +7,6 @@ pub mod inbox;
 pub mod inlet;
 pub mod limits;
 pub mod neighbours;
-pub mod pump;
 pub mod requests;
 pub mod resolve;
 // Calls udp_msg's sends, whose iovecs must point at buffers kept alive by the caller.

@@ -4,7 +4,6 @@
 
 use super::inbox::Routes;
 use super::limits::{LiveTransfers, TransferSlot};
-use super::pump::Pump;
 use super::state::TftpShared;
 use super::transfer::{Opened, Port, Start};
 use crate::config::Config;
@@ -37,8 +36,6 @@ struct TftpWorker {
     rules: RefCell<Rc<Rules>>,
     pool: Rc<BufPool>,
     live: Rc<LiveTransfers>,
-    /// Reads every per-transfer socket of this worker (None: each transfer reads its own).
-    pump: Option<Rc<Pump>>,
 }
 
 /// What requests are judged by, built from one configuration.
@@ -71,23 +68,12 @@ pub async fn serve(ctx: Rc<WorkerContext>, state: Arc<TftpShared>, sockets: Vec<
     let buf_len = crate::tftp::wire::DATA_HEADER_LEN + usize::from(cfg.max_blksize) + 1;
     let idle = (8 << 20) / buf_len;
     let pool = Rc::new(BufPool::new(buf_len, idle.max(64)));
-    let pump = match Pump::new(Rc::clone(&pool)) {
-        Ok(pump) => {
-            tokio_uring::spawn(Rc::clone(&pump).run(Rc::clone(&ctx)));
-            Some(pump)
-        }
-        Err(e) => {
-            warn!(worker = ctx.id, "no epoll set for transfer sockets ({e}); each transfer receives alone");
-            None
-        }
-    };
     let worker = Rc::new(TftpWorker {
         rules: RefCell::new(Rc::new(Rules::new(Arc::clone(&config)))),
         pool,
         live: Rc::new(LiveTransfers::default()),
         ctx: Rc::clone(&ctx),
         state,
-        pump,
     });
     let loops: Vec<_> =
         sockets.into_iter().map(|s| tokio_uring::spawn(request_loop(Rc::clone(&worker), s))).collect();
@@ -330,7 +316,7 @@ impl TftpWorker {
         };
         let Some(tid) = self.live.register(peer) else { return Ok(None) };
         let port = match own {
-            Some(sock) => Port::Own { sock, pump: self.pump.clone() },
+            Some(sock) => Port::Own(sock),
             None => {
                 Port::Shared { sock: Rc::clone(&port.sock), route: port.routes.open(peer), from: local_ip }
             }

@@ -6,7 +6,6 @@ use super::cache::{FileCache, FileKey, LoadTicket, Lookup};
 use super::inbox::Route;
 use super::inlet::Inlet;
 use super::limits::LiveEntry;
-use super::pump::Pump;
 use super::send::{Link, ReadFailed, Source};
 use crate::fs::{self, UploadTarget};
 use crate::io::context::{CutSignal, Shared};
@@ -85,31 +84,20 @@ pub struct Start {
 /// The socket side of a transfer.
 #[derive(Debug)]
 pub enum Port {
-    /// Its own socket (RFC 1350's fresh server TID), bound and not connected, read through
-    /// the worker's pump when there is one.
-    Own { sock: OwnedFd, pump: Option<Rc<Pump>> },
+    /// Its own socket (RFC 1350's fresh server TID), bound and not connected.
+    Own(OwnedFd),
     /// Single-port mode: the request socket, shared; datagrams arrive through `route`, and
     /// replies leave from `from`, the address the request was sent to.
     Shared { sock: SharedFd, route: Route, from: IpAddr },
 }
 
 impl Port {
-    /// The sending and the receiving side; `burst` is how many datagrams the pump takes
-    /// from the socket per round.
-    fn split(self, pool: Rc<BufPool>, burst: usize) -> (Link, Inlet) {
+    /// The sending and the receiving side.
+    fn split(self, pool: Rc<BufPool>) -> (Link, Inlet) {
         match self {
-            Port::Own { sock, pump } => {
-                let sock: SharedFd = Rc::new(sock);
-                let pumped = pump.map(|p| p.register(Rc::clone(&sock), burst)).transpose();
-                let inlet = match pumped {
-                    Ok(Some(entry)) => Inlet::Pumped { entry },
-                    Ok(None) => Inlet::Own { sock: Rc::clone(&sock), pending: None },
-                    Err(e) => {
-                        debug!("transfer socket not pumped: {e}");
-                        Inlet::Own { sock: Rc::clone(&sock), pending: None }
-                    }
-                };
-                (Link::new(sock, pool), inlet)
+            Port::Own(fd) => {
+                let sock: SharedFd = Rc::new(fd);
+                (Link::new(Rc::clone(&sock), pool), Inlet::own(sock))
             }
             Port::Shared { sock, route, from } => (Link::shared(sock, pool, from), Inlet::Shared { route }),
         }
@@ -172,9 +160,7 @@ pub async fn run(start: Start) {
     } = start;
     let metrics = shared.metrics.worker(worker);
     let running = shared.metrics.hold(worker, Metric::TftpTransfersActive);
-    // A sender takes one ACK per round (one is all a window brings); an upload a window.
-    let burst = if request.direction == Direction::Read { 1 } else { DRAIN_MAX };
-    let (mut link, inlet) = port.split(pool, burst);
+    let (mut link, inlet) = port.split(pool);
     let limits = Limits { caps, settings, netascii_max, netascii_memory, cache };
     let file = request.path.display();
     let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
