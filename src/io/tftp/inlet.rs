@@ -1,16 +1,16 @@
-//! Where a transfer's datagrams come from: its own socket (the RFC's fresh server TID),
-//! watched by the runtime's reactor (or read by a ring receive of its own), or in single-port
-//! mode an inbox that the request socket's loop fills, routed by client address.
+//! Where a socket's datagrams come from: a request socket or a transfer's own socket (the
+//! RFC's fresh server TID), watched by the runtime's reactor (or read by a ring receive of its
+//! own), or for a single-port transfer an inbox that the request socket's loop fills.
 
 use super::inbox::{Delivery, Inbox, Route};
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::{self, SharedFd, Watched};
-use crate::io::ring::udp_msg::{self, RecvOp};
+use crate::io::ring::udp_msg::{self, Received, RecvOp};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
-/// A transfer's receive side.
+/// A receive side.
 pub enum Inlet {
     /// The transfer's own socket, watched by the runtime's reactor (tokio's epoll), which
     /// the worker thread already waits in: an ACK wakes the transfer's task directly and costs
@@ -25,7 +25,7 @@ pub enum Inlet {
 }
 
 impl Inlet {
-    /// The receive side of a transfer's own socket.
+    /// The receive side of a socket of our own.
     pub fn own(sock: SharedFd) -> Inlet {
         match ops::watch(std::rc::Rc::clone(&sock)) {
             Ok(fd) => Inlet::Watched(fd),
@@ -48,6 +48,14 @@ impl Inlet {
                 };
                 match udp_msg::try_recv_msg(fd.get_ref().sock(), pool.take()) {
                     (Ok(Some(r)), buf) => return (Ok(r), buf),
+                    // shutdown(2) makes the socket readable yet a non-blocking receive
+                    // finds nothing: report it as a receive woken without a datagram (what a
+                    // blocking one returns), rather than wait for an event that never comes.
+                    (Ok(None), buf) if ready.ready().is_read_closed() => {
+                        let woken =
+                            Received { len: 0, from: None, local: None, truncated: false, broadcast: false };
+                        return (Ok(woken), buf);
+                    }
                     (Ok(None), buf) => {
                         pool.give(buf);
                         ready.clear_ready();

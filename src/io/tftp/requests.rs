@@ -3,6 +3,7 @@
 //! handed to a transfer task on a fresh socket bound to the address the request came to.
 
 use super::inbox::Routes;
+use super::inlet::Inlet;
 use super::limits::{LiveTransfers, TransferSlot};
 use super::state::TftpShared;
 use super::transfer::{Opened, Port, Start};
@@ -65,7 +66,9 @@ pub async fn serve(ctx: Rc<WorkerContext>, state: Arc<TftpShared>, sockets: Vec<
     let cfg = &config.tftp;
     // Header + largest block + one spare byte, so an oversized DATA is seen as such.
     // (`tftp.max_blksize` is restart-only, so this size holds for the process's life.)
-    let buf_len = crate::tftp::wire::DATA_HEADER_LEN + usize::from(cfg.max_blksize) + 1;
+    // At least a request's room plus one, as request sockets receive into these buffers too.
+    let buf_len =
+        (crate::tftp::wire::DATA_HEADER_LEN + usize::from(cfg.max_blksize) + 1).max(REQUEST_BUF + 1);
     let idle = (8 << 20) / buf_len;
     let pool = Rc::new(BufPool::new(buf_len, idle.max(64)));
     let worker = Rc::new(TftpWorker {
@@ -101,18 +104,6 @@ struct RequestPort {
 const STRAY_ANSWERS_PER_SECOND: u32 = 50;
 
 impl RequestPort {
-    /// A receive buffer: big enough for a request and, in single-port mode, for any DATA a
-    /// transfer on this socket may receive (the pool's size), so it can be routed as is.
-    fn buffer(&self, pool: &BufPool) -> Vec<u8> {
-        if self.single && pool.capacity() >= REQUEST_BUF {
-            pool.take()
-        } else if self.single {
-            Vec::with_capacity(REQUEST_BUF.max(pool.capacity()))
-        } else {
-            Vec::with_capacity(REQUEST_BUF)
-        }
-    }
-
     /// True while this second's budget of ERROR 5 answers lasts.
     fn may_answer_stray(&self, now: Instant) -> bool {
         let (start, used) = self.strays.get();
@@ -135,38 +126,44 @@ async fn request_loop(worker: Rc<TftpWorker>, socket: UdpSocket) {
         routes: Rc::default(),
         strays: Cell::new((Instant::now(), 0)),
     };
-    let mut buf = port.buffer(&worker.pool);
+    // Pool-sized buffers (at least a request's room): in single-port mode a transfer's DATA
+    // arrives here too and is routed in the buffer it was received into.
+    let mut inlet = Inlet::own(Rc::clone(&port.sock));
+    let pool = &worker.pool;
     loop {
-        let (res, b) = udp_msg::recv_msg(&port.sock, buf).await;
-        buf = b;
+        let (res, buf) = inlet.next(pool).await;
         if worker.ctx.shutting_down() {
+            pool.give(buf);
             break;
         }
         match res {
             Ok(r @ Received { from: Some(_), .. }) => {
-                buf = worker.on_datagram(&port, r, buf).await;
-                // A boot storm queues requests faster than one ring round trip each: take
-                // whatever else is already waiting before going back to the ring.
+                pool.give(worker.on_datagram(&port, r, buf).await);
+                // A boot storm queues requests faster than one wake-up each: take whatever
+                // else is already waiting before waiting again.
                 for _ in 0..DRAIN_BATCH {
-                    let (res, b) = udp_msg::try_recv_msg(&port.sock, buf);
-                    buf = b;
-                    match res {
-                        Ok(Some(r @ Received { from: Some(_), .. })) => {
-                            buf = worker.on_datagram(&port, r, buf).await
+                    match inlet.try_next(pool) {
+                        Some((Ok(r @ Received { from: Some(_), .. }), buf)) => {
+                            pool.give(worker.on_datagram(&port, r, buf).await)
                         }
-                        Ok(Some(_)) => {}
-                        Ok(None) | Err(_) => break,
+                        Some((_, buf)) => pool.give(buf),
+                        None => break,
                     }
                 }
             }
             // Woken without a datagram, or a transient error: do not spin on it.
-            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Ok(_) => {
+                pool.give(buf);
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
             Err(e) => {
+                pool.give(buf);
                 debug!(worker = worker.ctx.id, "TFTP receive failed: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
+    inlet.close(pool).await;
     debug!(worker = worker.ctx.id, "TFTP socket closed");
 }
 
@@ -195,7 +192,7 @@ impl TftpWorker {
             // Single-port mode: DATA, ACK and ERROR of a running transfer come here.
             if let Some(inbox) = port.routes.get(&peer) {
                 let r = Received { from: Some(peer), ..r };
-                return inbox.push((Ok(r), buf)).unwrap_or_else(|| port.buffer(&self.pool));
+                return inbox.push((Ok(r), buf)).unwrap_or_else(|| self.pool.take());
             }
             if is_data_or_ack(&buf) {
                 // RFC 1350 §4: a packet for no known transfer gets ERROR 5; never an ERROR
