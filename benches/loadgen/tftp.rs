@@ -115,12 +115,16 @@ const GRO_SLOT: usize = 65_536;
 const CMSG_ROOM: usize = 32;
 
 /// Received datagrams taken from the socket with one recvmmsg(2) per batch; with UDP_GRO a
-/// message may hold several datagrams of `gso_size` bytes each, handed out one by one.
+/// message may hold several datagrams of `gso_size` bytes each, handed out one by one. The
+/// per-call kernel structures are kept between calls, so a receive allocates nothing.
 struct RecvBatch {
     slot: usize,
     data: Vec<u8>,
     /// 8-aligned ancillary buffers, one per slot (UDP_GRO only).
     cmsgs: Vec<u64>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
     /// (start, length, sender) of each datagram of the batch not yet handed out.
     got: Vec<(usize, usize, SocketAddr)>,
     next: usize,
@@ -130,7 +134,16 @@ impl RecvBatch {
     fn new(slot: usize, slots: usize, gro: bool) -> RecvBatch {
         let (slot, slots) = if gro { (GRO_SLOT, 4) } else { (slot, slots) };
         let cmsgs = if gro { vec![0u64; slots * CMSG_ROOM / 8] } else { Vec::new() };
-        RecvBatch { slot, data: vec![0; slot * slots], cmsgs, got: Vec::with_capacity(slots), next: 0 }
+        RecvBatch {
+            slot,
+            data: vec![0; slot * slots],
+            cmsgs,
+            addrs: Vec::with_capacity(slots),
+            iovs: Vec::with_capacity(slots),
+            hdrs: Vec::with_capacity(slots),
+            got: Vec::with_capacity(slots),
+            next: 0,
+        }
     }
 
     fn pop(&mut self) -> Option<(usize, usize, SocketAddr)> {
@@ -144,41 +157,44 @@ impl RecvBatch {
     }
 
     /// Receives what is queued (without waiting); WouldBlock when nothing is.
+    ///
+    /// A batch shorter than the slots emptied the socket: the socket's readiness is then
+    /// cleared with the data in hand (tokio keeps an event that raced in), so a lock-step
+    /// client's next wait costs no receive that would only find the socket empty.
     fn fill(&mut self, sock: &UdpSocket) -> std::io::Result<()> {
         self.got.clear();
         self.next = 0;
         let slots = self.data.len() / self.slot;
         let gro = !self.cmsgs.is_empty();
         // SAFETY: plain-old-data structures, all-zero is valid.
-        let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; slots];
-        let mut iovs: Vec<libc::iovec> = self
-            .data
-            .chunks_mut(self.slot)
-            .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() })
-            .collect();
+        self.addrs.resize(slots, unsafe { std::mem::zeroed() });
+        self.iovs.clear();
+        self.iovs.extend(
+            self.data
+                .chunks_mut(self.slot)
+                .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() }),
+        );
         let cmsg_base = self.cmsgs.as_mut_ptr().cast::<u8>();
-        let mut hdrs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .zip(addrs.iter_mut())
-            .enumerate()
-            .map(|(i, (iov, addr))| {
-                // SAFETY: as above.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
-                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                if gro {
-                    // SAFETY: slot i's CMSG_ROOM bytes lie inside `cmsgs` (slots * CMSG_ROOM).
-                    h.msg_hdr.msg_control = unsafe { cmsg_base.add(i * CMSG_ROOM) }.cast();
-                    h.msg_hdr.msg_controllen = CMSG_ROOM as _;
-                }
-                h
-            })
-            .collect();
+        self.hdrs.clear();
+        for (i, (iov, addr)) in self.iovs.iter_mut().zip(self.addrs.iter_mut()).enumerate() {
+            // SAFETY: as above.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            if gro {
+                // SAFETY: slot i's CMSG_ROOM bytes lie inside `cmsgs` (slots * CMSG_ROOM).
+                h.msg_hdr.msg_control = unsafe { cmsg_base.add(i * CMSG_ROOM) }.cast();
+                h.msg_hdr.msg_controllen = CMSG_ROOM as _;
+            }
+            self.hdrs.push(h);
+        }
         use std::os::fd::AsRawFd;
-        let n = sock.try_io(tokio::io::Interest::READABLE, || {
-            // SAFETY: every header points at live buffers of this call's vectors.
+        let hdrs = &mut self.hdrs;
+        let mut n = 0usize;
+        let res = sock.try_io(tokio::io::Interest::READABLE, || {
+            // SAFETY: every header points at live buffers of this batch, unmoved for the call.
             let r = unsafe {
                 libc::recvmmsg(
                     sock.as_raw_fd(),
@@ -189,12 +205,20 @@ impl RecvBatch {
                 )
             };
             if r < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
+                return Err(std::io::Error::last_os_error());
             }
-        })?;
-        for (i, (h, addr)) in hdrs.iter().zip(&addrs).take(n).enumerate() {
+            n = r as usize;
+            if n < hdrs.len() {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        match res {
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock || n == 0 => return Err(e),
+            _ => {}
+        }
+        for (i, (h, addr)) in self.hdrs.iter().zip(&self.addrs).take(n).enumerate() {
             // SAFETY: the kernel wrote an address of msg_namelen bytes.
             let from = unsafe { socket2::SockAddr::new(*addr, h.msg_hdr.msg_namelen) };
             let Some(from) = from.as_socket() else { continue };
