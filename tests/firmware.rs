@@ -166,6 +166,8 @@ impl Lab {
         // The binary cargo built for the tests, or another one (a release build, for times)
         // named by FIRMWARE_TEST_FERRY_BIN (not FERRY_*: Ferry refuses unknown FERRY_ keys).
         let bin = std::env::var("FIRMWARE_TEST_FERRY_BIN").unwrap_or_else(|_| ferry_bin().to_string());
+        // Times below are this binary's: a debug build is several times slower per block.
+        eprintln!("ferry binary: {bin}");
         let mut cmd = self.ns.command(&bin);
         cmd.arg("--config").arg(&config).env_remove("RUST_LOG").env_remove("FERRY_CONFIG");
         let daemon = Daemon::spawn("ferry", cmd, self.work.path());
@@ -175,15 +177,29 @@ impl Lab {
 
     /// tftpd-hpa on the same address and root, for a time comparison.
     fn tftpd_hpa(&self, root: &Path) -> Daemon {
-        let mut cmd = self.ns.command(program_path("in.tftpd").unwrap().to_str().unwrap());
-        cmd.args(["--foreground", "--listen", "--address", &format!("{SERVER}:69"), "--secure"]);
-        cmd.args(["--user", "nobody"]).arg(root);
-        let d = Daemon::spawn("in.tftpd", cmd, self.work.path());
-        common::eventually(Duration::from_secs(10), "in.tftpd listening", || {
-            let out = self.ns.try_run("ss -Hlun sport = :69");
-            common::check(String::from_utf8_lossy(&out.stdout).into_owned(), |s| !s.trim().is_empty())
-        });
-        d
+        // A stopped Ferry's io_uring teardown holds port 69 a moment after it exits, and
+        // in.tftpd gives up at once when it cannot bind: start it again until it listens.
+        let mut last = String::new();
+        for _ in 0..20 {
+            let mut cmd = self.ns.command(program_path("in.tftpd").unwrap().to_str().unwrap());
+            cmd.args(["--foreground", "--listen", "--address", &format!("{SERVER}:69"), "--secure"]);
+            cmd.args(["--user", "nobody"]).arg(root);
+            let mut d = Daemon::spawn("in.tftpd", cmd, self.work.path());
+            let listening = common::poll(Duration::from_secs(1), || {
+                let out = self.ns.try_run("ss -Hlunp sport = :69");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if text.contains("in.tftpd") {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            });
+            if listening.is_ok() && d.child.try_wait().ok().flatten().is_none() {
+                return d;
+            }
+            last = format!("{:?}; log: {}", listening.err(), d.log());
+        }
+        panic!("in.tftpd never listened on {SERVER}:69: {last}");
     }
 
     /// A guest on tap `tap`, its serial console on stdio. `-nographic`, not `-display none`:
