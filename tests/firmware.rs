@@ -1,11 +1,11 @@
 //! Real boot firmware against Ferry: UEFI PXE (OVMF's EDK2), iPXE and U-Boot in QEMU on a
 //! network namespace with DHCP from dnsmasq, each proving the bytes it downloaded.
-//!
-//! Every guest, server and namespace is killed or removed on every exit path (guards), each
-//! guest has a deadline, and the cases run one at a time: under TCG on two shared cores,
-//! guests side by side would only push each other past their deadlines. A case that cannot
-//! run here (not root, no QEMU, firmware or dnsmasq) says SKIPPED and why. Times go to the
-//! test output (`--nocapture`), with tftpd-hpa's beside Ferry's where that costs little.
+
+// Every guest, server and namespace is killed or removed on every exit path (guards), each
+// guest has a deadline, and the cases run one at a time: under TCG on two shared cores,
+// guests side by side would only push each other past their deadlines. A case that cannot
+// run here (not root, no QEMU, firmware or dnsmasq) says SKIPPED and why. Times go to the
+// test output (`--nocapture`), with tftpd-hpa's beside Ferry's where that costs little.
 
 mod common;
 
@@ -96,14 +96,19 @@ fn x86_accel() -> &'static str {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "kvm", "-machine", "q35", "-m", "128", "-bios", OVMF, "-net", "none"]);
         cmd.args(["-nographic", "-nodefaults", "-monitor", "none", "-serial", "stdio"]);
-        let vm = Vm::spawn("kvm-probe", cmd, false);
+        let mut vm = Vm::spawn("kvm-probe", cmd, false);
         let deadline = Instant::now() + Duration::from_secs(30);
         let accel = loop {
             let text = vm.text();
             if text.contains("BdsDxe") {
                 break "kvm";
             }
-            if text.contains("KVM internal error") || text.contains("kvm") || Instant::now() > deadline {
+            let exited = vm.child.try_wait().ok().flatten().is_some();
+            if text.contains("KVM internal error")
+                || text.contains("kvm")
+                || exited
+                || Instant::now() > deadline
+            {
                 break "tcg";
             }
             std::thread::sleep(Duration::from_millis(50));
