@@ -32,6 +32,16 @@ command -v runc >/dev/null || need_pkgs+=(runc)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v haproxy >/dev/null || need_pkgs+=(haproxy)
+# tests/firmware.rs: real boot firmware in QEMU (OVMF's UEFI PXE, iPXE ROMs and EFI build,
+# U-Boot for arm64), DHCP from dnsmasq (dnsmasq-base: the program without a system service).
+# Their times are compared with tftpd-hpa's when benches/compare.sh installed it.
+command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+command -v qemu-system-aarch64 >/dev/null || need_pkgs+=(qemu-system-arm)
+[ -e /usr/share/ovmf/OVMF.fd ] || need_pkgs+=(ovmf)
+[ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || need_pkgs+=(ipxe-qemu)
+[ -e /usr/lib/ipxe/snponly.efi ] || need_pkgs+=(ipxe)
+[ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need_pkgs+=(u-boot-qemu)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_pkgs+=(dnsmasq-base)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run-all.sh: missing ${need_pkgs[*]}; run as root so they can be installed" >&2

@@ -17,7 +17,7 @@ use crate::observe::metrics::{Metric, WorkerMetrics};
 use crate::observe::xferlog::{AccessMode, Direction as XferDirection, XferRecord};
 use crate::tftp::netascii::{Decoder, Encoder};
 use crate::tftp::{
-    negotiate, Direction, ErrorCode, Mode, Outcome, ReadTransfer, Refusal, Request, ServerCaps,
+    negotiate, Direction, ErrorCode, Mode, Negotiated, Outcome, ReadTransfer, Refusal, Request, ServerCaps,
     TransferSettings, Transmit, WriteChunk, WriteTransfer,
 };
 use std::cell::Cell;
@@ -165,8 +165,12 @@ pub async fn run(start: Start) {
     let file = request.path.display();
     let kind = if request.direction == Direction::Read { "RRQ" } else { "WRQ" };
     let mut complete = false;
+    // What was granted, for the log: which clients run lock-step is what an operator of a
+    // boot storm needs to know (firmware rarely says what it asked).
+    let mut granted: Option<Negotiated> = None;
     let (bytes, outcome) = match prepare(peer, &request, opened, &limits, &netascii_bytes, metrics).await {
-        Ok(mut job) => {
+        Ok((mut job, values)) => {
+            granted = Some(values);
             let mut inlet = inlet;
             let outcome = drive(&mut job, &mut link, &mut inlet, metrics, &cut, tid, &acknowledged).await;
             inlet.close(&link.pool).await;
@@ -182,7 +186,14 @@ pub async fn run(start: Start) {
             if outcome == Outcome::OptionsDeclined {
                 // RFC 2347: ERROR 8 to our OACK before any data. UEFI does it on every boot
                 // to learn the size, then asks again: not a transfer, so no xferlog line.
-                info!(kind, %file, duration_ms = began.elapsed().as_millis() as u64, "TFTP options probe");
+                info!(
+                    kind,
+                    %file,
+                    blksize = values.blksize,
+                    windowsize = values.windowsize,
+                    duration_ms = began.elapsed().as_millis() as u64,
+                    "TFTP options probe"
+                );
                 drop(running);
                 metrics.inc(Metric::TftpOptionProbes);
                 return;
@@ -199,7 +210,16 @@ pub async fn run(start: Start) {
         }
     };
     let took = began.elapsed();
-    info!(kind, %file, bytes, duration_ms = took.as_millis() as u64, outcome, "TFTP transfer ended");
+    info!(
+        kind,
+        %file,
+        bytes,
+        blksize = granted.map(|v| v.blksize),
+        windowsize = granted.map(|v| v.windowsize),
+        duration_ms = took.as_millis() as u64,
+        outcome,
+        "TFTP transfer ended"
+    );
     // No longer active before it counts as finished: a scrape never sees it as both.
     drop(running);
     account(&shared, worker, peer, &request, bytes, complete, took);
@@ -249,7 +269,7 @@ async fn prepare(
     limits: &Limits,
     netascii_held: &Arc<AtomicU64>,
     metrics: &WorkerMetrics,
-) -> Result<Job, Refusal> {
+) -> Result<(Job, Negotiated), Refusal> {
     let Limits { caps, settings, netascii_max, netascii_memory, cache } = limits;
     let now = Instant::now();
     match opened {
@@ -274,7 +294,9 @@ async fn prepare(
                 }
             };
             let neg = negotiate(Direction::Read, &request.options, caps, Some(len))?;
-            Ok(Job::Read { t: ReadTransfer::new(peer, &neg, len, settings, now), source, _charge: charge })
+            let job =
+                Job::Read { t: ReadTransfer::new(peer, &neg, len, settings, now), source, _charge: charge };
+            Ok((job, neg.values))
         }
         Opened::Write { target } => {
             let neg = negotiate(Direction::Write, &request.options, caps, None)?;
@@ -284,7 +306,7 @@ async fn prepare(
                 .map_err(|_| Refusal::new(ErrorCode::NotDefined, "cannot open file"))?;
             let decoder = (request.mode == Mode::Netascii).then(Decoder::new);
             let sink = Sink { target: Some(target), file: Rc::new(file), decoder, written: 0 };
-            Ok(Job::Write { t: WriteTransfer::new(peer, &neg, settings, now), sink })
+            Ok((Job::Write { t: WriteTransfer::new(peer, &neg, settings, now), sink }, neg.values))
         }
     }
 }
