@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// A file's identity and version: a replaced file (new inode) or one changed in place (new
 /// mtime/ctime or size) gets a new key, so a stale copy is never served for it.
@@ -61,9 +61,21 @@ impl Drop for CachedFile {
     }
 }
 
+/// A file being read in: filled once, when the load succeeds. Transfers that started
+/// meanwhile (all of them, in a storm that begins at once) switch to it on their next send.
+#[derive(Debug, Default)]
+pub struct Pending(OnceLock<Arc<CachedFile>>);
+
+impl Pending {
+    /// The file's bytes, once loaded.
+    pub fn get(&self) -> Option<&Arc<CachedFile>> {
+        self.0.get()
+    }
+}
+
 enum Slot {
     /// One request is reading the file in; others meanwhile read from the file.
-    Loading,
+    Loading(Arc<Pending>),
     /// In memory; `used` orders entries for eviction (least recently used first).
     Ready { file: Arc<CachedFile>, used: u64 },
 }
@@ -74,7 +86,9 @@ pub enum Lookup {
     Hit(Arc<CachedFile>),
     /// Not cached; this request should read it in with the ticket (its bytes are reserved).
     Load(LoadTicket),
-    /// Not cached now (no room, or another request is reading it in).
+    /// Being read in by another request: read from the file until it is ready.
+    Loading(Arc<Pending>),
+    /// Not cached now: no room.
     Miss,
     /// Never cached: empty, bigger than the per-file limit, or the cache is off.
     Uncacheable,
@@ -134,15 +148,16 @@ impl FileCache {
                 *used = tick;
                 return Lookup::Hit(Arc::clone(file));
             }
-            Some(Slot::Loading) => return Lookup::Miss,
+            Some(Slot::Loading(pending)) => return Lookup::Loading(Arc::clone(pending)),
             None => {}
         }
         if !self.make_room(&mut table, key.size) {
             return Lookup::Miss;
         }
         self.held.fetch_add(key.size, Ordering::Relaxed);
-        table.slots.insert(key, Slot::Loading);
-        Lookup::Load(LoadTicket { cache: Arc::clone(self), key, done: false })
+        let pending = Arc::new(Pending::default());
+        table.slots.insert(key, Slot::Loading(Arc::clone(&pending)));
+        Lookup::Load(LoadTicket { cache: Arc::clone(self), key, pending, done: false })
     }
 
     /// Evicts least recently used entries nobody is using until `need` more bytes fit the
@@ -169,6 +184,7 @@ impl FileCache {
 pub struct LoadTicket {
     cache: Arc<FileCache>,
     key: FileKey,
+    pending: Arc<Pending>,
     done: bool,
 }
 
@@ -176,6 +192,11 @@ impl LoadTicket {
     /// The file being loaded.
     pub fn key(&self) -> FileKey {
         self.key
+    }
+
+    /// Where the bytes appear once loaded.
+    pub fn pending(&self) -> Arc<Pending> {
+        Arc::clone(&self.pending)
     }
 
     /// Stores the file's bytes, read in full; refused (and the reservation returned) when
@@ -186,6 +207,7 @@ impl LoadTicket {
         }
         self.done = true;
         let file = Arc::new(CachedFile { bytes, held: Arc::clone(&self.cache.held) });
+        let _ = self.pending.0.set(Arc::clone(&file));
         // The reservation becomes the file's own count, returned when it drops.
         let mut table = self.cache.table();
         table.tick += 1;
@@ -232,9 +254,11 @@ mod tests {
             Lookup::Load(t) => t,
             _ => panic!("first lookup must load"),
         };
-        assert!(matches!(c.lookup(k), Lookup::Miss), "a second request does not load it again");
+        let Lookup::Loading(waiting) = c.lookup(k) else { panic!("a second request does not load it again") };
+        assert!(waiting.get().is_none());
         assert_eq!(c.held(), 10, "the load's bytes are reserved");
         assert!(ticket.finish(vec![1; 10], k));
+        assert_eq!(waiting.get().map(|f| f.bytes().to_vec()), Some(vec![1; 10]), "waiters see the load");
         match c.lookup(k) {
             Lookup::Hit(f) => assert_eq!(f.bytes(), &[1; 10]),
             _ => panic!("expected a hit"),

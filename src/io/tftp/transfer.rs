@@ -2,7 +2,7 @@
 //! the sans-IO `ReadTransfer` or `WriteTransfer` with received datagrams and timer expiries,
 //! carrying out what it asks (send a window, store a chunk, commit), and logs when it ends.
 
-use super::cache::{FileCache, FileKey, LoadTicket, Lookup};
+use super::cache::{FileCache, FileKey, LoadTicket, Lookup, Pending};
 use super::inbox::Route;
 use super::inlet::Inlet;
 use super::limits::LiveEntry;
@@ -115,10 +115,12 @@ struct Limits {
 
 /// The running state machine with its file side.
 enum Job {
-    /// `_charge` holds a netascii file's share of the memory budget while the transfer runs.
+    /// `_charge` holds a netascii file's share of the memory budget while the transfer runs;
+    /// `upgrade` is the file cache's load under way, switched to once it is ready.
     Read {
         t: ReadTransfer,
         source: Source,
+        upgrade: Option<Arc<Pending>>,
         _charge: Option<MemoryCharge>,
     },
     Write {
@@ -275,8 +277,11 @@ async fn prepare(
     match opened {
         Opened::Read { file, len } => {
             let file = Rc::new(file);
-            let (source, len, charge) = match request.mode {
-                Mode::Octet => (cached_source(file, cache, metrics), len, None),
+            let (source, upgrade, len, charge) = match request.mode {
+                Mode::Octet => {
+                    let (source, upgrade) = cached_source(file, cache, metrics);
+                    (source, upgrade, len, None)
+                }
                 Mode::Netascii => {
                     if len > *netascii_max {
                         return Err(Refusal::new(ErrorCode::NotDefined, "file too large for netascii mode"));
@@ -290,12 +295,16 @@ async fn prepare(
                         .await
                         .map_err(|_| Refusal::new(ErrorCode::NotDefined, "cannot read file"))?;
                     let n = encoded.len() as u64;
-                    (Source::Memory(Rc::new(encoded)), n, Some(charge))
+                    (Source::Memory(Rc::new(encoded)), None, n, Some(charge))
                 }
             };
             let neg = negotiate(Direction::Read, &request.options, caps, Some(len))?;
-            let job =
-                Job::Read { t: ReadTransfer::new(peer, &neg, len, settings, now), source, _charge: charge };
+            let job = Job::Read {
+                t: ReadTransfer::new(peer, &neg, len, settings, now),
+                source,
+                upgrade,
+                _charge: charge,
+            };
             Ok((job, neg.values))
         }
         Opened::Write { target } => {
@@ -312,26 +321,37 @@ async fn prepare(
 }
 
 /// Where an octet read's DATA comes from: the file cache when it holds the file, else the
-/// file itself; the first request for a cacheable file also starts reading it in.
-fn cached_source(file: SharedFd, cache: &Arc<FileCache>, metrics: &WorkerMetrics) -> Source {
-    let Ok(key) = FileKey::of(&*file) else { return Source::File(file) };
+/// file itself, with the cache's load to switch to when one is under way; the first request
+/// for a cacheable file also starts reading it in.
+fn cached_source(
+    file: SharedFd,
+    cache: &Arc<FileCache>,
+    metrics: &WorkerMetrics,
+) -> (Source, Option<Arc<Pending>>) {
+    let Ok(key) = FileKey::of(&*file) else { return (Source::File(file), None) };
     match cache.lookup(key) {
         Lookup::Hit(cached) => {
             metrics.inc(Metric::TftpCacheHits);
-            Source::Cached(cached)
+            (Source::Cached(cached), None)
         }
         Lookup::Load(ticket) => {
             metrics.inc(Metric::TftpCacheMisses);
             // In the background: this transfer starts at once from the file, and requests
-            // arriving meanwhile do too (they find the file loading: a miss, not a second load).
+            // arriving meanwhile do too (they find the file loading, not a second load); all
+            // of them switch to memory when it is in.
+            let pending = ticket.pending();
             tokio_uring::spawn(fill_cache(ticket, Rc::clone(&file)));
-            Source::File(file)
+            (Source::File(file), Some(pending))
+        }
+        Lookup::Loading(pending) => {
+            metrics.inc(Metric::TftpCacheMisses);
+            (Source::File(file), Some(pending))
         }
         Lookup::Miss => {
             metrics.inc(Metric::TftpCacheMisses);
-            Source::File(file)
+            (Source::File(file), None)
         }
-        Lookup::Uncacheable => Source::File(file),
+        Lookup::Uncacheable => (Source::File(file), None),
     }
 }
 
@@ -495,7 +515,14 @@ async fn flush(job: &mut Job, link: &mut Link, items: &mut Vec<Transmit>) -> usi
         }
         sent += items.len();
         let source = match job {
-            Job::Read { source, .. } => Some(&*source),
+            Job::Read { source, upgrade, .. } => {
+                // The file cache finished loading this file: the rest comes from memory.
+                if let Some(cached) = upgrade.as_ref().and_then(|p| p.get()) {
+                    *source = Source::Cached(Arc::clone(cached));
+                    *upgrade = None;
+                }
+                Some(&*source)
+            }
             Job::Write { .. } => None,
         };
         if let Err(ReadFailed(e)) = link.send(items, source).await {

@@ -36,7 +36,7 @@ fn a_queued_ack_goes_before_an_expired_timer() {
     });
     let metrics = crate::observe::metrics::Metrics::new(1);
     let outcome = tokio_uring::start(async {
-        let mut job = Job::Read { t, source: Source::Memory(Rc::new(file)), _charge: None };
+        let mut job = Job::Read { t, source: Source::Memory(Rc::new(file)), upgrade: None, _charge: None };
         let (mut link, mut inlet) = Port::Own(OwnedFd::from(server)).split(Rc::new(BufPool::new(1024, 8)));
         let tid = Rc::new(LiveTransfers::default()).register(peer).unwrap();
         let outcome = drive(
