@@ -202,8 +202,16 @@ impl TftpWorker {
         if port.single && !is_request(&buf) {
             // Single-port mode: DATA, ACK and ERROR of a running transfer come here.
             if let Some(inbox) = port.routes.get(&peer) {
+                let ends = crate::tftp::request::must_not_answer(&buf);
                 let r = Received { from: Some(peer), ..r };
-                return inbox.push((Ok(r), buf)).unwrap_or_else(|| self.pool.take());
+                let next = inbox.push((Ok(r), buf)).unwrap_or_else(|| self.pool.take());
+                if ends {
+                    // A client's ERROR ends its transfer: let the transfer take it now, so a
+                    // request from that port right behind it (a UEFI size probe's real
+                    // request) is new, not a repeat, as when the ERROR goes to a port of its own.
+                    tokio::task::yield_now().await;
+                }
+                return next;
             }
             if is_data_or_ack(&buf) {
                 // RFC 1350 §4: a packet for no known transfer gets ERROR 5; never an ERROR
