@@ -192,7 +192,7 @@ fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     // Every thread started from here inherits this mask, so signals reach only `sigwait`.
     let signals = handled_signals();
     signals.thread_block().map_err(StartupError::Signals)?;
-    let wakers = shutdown_handles(&listeners);
+    let wakers = shutdown_handles(&listeners, config.tftp.single_port);
     let (events_tx, events) = mpsc::channel::<Event>();
     install_panic_hook(events_tx.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(Phase::Serving);
@@ -366,11 +366,14 @@ fn forward<T: Send + 'static>(from: mpsc::Receiver<T>, to: mpsc::Sender<Event>, 
 
 /// Duplicates of every listening socket, so shutdown(2) can wake the workers' pending
 /// accept and receive operations (a dup shares the socket, so the worker's op ends).
-/// The TFTP receive op reports such a wake-up as a datagram without a sender.
-fn shutdown_handles(listeners: &Listeners) -> Vec<OwnedFd> {
+/// The TFTP receive op reports such a wake-up as a datagram without a sender. Not TFTP
+/// sockets in single-port mode: running transfers still receive and send through them while
+/// they drain (shutdown(2) would fail their sends with EPIPE); their loops wake on the
+/// shutdown phase instead.
+fn shutdown_handles(listeners: &Listeners, tftp_single_port: bool) -> Vec<OwnedFd> {
     let ftp = listeners.ftp.iter().chain(&listeners.ftps).flatten().map(|l| l.as_fd().try_clone_to_owned());
-    let tftp = listeners.tftp.iter().flatten().map(|s| s.as_fd().try_clone_to_owned());
-    ftp.chain(tftp).filter_map(Result::ok).collect()
+    let tftp = listeners.tftp.iter().flatten().filter(|_| !tftp_single_port);
+    ftp.chain(tftp.map(|s| s.as_fd().try_clone_to_owned())).filter_map(Result::ok).collect()
 }
 
 /// The CPUs workers are pinned to, in turn; empty when they are not pinned. `allowed` are

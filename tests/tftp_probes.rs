@@ -2,6 +2,8 @@
 //! the UEFI tsize probe, repeated requests, the amplification guard, busy and rate limits,
 //! path traversal, unknown and out-of-range options, netascii, malformed requests and their ERROR codes,
 //! client ERRORs, stray ACKs, oversized DATA, vanished clients and broadcast requests.
+//! Probes whose path single-port mode changes run in both modes (`name::per_transfer_ports`,
+//! `name::single_port`); there a packet "from a wrong port" is one from an unknown client.
 
 mod common;
 
@@ -9,17 +11,40 @@ use common::tftp::*;
 use common::*;
 use std::time::Duration;
 
-#[test]
-fn wrong_source_port_gets_error_5_and_the_transfer_continues() {
+in_both_modes!(
+    wrong_source_port_gets_error_5_and_the_transfer_continues,
+    uefi_tsize_probe_then_a_new_request_succeeds,
+    a_request_right_behind_a_client_error_from_its_port_is_a_new_transfer,
+    repeated_request_from_the_same_port_is_ignored,
+    an_unproven_client_gets_at_most_1_plus_unproven_retransmits_packets,
+    over_max_transfers_is_answered_busy,
+    traversal_and_absolute_names_stay_inside_the_root,
+    unknown_options_are_ignored,
+    out_of_range_option_values_are_left_out_of_the_oack,
+    ipv6_raw_probe_answers_from_the_requested_address,
+    transfer_ports_are_used_and_exhaustion_is_answered,
+    shutdown_stops_new_requests_and_lets_running_transfers_finish,
+    the_request_port_never_answers_an_error_and_refuses_other_non_requests,
+    a_boot_storm_of_simultaneous_requests_is_answered_without_retries,
+    malformed_and_refused_requests_get_one_error_with_the_rfc_code,
+    a_client_error_at_any_point_frees_the_transfer_at_once,
+    duplicate_and_future_acks_send_nothing,
+    wrq_data_larger_than_the_block_size_is_error_4,
+    a_request_to_a_broadcast_address_gets_one_transfer_from_a_unicast_address,
+);
+
+fn wrong_source_port_gets_error_5_and_the_transfer_continues(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 2000);
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let client = Raw::new(v4(&server));
     let stranger = Raw::new(v4(&server));
     client.send(&request(1, "f", "octet", &[]));
     let (p, tid) = client.recv();
     assert_eq!((opcode(&p), block(&p)), (3, 1));
-    assert_ne!(tid.port(), server.tftp_port, "DATA comes from a new port (the server's TID)");
+    mode.assert_transfer_source(tid, v4(&server));
+    // The stranger's port is no transfer's client TID: in single-port mode it is an unknown
+    // client of the request port.
     stranger.send_to(&ack(1), tid);
     let (e, from) = stranger.recv();
     assert_eq!(error_of(&e).map(|e| e.0), Some(5), "stranger gets ERROR 5, got {e:?}");
@@ -27,12 +52,11 @@ fn wrong_source_port_gets_error_5_and_the_transfer_continues() {
     assert_eq!(client.continue_get(&p, tid), want);
 }
 
-#[test]
-fn uefi_tsize_probe_then_a_new_request_succeeds() {
+fn uefi_tsize_probe_then_a_new_request_succeeds(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "bootx64.efi", 100_000);
     // One transfer at a time: the probe's transfer must be freed at once by its ERROR 8.
-    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    let server = mode.start(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
     let probe = Raw::new(v4(&server));
     probe.send(&request(1, "bootx64.efi", "octet", &[("tsize", "0"), ("blksize", "1468")]));
     let (p, tid) = probe.recv();
@@ -48,32 +72,56 @@ fn uefi_tsize_probe_then_a_new_request_succeeds() {
         check(p, |p| opcode(p) == 6).map(|p| (fetch, p, tid2)).map_err(|p| error_of(&p))
     });
     assert_eq!(oack_options(&p), vec![("blksize".into(), "1468".into())]);
-    assert_ne!(tid, tid2);
+    mode.assert_transfer_source(tid2, v4(&server));
+    if !mode.single() {
+        assert_ne!(tid, tid2, "a new transfer, a new port");
+    }
     fetch.send_to(&ack(0), tid2);
     assert_eq!(fetch.receive_blocks(1468, 1), want);
 }
 
-#[test]
-fn repeated_request_from_the_same_port_is_ignored() {
+fn a_request_right_behind_a_client_error_from_its_port_is_a_new_transfer(mode: Mode) {
+    // A size probe ended by ERROR 8, then the real request from the same port at once: the
+    // ERROR ends the transfer first, so the request is new, not a repeat left unanswered
+    // until the client retransmits it.
+    let dir = served_dir();
+    let want = random_file(dir.path(), "bootx64.efi", 3000);
+    let server = mode.start(dir.path(), &[]);
+    let c = Raw::new(v4(&server));
+    c.send(&request(1, "bootx64.efi", "octet", &[("tsize", "0")]));
+    let (p, tid) = c.recv();
+    assert_eq!(oack_options(&p), vec![("tsize".into(), "3000".into())]);
+    c.send_to(&error(8, "tsize probe done"), tid);
+    c.send(&request(1, "bootx64.efi", "octet", &[]));
+    let (p, tid) = c.recv_within(Duration::from_secs(1)).expect("the request was ignored as a repeat");
+    mode.assert_transfer_source(tid, v4(&server));
+    assert_eq!(c.continue_get(&p, tid), want);
+}
+
+fn repeated_request_from_the_same_port_is_ignored(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 1500);
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let client = Raw::new(v4(&server));
     client.send(&request(1, "f", "octet", &[]));
     let (first, tid) = client.recv();
     client.send(&request(1, "f", "octet", &[]));
-    // Only the running transfer may answer (its own retransmission of DATA 1 after ~1 s).
-    for (p, from) in client.collect_for(Duration::from_millis(1500)) {
-        assert_eq!(from, tid, "a second transfer was started: {p:?} from {from}");
+    // Only the running transfer may answer: its own retransmission of DATA 1 after ~1 s. (In
+    // single-port mode a second transfer would answer from the same port: it shows as more.)
+    let extra = client.collect_for(Duration::from_millis(1500));
+    assert!(extra.len() <= 1, "a second transfer was started: {extra:?}");
+    for (p, from) in extra {
+        assert_eq!((&p, from), (&first, tid), "a second transfer was started");
     }
     assert_eq!(client.continue_get(&first, tid), want);
+    let log = server.wait_log("TFTP transfer ended");
+    assert_eq!(log.matches("TFTP transfer ended").count(), 1, "one transfer only:\n{log}");
 }
 
-#[test]
-fn an_unproven_client_gets_at_most_1_plus_unproven_retransmits_packets() {
+fn an_unproven_client_gets_at_most_1_plus_unproven_retransmits_packets(mode: Mode) {
     let dir = served_dir();
     random_file(dir.path(), "big", 1 << 20);
-    let server = start_tftp(dir.path(), &[("FERRY_TFTP__UNPROVEN_RETRANSMITS", "1")]);
+    let server = mode.start(dir.path(), &[("FERRY_TFTP__UNPROVEN_RETRANSMITS", "1")]);
     let cases = [&[("blksize", "1468"), ("windowsize", "64")][..], &[][..]];
     let victims: Vec<Raw> = cases.iter().map(|_| Raw::new(v4(&server))).collect();
     for (victim, opts) in victims.iter().zip(cases) {
@@ -89,18 +137,18 @@ fn an_unproven_client_gets_at_most_1_plus_unproven_retransmits_packets() {
     }
 }
 
-#[test]
-fn over_max_transfers_is_answered_busy() {
+fn over_max_transfers_is_answered_busy(mode: Mode) {
     let dir = served_dir();
     random_file(dir.path(), "f", 10_000);
-    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    let server = mode.start(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
     let holder = Raw::new(v4(&server));
     holder.send(&request(1, "f", "octet", &[]));
     let _ = holder.recv();
     let other = Raw::new(v4(&server));
     other.send(&request(1, "f", "octet", &[]));
-    let (p, _) = other.recv();
+    let (p, from) = other.recv();
     assert_eq!(error_of(&p), Some((0, "server busy".into())));
+    assert_eq!(from, v4(&server), "a refusal comes from the request port");
 }
 
 #[test]
@@ -136,11 +184,10 @@ fn the_rate_limit_holds_across_workers_for_many_source_ports() {
     assert!((5..=7).contains(&passed) && busy + passed == 40, "codes {codes:?}");
 }
 
-#[test]
-fn traversal_and_absolute_names_stay_inside_the_root() {
+fn traversal_and_absolute_names_stay_inside_the_root(mode: Mode) {
     let dir = served_dir();
     std::os::unix::fs::symlink("/etc/passwd", dir.path().join("escape")).unwrap();
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let cases = [
         ("../etc/passwd", 2),
         ("..\\..\\x", 2),
@@ -164,15 +211,15 @@ fn traversal_and_absolute_names_stay_inside_the_root() {
     assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(1));
 }
 
-#[test]
-fn unknown_options_are_ignored() {
+fn unknown_options_are_ignored(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 5000);
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let c = Raw::new(v4(&server));
     c.send(&request(1, "f", "octet", &[("foo", "bar"), ("blksize", "1024"), ("multicast", "")]));
     let (p, tid) = c.recv();
     assert_eq!(oack_options(&p), vec![("blksize".into(), "1024".into())]);
+    mode.assert_transfer_source(tid, v4(&server));
     c.send_to(&ack(0), tid);
     assert_eq!(c.receive_blocks(1024, 1), want);
     // Only unknown options: no OACK at all, plain RFC 1350 DATA 1.
@@ -182,11 +229,10 @@ fn unknown_options_are_ignored() {
     assert_eq!((opcode(&p), block(&p)), (3, 1));
 }
 
-#[test]
-fn out_of_range_option_values_are_left_out_of_the_oack() {
+fn out_of_range_option_values_are_left_out_of_the_oack(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 3000);
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     // RFC 2348 blksize 8..=65464, RFC 2349 timeout 1..=255, RFC 7440 windowsize 1..=65535:
     // values outside are invalid and ignored, so only tsize is acknowledged.
     let c = Raw::new(v4(&server));
@@ -231,18 +277,17 @@ fn netascii_read_is_encoded_and_tsize_counts_the_encoding() {
     assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(0));
 }
 
-#[test]
-fn ipv6_raw_probe_answers_from_the_requested_address() {
+fn ipv6_raw_probe_answers_from_the_requested_address(mode: Mode) {
     if !have_ipv6() {
         return;
     }
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 3000);
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let c = Raw::new(v6(&server));
     c.send(&request(1, "f", "octet", &[]));
     let (p, tid) = c.recv();
-    assert_eq!(tid.ip(), v6(&server).ip(), "the reply comes from the address the request went to");
+    mode.assert_transfer_source(tid, v6(&server));
     assert_eq!(c.continue_get(&p, tid), want);
     let c = Raw::new(v6(&server));
     c.send(&request(1, "missing", "octet", &[]));
@@ -250,29 +295,33 @@ fn ipv6_raw_probe_answers_from_the_requested_address() {
     assert_eq!((error_of(&p).map(|e| e.0), from), (Some(1), v6(&server)));
 }
 
-#[test]
-fn transfer_ports_are_used_and_exhaustion_is_answered() {
+fn transfer_ports_are_used_and_exhaustion_is_answered(mode: Mode) {
     let dir = served_dir();
     random_file(dir.path(), "f", 10_000);
     let port = free_port();
     let range = format!("{port}-{port}");
-    let server = start_tftp(dir.path(), &[("FERRY_TFTP__TRANSFER_PORTS", &range)]);
+    let server = mode.start(dir.path(), &[("FERRY_TFTP__TRANSFER_PORTS", &range)]);
     let first = Raw::new(v4(&server));
     first.send(&request(1, "f", "octet", &[]));
     let (_, tid) = first.recv();
-    assert_eq!(tid.port(), port, "the transfer socket uses the configured range");
-    // The only port is taken while the first transfer runs.
     let second = Raw::new(v4(&server));
     second.send(&request(1, "f", "octet", &[]));
-    let (p, _) = second.recv();
-    assert_eq!(error_of(&p).map(|e| e.0), Some(0), "got {p:?}");
+    let (p, from) = second.recv();
+    if mode.single() {
+        // Single-port mode binds no transfer sockets: the range is not consulted.
+        assert_eq!((tid, from), (v4(&server), v4(&server)), "a transfer answered from its own port");
+        assert_eq!((opcode(&p), block(&p)), (3, 1), "got {p:?}");
+    } else {
+        assert_eq!(tid.port(), port, "the transfer socket uses the configured range");
+        // The only port is taken while the first transfer runs.
+        assert_eq!(error_of(&p).map(|e| e.0), Some(0), "got {p:?}");
+    }
 }
 
-#[test]
-fn shutdown_stops_new_requests_and_lets_running_transfers_finish() {
+fn shutdown_stops_new_requests_and_lets_running_transfers_finish(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 20_000);
-    let mut server = start_tftp(dir.path(), &[]);
+    let mut server = mode.start(dir.path(), &[]);
     let running = Raw::new(v4(&server));
     running.send(&request(1, "f", "octet", &[]));
     let (first, tid) = running.recv();
@@ -289,26 +338,34 @@ fn shutdown_stops_new_requests_and_lets_running_transfers_finish() {
     assert_eq!(wait_exit(&mut server.child, Duration::from_secs(10)), Some(0), "{}", server.stderr());
 }
 
-#[test]
-fn the_request_port_never_answers_an_error_and_refuses_other_non_requests() {
+fn the_request_port_never_answers_an_error_and_refuses_other_non_requests(mode: Mode) {
     let dir = served_dir();
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let c = Raw::new(v4(&server));
     // RFC 1350 §7: an ERROR is not answered (no error ping-pong, no reflection).
     c.send(&error(0, "stray"));
     assert!(c.recv_within(Duration::from_millis(500)).is_none(), "an ERROR to port 69 gets no reply");
-    // A stray ACK or garbage gets ERROR 4 (illegal operation), as tftpd-hpa answers.
+    // A stray ACK gets ERROR 4 (illegal operation), as tftpd-hpa answers; in single-port mode
+    // it is a packet for no known transfer: ERROR 5 (RFC 1350 §4). Garbage is ERROR 4 in both.
     c.send(&ack(1));
-    assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(4));
+    assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(stray_code(mode)));
     c.send(b"\x00\x09junk");
     assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(4));
 }
 
-#[test]
-fn a_boot_storm_of_simultaneous_requests_is_answered_without_retries() {
+/// The ERROR code the request port answers a DATA or ACK of no transfer with.
+fn stray_code(mode: Mode) -> u16 {
+    if mode.single() {
+        5
+    } else {
+        4
+    }
+}
+
+fn a_boot_storm_of_simultaneous_requests_is_answered_without_retries(mode: Mode) {
     let dir = served_dir();
     random_file(dir.path(), "pxelinux.0", 3000);
-    let server = start_tftp(
+    let server = mode.start(
         dir.path(),
         &[("FERRY_TFTP__MAX_TRANSFERS", "2000"), ("FERRY_TFTP__REQUESTS_PER_SECOND_PER_IP", "0")],
     );
@@ -347,12 +404,12 @@ fn assert_error(p: &[u8], code: u16, what: &str) {
     assert!(p.len() > 5 && p.last() == Some(&0), "{what}: message missing or not NUL-terminated: {p:?}");
 }
 
-#[test]
-fn malformed_and_refused_requests_get_one_error_with_the_rfc_code() {
+fn malformed_and_refused_requests_get_one_error_with_the_rfc_code(mode: Mode) {
     let dir = served_dir();
     random_file(dir.path(), "f", 100);
     std::fs::create_dir(dir.path().join("sub")).unwrap();
-    let server = start_tftp(dir.path(), &[]);
+    // All cases at once, each from a port of its own: no rate limit in the way.
+    let server = mode.start(dir.path(), &[("FERRY_TFTP__REQUESTS_PER_SECOND_PER_IP", "0")]);
     let long_request = [b"\x00\x01".as_slice(), &[b'a'; 600], b"\x00octet\x00"].concat();
     let huge_request = [b"\x00\x01".as_slice(), &[b'a'; 3000], b"\x00octet\x00"].concat();
     let long_name = request(1, &"n".repeat(300), "octet", &[]);
@@ -362,7 +419,7 @@ fn malformed_and_refused_requests_get_one_error_with_the_rfc_code() {
         (b"\x00\x01", 4, "truncated request"),
         (b"\x00", 4, "one byte"),
         (b"\x00\x08f\x00octet\x00", 4, "unknown opcode"),
-        (b"\x00\x03\x00\x01data", 4, "DATA to the request port"),
+        (b"\x00\x03\x00\x01data", stray_code(mode), "DATA to the request port"),
         (b"\x00\x06blksize\x00512\x00", 4, "OACK to the request port"),
         (b"\x00\x06blksize\x00", 4, "malformed OACK to the request port"),
         (&long_request, 4, "request over 512 octets"),
@@ -376,27 +433,31 @@ fn malformed_and_refused_requests_get_one_error_with_the_rfc_code() {
         (b"\x00\x02f\x00octet\x00", 2, "WRQ with uploads disabled"),
         (b"\x00\x01f\x00octet\x00blksize\x00", 8, "option without a value"),
     ];
-    for (bytes, code, what) in cases {
-        let c = Raw::new(v4(&server));
+    let clients: Vec<Raw> = cases.iter().map(|_| Raw::new(v4(&server))).collect();
+    for (c, (bytes, _, _)) in clients.iter().zip(cases) {
         c.send(bytes);
+    }
+    for (c, (_, code, what)) in clients.iter().zip(cases) {
         let (p, from) = c.recv();
         assert_error(&p, *code, what);
         assert_eq!(from, v4(&server), "{what}: a request refusal comes from the request port");
-        assert!(c.recv_within(Duration::from_millis(100)).is_none(), "{what}: more than one answer");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for (c, (_, _, what)) in clients.iter().zip(cases) {
+        assert!(c.recv_within(Duration::ZERO).is_none(), "{what}: more than one answer");
     }
     // Modes compare ignoring case.
-    for mode in ["OCTET", "NetAscii"] {
+    for name in ["OCTET", "NetAscii"] {
         let c = Raw::new(v4(&server));
-        c.send(&request(1, "f", mode, &[]));
-        assert_eq!(opcode(&c.recv().0), 3, "mode {mode}");
+        c.send(&request(1, "f", name, &[]));
+        assert_eq!(opcode(&c.recv().0), 3, "mode {name}");
     }
 }
 
-#[test]
-fn a_client_error_at_any_point_frees_the_transfer_at_once() {
+fn a_client_error_at_any_point_frees_the_transfer_at_once(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 5000);
-    let server = start_tftp(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
+    let server = mode.start(dir.path(), &[("FERRY_TFTP__MAX_TRANSFERS", "1")]);
     // Mid-transfer, and before the first ACK.
     for acks in [2u16, 0] {
         let c = Raw::new(v4(&server));
@@ -414,11 +475,10 @@ fn a_client_error_at_any_point_frees_the_transfer_at_once() {
     }
 }
 
-#[test]
-fn duplicate_and_future_acks_send_nothing() {
+fn duplicate_and_future_acks_send_nothing(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 3000);
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let c = Raw::new(v4(&server));
     c.send(&request(1, "f", "octet", &[]));
     let (p, tid) = c.recv();
@@ -438,15 +498,15 @@ fn duplicate_and_future_acks_send_nothing() {
     assert_eq!(got, want);
 }
 
-#[test]
-fn wrq_data_larger_than_the_block_size_is_error_4() {
+fn wrq_data_larger_than_the_block_size_is_error_4(mode: Mode) {
     let dir = served_dir();
     let up = upload_dir(dir.path(), "up");
-    let server = start_tftp(dir.path(), &[("FERRY_TFTP__WRITE__ENABLED", "true")]);
+    let server = mode.start(dir.path(), &[("FERRY_TFTP__WRITE__ENABLED", "true")]);
     let c = Raw::new(v4(&server));
     c.send(&request(2, "up/x", "octet", &[("blksize", "1024")]));
     let (p, tid) = c.recv();
     assert_eq!(oack_options(&p), vec![("blksize".into(), "1024".into())]);
+    mode.assert_transfer_source(tid, v4(&server));
     c.send_to(&data(1, &[1u8; 1025]), tid);
     assert_error(&c.recv().0, 4, "1025 bytes at blksize 1024");
     eventually(Duration::from_secs(2), "the failed upload's file removed", || {
@@ -526,18 +586,19 @@ fn a_last_block_never_acknowledged_frees_the_slot_within_7_s() {
     eprintln!("slot freed {took:?} after the unacknowledged last block");
 }
 
-#[test]
-fn a_request_to_a_broadcast_address_gets_one_transfer_from_a_unicast_address() {
+fn a_request_to_a_broadcast_address_gets_one_transfer_from_a_unicast_address(mode: Mode) {
     let dir = served_dir();
     let want = random_file(dir.path(), "f", 700);
-    let server = start_tftp(dir.path(), &[]);
+    let server = mode.start(dir.path(), &[]);
     let c = Raw::new(v4(&server));
     c.sock.set_broadcast(true).unwrap();
     // 127.255.255.255 is the broadcast address of lo's 127.0.0.0/8.
     let broadcast = std::net::SocketAddr::from(([127, 255, 255, 255], server.tftp_port));
     c.send_to(&request(1, "f", "octet", &[]), broadcast);
     let (p, tid) = c.recv();
-    assert_eq!(tid.ip(), v4(&server).ip(), "answered from {tid}, not this host's own address");
+    // A port of its own in both modes: in single-port mode the client's unicast ACKs could
+    // reach another worker's member of the request port.
+    Mode::PerTransferPorts.assert_transfer_source(tid, v4(&server));
     // Every worker's socket gets a copy of a broadcast: still only one transfer may answer.
     let others = c.collect_for(Duration::from_millis(300));
     assert!(others.is_empty(), "a second transfer answered: {others:?}");

@@ -93,24 +93,6 @@ fn clients_are_told_apart_by_address_and_port() {
 }
 
 #[test]
-fn a_repeated_request_from_a_running_transfer_is_a_duplicate() {
-    let (f, want) = Fixture::new(&[("f", 1500)], SINGLE);
-    let server = v4(&f.server);
-    let c = Raw::new(server);
-    let rrq = request(1, "f", "octet", &[]);
-    c.send(&rrq);
-    let (first, _) = c.recv();
-    assert_eq!(block(&first), 1);
-    // The repeat starts no second transfer: within the 1 s timeout nothing new arrives.
-    c.send(&rrq);
-    let extra = c.collect_for(Duration::from_millis(400));
-    assert!(extra.is_empty(), "a repeated RRQ was answered: {extra:?}");
-    assert_eq!(c.continue_get(&first, server), want[0]);
-    let log = f.server.wait_log("TFTP transfer ended");
-    assert_eq!(log.matches("TFTP transfer ended").count(), 1, "one transfer only:\n{log}");
-}
-
-#[test]
 fn strays_get_error_5_and_errors_get_nothing() {
     let (f, _) = Fixture::new(&[("f", 100)], SINGLE);
     let server = v4(&f.server);
@@ -129,19 +111,6 @@ fn strays_get_error_5_and_errors_get_nothing() {
     }
     let answers = c.collect_for(Duration::from_millis(500)).len();
     assert!(answers <= 60, "{answers} answers to 500 stray ACKs within half a second");
-}
-
-#[test]
-fn the_per_transfer_port_guard_still_holds() {
-    // A client that never ACKs gets the first DATA 1 + unproven_retransmits times, no more.
-    let (f, _) = Fixture::new(
-        &[("f", 100_000)],
-        &[("FERRY_TFTP__SINGLE_PORT", "true"), ("FERRY_TFTP__UNPROVEN_RETRANSMITS", "1")],
-    );
-    let c = Raw::new(v4(&f.server));
-    c.send(&request(1, "f", "octet", &[]));
-    let got = c.collect_for(Duration::from_millis(3500));
-    assert_eq!(got.len(), 2, "DATA 1 and one retransmission: {got:?}");
 }
 
 /// Ferry in a namespace with TFTP on port 69, killed on drop.

@@ -1,6 +1,7 @@
 //! TFTP uploads (WRQ) end to end: refused unless `[tftp.write] enabled`, byte-exact with
 //! tftp-hpa and atftp, no overwrite by default, a partial upload never visible under its
-//! final name, the quota, and netascii decoding.
+//! final name, the quota, and netascii decoding. Raw uploads whose path single-port mode
+//! changes run in both modes (`name::per_transfer_ports`, `name::single_port`).
 
 mod common;
 
@@ -124,11 +125,15 @@ fn a_partial_upload_is_never_visible_and_is_removed() {
     });
 }
 
-#[test]
-fn quota_refuses_announced_and_actual_oversize() {
+in_both_modes!(
+    quota_refuses_announced_and_actual_oversize,
+    a_request_from_the_port_of_a_finished_upload_is_served_at_once,
+);
+
+fn quota_refuses_announced_and_actual_oversize(mode: Mode) {
     let dir = served_dir();
     let up = upload_dir(dir.path(), "up");
-    let server = start_tftp(dir.path(), &[WRITE_ON, ("FERRY_TFTP__WRITE__QUOTA_BYTES", "1000")]);
+    let server = mode.start(dir.path(), &[WRITE_ON, ("FERRY_TFTP__WRITE__QUOTA_BYTES", "1000")]);
     let c = Raw::new(v4(&server));
     c.send(&request(2, "up/big", "octet", &[("tsize", "5000")]));
     assert_eq!(error_of(&c.recv().0).map(|e| e.0), Some(3));
@@ -159,29 +164,36 @@ fn netascii_upload_is_decoded() {
     assert_eq!(std::fs::read(up.join("menu.txt")).unwrap(), want);
 }
 
-#[test]
-fn a_request_from_the_port_of_a_finished_upload_is_served_at_once() {
+fn a_request_from_the_port_of_a_finished_upload_is_served_at_once(mode: Mode) {
     // Clients reuse a port for their next request. While the finished upload dallies to
     // re-ACK a repeated last DATA (RFC 1350 §6), a new request from that port is a new
     // transfer, served at once; it was ignored as a repeat for the 5 s of the dally.
     let dir = served_dir();
     upload_dir(dir.path(), "up");
-    let server = start_tftp(dir.path(), &[WRITE_ON]);
+    let server = mode.start(dir.path(), &[WRITE_ON]);
     let c = Raw::new(v4(&server));
     c.send(&request(2, "up/f", "octet", &[]));
     let (p, upload) = c.recv();
     assert_eq!((opcode(&p), block(&p)), (4, 0));
+    mode.assert_transfer_source(upload, v4(&server));
     c.send_to(&data(1, b"hello"), upload);
     let (p, _) = c.recv();
     assert_eq!((opcode(&p), block(&p)), (4, 1), "final ACK");
+    // The dallying upload answers a repeated last DATA with the final ACK.
+    c.send_to(&data(1, b"hello"), upload);
+    assert_eq!(c.recv(), (ack(1), upload), "the final ACK again");
     c.send(&request(1, "up/f", "octet", &[]));
     let (p, fetch) =
         c.recv_within(Duration::from_secs(1)).expect("the RRQ from the upload's port was ignored");
     assert_eq!((opcode(&p), block(&p), &p[4..]), (3, 1, &b"hello"[..]));
-    assert_ne!(fetch, upload);
-    // The dallying upload still answers a repeated last DATA with the final ACK.
-    c.send_to(&data(1, b"hello"), upload);
-    let again = c.collect_for(Duration::from_millis(500));
-    assert!(again.iter().any(|(p, from)| *from == upload && p == &ack(1)), "{again:?}");
+    mode.assert_transfer_source(fetch, v4(&server));
+    // With a port of its own it still does while the new transfer runs. (In single-port mode
+    // both share the client's and the server's port: such a DATA is the new transfer's.)
+    if !mode.single() {
+        assert_ne!(fetch, upload);
+        c.send_to(&data(1, b"hello"), upload);
+        let again = c.collect_for(Duration::from_millis(500));
+        assert!(again.iter().any(|(p, from)| *from == upload && p == &ack(1)), "{again:?}");
+    }
     assert_eq!(c.continue_get(&p, fetch), b"hello");
 }

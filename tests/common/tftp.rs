@@ -17,6 +17,56 @@ pub fn start_tftp(root: &Path, env: &[(&str, &str)]) -> Server {
     Server::start_with(cmd, root, free_port(), free_port(), &["--workers", "2"])
 }
 
+/// Where a server's transfers answer from: RFC 1350's fresh port per transfer (its TID, the
+/// default) or, with `tftp.single_port`, the request port itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    PerTransferPorts,
+    SinglePort,
+}
+
+impl Mode {
+    /// True in single-port mode.
+    pub fn single(self) -> bool {
+        self == Mode::SinglePort
+    }
+
+    /// Starts Ferry in this mode, with `env` as [`start_tftp`] takes it.
+    pub fn start(self, root: &Path, env: &[(&str, &str)]) -> Server {
+        let single = [("FERRY_TFTP__SINGLE_PORT", if self.single() { "true" } else { "false" })];
+        start_tftp(root, &[&single[..], env].concat())
+    }
+
+    /// Asserts that a transfer's reply came from the right place for this mode: a port of its
+    /// own on the address the request went to, or the request port `server` itself.
+    pub fn assert_transfer_source(self, from: SocketAddr, server: SocketAddr) {
+        assert_eq!(from.ip(), server.ip(), "the reply comes from the address the request went to");
+        match self {
+            Mode::PerTransferPorts => assert_ne!(from, server, "a transfer answers from a port of its own"),
+            Mode::SinglePort => assert_eq!(from, server, "single-port mode answers from the request port"),
+        }
+    }
+}
+
+/// Runs a test body once per [`Mode`], as two tests named after it (`name::per_transfer_ports`
+/// and `name::single_port`), so either mode's failure shows by name.
+#[macro_export]
+macro_rules! in_both_modes {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[test]
+            fn per_transfer_ports() {
+                super::$name(Mode::PerTransferPorts)
+            }
+            #[test]
+            fn single_port() {
+                super::$name(Mode::SinglePort)
+            }
+        }
+    )+};
+}
+
 /// Skips (with a message) when a client program is missing; CI installs all of them.
 pub fn have(program: &str) -> bool {
     let found = std::process::Command::new("sh")

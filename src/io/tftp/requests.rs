@@ -117,7 +117,13 @@ impl RequestPort {
     }
 }
 
-/// Receives requests until shutdown; shutdown(2) on the socket wakes the pending receive.
+/// How often a draining single-port socket looks whether its last transfer has ended.
+const DRAIN_CHECK: Duration = Duration::from_millis(20);
+
+/// Receives requests until shutdown, which wakes the pending receive (so does shutdown(2) on
+/// a per-transfer-ports socket). A single-port socket then takes no more requests but keeps
+/// carrying its running transfers' datagrams (their replies leave from it too) until the
+/// last has ended.
 async fn request_loop(worker: Rc<TftpWorker>, socket: UdpSocket) {
     let port = RequestPort {
         bound: socket.local_addr().ok(),
@@ -131,11 +137,16 @@ async fn request_loop(worker: Rc<TftpWorker>, socket: UdpSocket) {
     let mut inlet = Inlet::own(Rc::clone(&port.sock));
     let pool = &worker.pool;
     loop {
-        let (res, buf) = inlet.next(pool).await;
-        if worker.ctx.shutting_down() {
-            pool.give(buf);
+        let draining = worker.ctx.shutting_down();
+        if draining && port.routes.is_empty() {
             break;
         }
+        let (res, buf) = tokio::select! {
+            biased;
+            _ = worker.ctx.wait_shutdown(), if !draining => continue,
+            d = inlet.next(pool) => d,
+            _ = tokio::time::sleep(DRAIN_CHECK), if draining => continue,
+        };
         match res {
             Ok(r @ Received { from: Some(_), .. }) => {
                 pool.give(worker.on_datagram(&port, r, buf).await);
@@ -191,8 +202,16 @@ impl TftpWorker {
         if port.single && !is_request(&buf) {
             // Single-port mode: DATA, ACK and ERROR of a running transfer come here.
             if let Some(inbox) = port.routes.get(&peer) {
+                let ends = crate::tftp::request::must_not_answer(&buf);
                 let r = Received { from: Some(peer), ..r };
-                return inbox.push((Ok(r), buf)).unwrap_or_else(|| self.pool.take());
+                let next = inbox.push((Ok(r), buf)).unwrap_or_else(|| self.pool.take());
+                if ends {
+                    // A client's ERROR ends its transfer: let the transfer take it now, so a
+                    // request from that port right behind it (a UEFI size probe's real
+                    // request) is new, not a repeat, as when the ERROR goes to a port of its own.
+                    tokio::task::yield_now().await;
+                }
+                return next;
             }
             if is_data_or_ack(&buf) {
                 // RFC 1350 §4: a packet for no known transfer gets ERROR 5; never an ERROR
@@ -205,7 +224,10 @@ impl TftpWorker {
                 return buf;
             }
         }
-        self.on_request(port, r, &buf).await;
+        // Shutting down: no new transfers (the running ones still get their datagrams above).
+        if !self.ctx.shutting_down() {
+            self.on_request(port, r, &buf).await;
+        }
         buf
     }
 
