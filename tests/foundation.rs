@@ -400,8 +400,10 @@ fn cpu_pinning_is_a_choice_and_auto_leaves_a_shared_host_to_the_scheduler() {
         let mut cmd = Command::new(ferry_bin());
         cmd.env("FERRY_CPU_PINNING", mode);
         let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "2"]);
-        let cpus = worker_cpus(server.pid());
-        assert_eq!(cpus.len(), 2, "{mode}: {cpus:?}");
+        // The greeting comes from the first worker up; wait for both (a loaded machine).
+        let cpus = eventually(Duration::from_secs(5), "both workers listed", || {
+            check(worker_cpus(server.pid()), |c| c.len() == 2)
+        });
         if pinned {
             assert!(cpus.iter().all(|c| !c.contains(['-', ','])), "{mode}: one CPU each: {cpus:?}");
             assert_ne!(cpus[0], cpus[1], "{mode}: different CPUs: {cpus:?}");

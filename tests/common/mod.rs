@@ -111,7 +111,11 @@ impl Server {
                 Ok(()) if &buf == b"220" => Ok(()),
                 got => Err(Text(format!("greeting {got:?} {buf:?}; stderr:\n{}", self.stderr()))),
             }
-        })
+        });
+        // The first worker up answers the greeting; "ferry serving" is logged once every
+        // worker runs, which tests reading thread lists need. Soft: a server logging above
+        // info never says it, and is taken as ready after the wait.
+        let _ = poll(Duration::from_secs(5), || check(self.stderr(), |e| e.contains("ferry serving")));
     }
 
     pub fn pid(&self) -> i32 {
