@@ -37,18 +37,18 @@ GiB = 1 << 30
 # `tftp_one_count`: enough 64 MiB transfers for a stable rate (one takes about 60 ms).
 # `rounds`: how often the short single-client scenarios run, servers alternating (median).
 # `lock_clients`: the lock-step crowd (issue 12's 500-client row); `storm_big` clients fetch
-# `tftp_tiny` each at once (the 10,000-client row).
+# `tftp_tiny` each at once (the 10,000-client row). `idle_tls`: idle FTPS control sessions.
 PROFILES = {
     "full": dict(big=1 << 30, mid=16 * MiB, tftp_big=64 * MiB, tftp_small=MiB, sess_secs=10,
-                 big_count=3, mid_clients=256, mid_count=512, stor_count=1, idle=10000,
+                 big_count=3, mid_clients=256, mid_count=512, stor_count=1, idle=10000, idle_tls=1000,
                  tftp_clients=200, storm=2000, timeout=600, settle=True, tftp_one_count=6, rounds=3,
                  lock_clients=500, storm_big=10000, tftp_tiny=256 << 10),
     "quick": dict(big=128 * MiB, mid=2 * MiB, tftp_big=16 * MiB, tftp_small=256 << 10, sess_secs=3,
-                  big_count=2, mid_clients=64, mid_count=128, stor_count=1, idle=1000,
+                  big_count=2, mid_clients=64, mid_count=128, stor_count=1, idle=1000, idle_tls=300,
                   tftp_clients=40, storm=300, timeout=180, settle=True, tftp_one_count=2, rounds=1,
                   lock_clients=100, storm_big=1000, tftp_tiny=64 << 10),
     "smoke": dict(big=4 * MiB, mid=256 << 10, tftp_big=MiB, tftp_small=64 << 10, sess_secs=1,
-                  big_count=1, mid_clients=8, mid_count=8, stor_count=1, idle=50,
+                  big_count=1, mid_clients=8, mid_count=8, stor_count=1, idle=50, idle_tls=20,
                   tftp_clients=8, storm=32, timeout=60, settle=False, tftp_one_count=2, rounds=1,
                   lock_clients=8, storm_big=64, tftp_tiny=16 << 10),
 }
@@ -294,9 +294,38 @@ def udp_ready(port):
 # ---------------------------------------------------------------------------------------
 # How each server is started with equivalent settings.
 
-def start_ferry(workers, writable=False, single_port=False):
-    name = "ferry-single" if single_port else f"ferry-w{workers}"
+def tls_files():
+    """(certificate, key) of the FTPS scenarios, made once per work directory with openssl:
+    one self-signed ECDSA P-256 certificate that every server uses, so that handshakes cost
+    the same signature everywhere. None without openssl."""
+    d = WORK / "tls"
+    cert, key = d / "cert.pem", d / "key.pem"
+    if not (cert.exists() and key.exists()):
+        if not shutil.which("openssl"):
+            return None
+        d.mkdir(exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "3650", "-subj", "/CN=ferry-bench", "-addext",
+                        "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+        os.chmod(d, 0o755)
+    return cert, key
+
+
+def start_ferry(workers, writable=False, single_port=False, tls=False):
+    name = "ferry-single" if single_port else f"ferry{'-tls' if tls else ''}-w{workers}"
     conf = WORK / f"{name}.toml"
+    tls_conf = ""
+    if tls:
+        cert, key = tls_files()
+        # Like vsftpd's force_anon_logins_ssl + force_anon_data_ssl + require_ssl_reuse.
+        tls_conf = f"""[ftp.tls]
+enabled = true
+certificate = "{cert}"
+private_key = "{key}"
+required = "all"
+require_session_reuse = true
+"""
     conf.write_text(f"""# Equivalent to the references: anonymous, same root, warn-level logs only.
 root = "{ROOT}"
 workers = {workers}
@@ -322,12 +351,28 @@ listen = ["127.0.0.1:{TFTP_PORT}"]
 max_transfers = 20000
 requests_per_second_per_ip = 0
 single_port = {str(single_port).lower()}
-""")
+{tls_conf}""")
     return Server(name, [str(ARGS.ferry), "-c", str(conf)], ready=tcp_ready(FTP_PORT))
 
 
-def start_vsftpd(writable=False):
+def start_vsftpd(writable=False, tls=False):
     conf = WORK / "vsftpd.conf"
+    tls_conf = ""
+    if tls:
+        cert, key = tls_files()
+        # Anonymous sessions must protect login and data, and a data connection must resume
+        # the control connection's TLS session (require_ssl_reuse, on by default too).
+        tls_conf = f"""ssl_enable=YES
+rsa_cert_file={cert}
+rsa_private_key_file={key}
+allow_anon_ssl=YES
+force_anon_logins_ssl=YES
+force_anon_data_ssl=YES
+force_local_logins_ssl=YES
+force_local_data_ssl=YES
+require_ssl_reuse=YES
+ssl_ciphers=HIGH
+"""
     conf.write_text(f"""listen=YES
 listen_ipv6=NO
 listen_address=127.0.0.1
@@ -351,7 +396,7 @@ connect_from_port_20=NO
 secure_chroot_dir={WORK / 'empty'}
 idle_session_timeout=600
 data_connection_timeout=600
-""")
+{tls_conf}""")
     (WORK / "empty").mkdir(exist_ok=True)
     return Server("vsftpd", [ARGS.vsftpd, str(conf)], ready=tcp_ready(FTP_PORT))
 
@@ -369,11 +414,12 @@ def start_atftpd():
 
 
 STARTERS = {
-    "ferry": lambda sc: start_ferry(sc.get("workers", ARGS.workers), sc.get("writable", False)),
+    "ferry": lambda sc: start_ferry(sc.get("workers", ARGS.workers), sc.get("writable", False),
+                                    tls=sc.get("tls", False)),
     "ferry-w1": lambda sc: start_ferry(1),
     "ferry-w2": lambda sc: start_ferry(2),
     "ferry-single": lambda sc: start_ferry(sc.get("workers", ARGS.workers), single_port=True),
-    "vsftpd": lambda sc: start_vsftpd(sc.get("writable", False)),
+    "vsftpd": lambda sc: start_vsftpd(sc.get("writable", False), sc.get("tls", False)),
     "tftpd-hpa": lambda sc: start_tftpd_hpa(),
     "atftpd": lambda sc: start_atftpd(),
 }
@@ -399,6 +445,9 @@ def scenarios(p):
     # retransmissions (1+2+4+8+16 s), so allow 2 minutes per step and count that as latency.
     ftp = ["--addr", f"127.0.0.1:{FTP_PORT}", "--io-timeout", "120"]
     tftp = ["--addr", f"127.0.0.1:{TFTP_PORT}"]
+    # FTPS (issue 13): AUTH TLS, login, PBSZ 0, PROT P; data connections resume the control
+    # connection's TLS session (both servers require it). TLS 1.3, AES-256-GCM either way.
+    ftps = [*ftp, "--tls", "explicit"]
     return [
         dict(id="retr-big", title=f"one client, RETR {human(p['big'])} binary, warm cache",
              servers=["ferry", "vsftpd"], iperf=True, rounds=True,
@@ -419,6 +468,22 @@ def scenarios(p):
                    str(p["big"]), "-c", "1", "-n", str(p["stor_count"]), "--buf-size", "1M"]),
         dict(id="idle", title=f"{p['idle']:,} logged-in idle sessions", servers=["ferry", "vsftpd"],
              idle=True, argv=["ftp-idle", *ftp, "--sessions", str(p["idle"]), "-c", "64", "--hold", "3"]),
+        dict(id="ftps-retr-big", title=f"one client, RETR {human(p['big'])} over PROT P (user-space TLS)",
+             servers=["ferry", "vsftpd"], tls=True, rounds=True,
+             argv=["ftp-get", *ftps, "--path", "big", "--expect-size", str(p["big"]), "-c", "1",
+                   "-n", str(p["big_count"]), "--buf-size", "1M"]),
+        dict(id="ftps-stor-big", title=f"one client, STOR {human(p['big'])} over PROT P",
+             servers=["ferry", "vsftpd"], tls=True, writable=True, rounds=True,
+             argv=["ftp-put", *ftps, "--path", "upload/{t}-{n}-tls-" + str(time.time_ns()), "--size",
+                   str(p["big"]), "-c", "1", "-n", str(p["stor_count"]), "--buf-size", "1M"]),
+        dict(id="ftps-sessions",
+             title="64 clients, each session: connect, AUTH TLS, login, PROT P, EPSV, RETR 1 KiB, QUIT",
+             servers=["ferry", "vsftpd"], tls=True,
+             argv=["ftp-get", *ftps, "--path", "small", "--expect-file", str(ROOT / "small"), "-c", "64",
+                   "-d", str(p["sess_secs"])]),
+        dict(id="ftps-idle", title=f"{p['idle_tls']:,} logged-in idle TLS control sessions",
+             servers=["ferry", "vsftpd"], tls=True, idle=True,
+             argv=["ftp-idle", *ftps, "--sessions", str(p["idle_tls"]), "-c", "64", "--hold", "3"]),
         # UDP_GRO in the client stands in for the offloads of a real link (UDP segmentation
         # on the server's NIC, GRO on the client's): without it, loopback cuts every GSO send
         # into datagrams in software on the server's CPU. Servers that send datagrams one by
@@ -583,6 +648,9 @@ def run_one(sc, server, p):
     if not available(server):
         out["skipped"] = "not installed"
         return out
+    if sc.get("tls") and not tls_files():
+        out["skipped"] = "no openssl to make the certificate"
+        return out
     warm([ROOT / n for n in ("big", "mid", "small", "tbig", "tsmall", "ttiny") if (ROOT / n).exists()])
     if p["settle"]:
         settle_dirty_pages()
@@ -712,6 +780,8 @@ def metric(run, name):
         return L["attempt_ms"]["p99"] if L.get("attempt_ms") and (L["ok"] or L["failed"]) else None
     if name == "cpu_per_gb":
         return run["server_cpu_s"] / (L["bytes"] / 1e9) if L["bytes"] else None
+    if name == "cpu_ms_per_unit":
+        return run["server_cpu_s"] * 1000 / L["ok"] if L["ok"] else None
     if name == "sessions_per_cpu_s":
         return L["ok"] / run["server_cpu_s"] if L["ok"] and run["server_cpu_s"] else None
     if name == "accepted":
@@ -786,6 +856,17 @@ def rows_for(sc, runs, iperf_res):
         yield cmp("server CPU s per GB", "cpu_per_gb", "vsftpd", 0.8, higher=False)
     elif i in ("sessions",):
         yield cmp("sessions/s", "sessions", "vsftpd", 10.0)
+    elif i == "ftps-retr-big":
+        yield cmp("MB/s", "mbps", "vsftpd", 1.2)
+        yield cmp("server CPU s per GB", "cpu_per_gb", "vsftpd", 1.0, higher=False)
+    elif i == "ftps-stor-big":
+        yield cmp("MB/s", "mbps", "vsftpd", 1.2)
+        yield report(cmp("server CPU s per GB", "cpu_per_gb", "vsftpd", 1.0, higher=False))
+    elif i == "ftps-sessions":
+        yield cmp("sessions/s", "sessions", "vsftpd", 5.0)
+        # What a session costs the server, whatever else the 2 cores were running: the
+        # sessions/s ratio is capped by the client's share of the machine, this one is not.
+        yield report(cmp("server CPU ms per session", "cpu_ms_per_unit", "vsftpd", 1.0, higher=False))
     elif i == "retr-mid":
         yield cmp("aggregate MB/s", "mbps", "vsftpd", 1.2)
         # What a client waits for its file: connect to the end of the session. A server that
@@ -795,7 +876,7 @@ def rows_for(sc, runs, iperf_res):
         yield report(cmp("p99 latency ms, RETR to 226 only", "p99", "vsftpd", 1.0, higher=False))
     elif i == "stor-big":
         yield cmp("MB/s", "mbps", "vsftpd", 1.0)
-    elif i == "idle":
+    elif i in ("idle", "ftps-idle"):
         want = int(sc["argv"][sc["argv"].index("--sessions") + 1])
         yield absolute("sessions held", "accepted", f"all {want:,}", lambda v: v >= want, refs=("vsftpd",))
         all_held = (metric(F, "accepted") or 0) >= want

@@ -25,6 +25,8 @@ if [ "$smoke" = 0 ]; then
   [ -x /usr/sbin/in.tftpd ] || need+=(tftpd-hpa)
   command -v iperf3 >/dev/null || need+=(iperf3)
   command -v python3 >/dev/null || need+=(python3)
+  # The FTPS rows' certificate is made with openssl (vsftpd's ssl_enable needs its library anyway).
+  command -v openssl >/dev/null || need+=(openssl)
   # atftpd's own libraries: the package itself conflicts with tftpd-hpa, so it is unpacked.
   need+=(libwrap0 libpcre2-8-0)
   export DEBIAN_FRONTEND=noninteractive

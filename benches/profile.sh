@@ -28,7 +28,8 @@ esac
 # The served files in the page cache, as compare.py has them.
 cat "$work"/root/* >/dev/null 2>&1 || true
 
-target/release/ferry -c "$conf" 2>"$work/profile-ferry.stderr" &
+# FERRY_* variables are configuration keys to Ferry: this script's own must not reach it.
+env -u FERRY_BENCH_WORK target/release/ferry -c "$conf" 2>"$work/profile-ferry.stderr" &
 ferry=$!
 trap 'kill $ferry 2>/dev/null; wait $ferry 2>/dev/null || true' EXIT
 sleep 1

@@ -88,6 +88,40 @@ fn ftp_download_upload_and_idle_sessions() {
 }
 
 #[test]
+fn ftps_explicit_and_implicit_with_resumed_data_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("up")).expect("mkdir");
+    let file = write(dir.path(), "f", 100_000);
+    let explicit = minisrv::ftps(dir.path().to_path_buf(), minisrv::Tls::Explicit).expect("mini ftps");
+    let implicit = minisrv::ftps(dir.path().to_path_buf(), minisrv::Tls::Implicit).expect("mini ftps");
+    let (ea, ia) = (explicit.addr, implicit.addr);
+
+    // Two sessions of three RETRs each: every data connection resumes the control session's
+    // TLS session (the mini server refuses one that does not, with 522).
+    let j = loadgen(&format!(
+        "ftp-get --tls explicit --addr {ea} --path f --expect-file {file} -c 2 -n 2 --retrs-per-session 3"
+    ));
+    assert_sane(&j, 6.0, 100_000.0);
+    assert_eq!((num(&j, "tls_data_handshakes"), num(&j, "tls_data_resumed")), (6.0, 6.0), "{j}");
+    let j = loadgen(&format!(
+        "ftp-get --tls implicit --tls-version 1.2 --addr {ia} --path f --expect-size 100000 --mode pasv -c 2 -n 4"
+    ));
+    assert_sane(&j, 4.0, 100_000.0);
+    assert_eq!(num(&j, "tls_data_resumed"), 4.0, "{j}");
+    // An upload over TLS completes only with close_notify.
+    let j = loadgen(&format!(
+        "ftp-put --tls explicit --addr {ea} --path up/t-{{n}} --size 64K --check-size -n 2"
+    ));
+    assert_sane(&j, 2.0, 65536.0);
+    let j = loadgen(&format!("ftp-idle --tls implicit --addr {ia} --sessions 10 -c 5 --hold 0.1"));
+    assert_eq!((num(&j, "held"), num(&j, "failed")), (10.0, 0.0), "{j}");
+    // The plain path reports no TLS handshakes.
+    let plain = minisrv::ftp(dir.path().to_path_buf()).expect("mini ftp");
+    let j = loadgen(&format!("ftp-get --addr {} --path f --expect-size 100000", plain.addr));
+    assert_eq!(num(&j, "tls_data_handshakes"), 0.0, "{j}");
+}
+
+#[test]
 fn tftp_windows_wraparound_and_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = write(dir.path(), "t", 200_000);

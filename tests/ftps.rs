@@ -2,16 +2,23 @@
 //! `ftps://`, upload, `-C -` resume, `--cacert`), lftp (`ftp:ssl-force`, protected data,
 //! `mirror`, `pget -n 4`), Python `ftplib.FTP_TLS` (`prot_p`, with session reuse required off;
 //! refused cleanly with it on), `openssl s_client -starttls ftp` (TLS 1.2 and 1.3), bad input
-//! (garbage instead of a ClientHello, plaintext after AUTH, a handshake that never finishes),
-//! and certificate rotation on SIGHUP. The certificate is made at test time with rcgen.
+//! (garbage instead of a ClientHello, plaintext after AUTH, a handshake that never finishes,
+//! a PROT P upload cut without close_notify, record floods and stalled handshakes with the
+//! server's memory measured), client certificates (`client_ca`) with curl `--cert`, and
+//! certificate rotation on SIGHUP. Certificates are made at test time with rcgen; what curl
+//! cannot do (cut an upload, flood) a small rustls client in the test does.
 
 mod common;
 
 use common::ftp::*;
-use std::io::{Read, Write};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A self-signed certificate for 127.0.0.1 and localhost, as PEM files readable by the
@@ -292,4 +299,344 @@ fn sighup_rotates_the_certificate_for_new_sessions() {
     srv.wait_log("TLS certificate reloaded");
     let now = subject();
     assert!(now.contains("second-cert") && !now.contains("first-cert"), "{now}");
+}
+
+/// A TLS connection of the test's own rustls client.
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// A control connection protected by the test's rustls client, trusting `pki`'s certificate;
+/// its data connections resume its TLS session (the same configuration and session store).
+struct TlsCtl {
+    ctl: BufReader<Tls>,
+    config: Arc<ClientConfig>,
+}
+
+/// One reply line at a time, until the last line of a reply (`NNN ` rather than `NNN-`).
+fn reply_from(r: &mut impl BufRead) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return all;
+        }
+        all.push_str(&line);
+        if line.len() >= 4 && line.as_bytes()[3] == b' ' {
+            return all;
+        }
+    }
+}
+
+impl TlsCtl {
+    /// Connects, `AUTH TLS`, logs in as the test user, `PBSZ 0`, `PROT P`, `TYPE I`.
+    fn login(srv: &FtpServer, pki: &Pki) -> TlsCtl {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(pki.cert()).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = ClientConfig::builder_with_provider(ferry::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let config = Arc::new(config);
+        let mut tcp = TcpStream::connect(("127.0.0.1", srv.server.ftp_port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // Byte by byte in clear: nothing may be read past the 234.
+        let mut clear = BufReader::with_capacity(1, tcp.try_clone().unwrap());
+        assert!(reply_from(&mut clear).starts_with("220"));
+        tcp.write_all(b"AUTH TLS\r\n").unwrap();
+        assert!(reply_from(&mut clear).starts_with("234"));
+        let mut c = TlsCtl { ctl: BufReader::new(Self::tls(&config, tcp)), config };
+        for (cmd, want) in
+            [(format!("USER {USER}"), "331"), (format!("PASS {PASS}"), "230"), ("PBSZ 0".into(), "200")]
+        {
+            let said = c.cmd(&cmd);
+            assert!(said.starts_with(want), "{cmd}: {said}");
+        }
+        for cmd in ["PROT P", "TYPE I"] {
+            assert!(c.cmd(cmd).starts_with("200"), "{cmd}");
+        }
+        c
+    }
+
+    fn tls(config: &Arc<ClientConfig>, tcp: TcpStream) -> Tls {
+        let name = ServerName::try_from("localhost").unwrap();
+        StreamOwned::new(ClientConnection::new(Arc::clone(config), name).unwrap(), tcp)
+    }
+
+    fn send(&mut self, line: &str) {
+        let w = self.ctl.get_mut();
+        w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        w.flush().unwrap();
+    }
+
+    fn reply(&mut self) -> String {
+        reply_from(&mut self.ctl)
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(line);
+        self.reply()
+    }
+
+    /// `EPSV`, connect, send `line` (RETR, STOR), read the 150, then the data handshake.
+    fn data(&mut self, line: &str) -> Tls {
+        let said = self.cmd("EPSV");
+        let port: u16 =
+            said.split('|').nth(3).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{said}"));
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let said = self.cmd(line);
+        assert!(said.starts_with("150"), "{line}: {said}");
+        let mut data = Self::tls(&self.config, tcp);
+        while data.conn.is_handshaking() {
+            data.conn.complete_io(&mut data.sock).unwrap();
+        }
+        assert_eq!(
+            data.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "data resumes the control session"
+        );
+        data
+    }
+}
+
+/// STOR over PROT P of 2 MiB, cut by a FIN without close_notify: the final reply and the
+/// bytes the client had sent.
+fn upload_cut_without_close_notify(srv: &FtpServer, pki: &Pki) -> (String, Vec<u8>) {
+    let mut c = TlsCtl::login(srv, pki);
+    let mut data = c.data("STOR upload/cut.bin");
+    let sent = random_bytes(2 << 20);
+    data.write_all(&sent).unwrap();
+    data.flush().unwrap();
+    data.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let reply = c.reply();
+    drop(data);
+    // The control connection goes on.
+    assert!(c.cmd("NOOP").starts_with("200"));
+    (reply, sent)
+}
+
+#[test]
+fn a_prot_p_upload_cut_without_close_notify_fails_and_follows_the_partial_upload_rules() {
+    let pki = Pki::new("localhost");
+    let names = |srv: &FtpServer| -> Vec<String> {
+        std::fs::read_dir(srv.root().join("upload"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let failed = |reply: &str| reply.starts_with("426") || reply.starts_with("451");
+    let toml = pki.toml("");
+    let start = |key, value| FtpServer::start(Opts { toml: &toml, env: &[(key, value)], ..Opts::default() });
+    // Atomic: neither the final name nor the temporary file is left.
+    let srv = start("FERRY_FTP__UPLOADS__ATOMIC", "true");
+    let (reply, _) = upload_cut_without_close_notify(&srv, &pki);
+    assert!(failed(&reply), "{reply}");
+    assert!(names(&srv).is_empty(), "atomic upload left {:?}", names(&srv));
+    drop(srv);
+    // keep_partial (the default): what was decrypted stays, a prefix of what was sent.
+    let srv = tls_server(&pki, "");
+    let (reply, sent) = upload_cut_without_close_notify(&srv, &pki);
+    assert!(failed(&reply), "{reply}");
+    let kept = read(srv.root().join("upload/cut.bin"));
+    assert!(sent.starts_with(&kept), "kept {} bytes, not a prefix of what was sent", kept.len());
+    assert!(srv.log().contains("result=\"Failed(Aborted)\""), "{}", srv.log());
+    drop(srv);
+    // Neither: nothing is left.
+    let srv = start("FERRY_FTP__UPLOADS__KEEP_PARTIAL", "false");
+    let (reply, _) = upload_cut_without_close_notify(&srv, &pki);
+    assert!(failed(&reply), "{reply}");
+    assert!(names(&srv).is_empty(), "left {:?}", names(&srv));
+    // The same upload ended with close_notify is complete.
+    let mut c = TlsCtl::login(&srv, &pki);
+    let mut data = c.data("STOR upload/whole.bin");
+    let sent = random_bytes(1 << 20);
+    data.write_all(&sent).unwrap();
+    data.conn.send_close_notify();
+    data.flush().unwrap();
+    data.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let reply = c.reply();
+    assert!(reply.starts_with("226"), "{reply}");
+    assert_eq!(read(srv.root().join("upload/whole.bin")), sent);
+}
+
+/// A CA for client certificates, a certificate it issued and one it did not, as PEM files
+/// in `dir`: `ca.pem`, `client.pem` + `client.key`, `stranger.pem` + `stranger.key`.
+fn client_pki(dir: &std::path::Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "ferry test client CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let leaf = |cn: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        (p, KeyPair::generate().unwrap())
+    };
+    let (client, client_key) = leaf("ferry test client");
+    let client_cert = client.signed_by(&client_key, &issuer).unwrap();
+    let (stranger, stranger_key) = leaf("someone else");
+    let stranger_cert = stranger.self_signed(&stranger_key).unwrap();
+    for (name, text) in [
+        ("ca.pem", ca_cert.pem()),
+        ("client.pem", client_cert.pem()),
+        ("client.key", client_key.serialize_pem()),
+        ("stranger.pem", stranger_cert.pem()),
+        ("stranger.key", stranger_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+#[test]
+fn client_certificates_issued_by_client_ca_are_required_with_curl() {
+    let pki = Pki::new("ferry-test");
+    let certs = scratch();
+    client_pki(certs.path());
+    let file = |name: &str| s(&certs.path().join(name)).to_string();
+    let srv = tls_server(&pki, &format!("client_ca = \"{}\"\n", file("ca.pem")));
+    let data = random_bytes(1 << 20);
+    put(&srv.root().join("data.bin"), &data);
+    let tmp = scratch();
+    let got = tmp.path().join("got.bin");
+    let url = format!("{}/data.bin", srv.user_url());
+    let cacert = s(&pki.cert()).to_string();
+    let get = |extra: &[&str]| {
+        let _ = std::fs::remove_file(&got);
+        let mut args = vec!["--ssl-reqd", "--cacert", &cacert, &url, "-o", s(&got)];
+        args.extend_from_slice(extra);
+        curl(&args)
+    };
+    // A certificate the CA issued: control and data connections are accepted.
+    let (cert, key) = (file("client.pem"), file("client.key"));
+    ok(&get(&["--cert", &cert, "--key", &key]), "RETR with a client certificate");
+    assert_eq!(read(&got), data);
+    let src = tmp.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let up = curl(&[
+        "--ssl-reqd",
+        "--cacert",
+        &cacert,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "-T",
+        s(&src),
+        &format!("{}/upload/up.bin", srv.user_url()),
+    ]);
+    assert!(up.status.success(), "STOR with a client certificate: {}\n{}", text(&up), srv.log());
+    assert_eq!(read(srv.root().join("upload/up.bin")), data);
+    // None, or one from elsewhere: refused in the handshake, before any login.
+    let none = get(&[]);
+    assert!(!none.status.success(), "without a client certificate: {}", text(&none));
+    let (cert, key) = (file("stranger.pem"), file("stranger.key"));
+    let wrong = get(&["--cert", &cert, "--key", &key]);
+    assert!(!wrong.status.success(), "with a certificate the CA did not issue: {}", text(&wrong));
+    assert!(!got.exists() || read(&got).is_empty());
+    assert!(srv.log().contains("control connection TLS failed"), "{}", srv.log());
+    // And the server goes on serving the right client.
+    let (cert, key) = (file("client.pem"), file("client.key"));
+    ok(&get(&["--cert", &cert, "--key", &key]), "RETR after refused clients");
+}
+
+/// The server's resident memory, KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn record_floods_and_stalled_handshakes_keep_the_server_memory_bounded() {
+    const STALLED: usize = 200;
+    let pki = Pki::new("localhost");
+    let srv = FtpServer::start(Opts {
+        toml: &pki.toml(""),
+        env: &[
+            ("FERRY_FTP__LIMITS__IDLE_TIMEOUT_SECS", "6"),
+            ("FERRY_FTP__LIMITS__MAX_SESSIONS_PER_IP", "400"),
+        ],
+        ..Opts::default()
+    });
+    let pid = srv.server.pid();
+    // One whole session first, so allocations every session makes are counted in the base.
+    let mut warm = TlsCtl::login(&srv, &pki);
+    assert!(warm.cmd("NOOP").starts_with("200"));
+    drop(warm);
+    let base = rss_kib(pid);
+
+    // Handshakes that never finish, each holding about what rustls buffers at most for one
+    // (64 KiB of a handshake message): a ClientHello announcing 64 KiB, of which 60 KiB
+    // arrive in four records, then silence.
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut c = after_auth(&srv);
+        let mut hello = vec![0x01, 0x00, 0xff, 0xff];
+        hello.resize(60 << 10, 0x41);
+        for record in hello.chunks(16384) {
+            let len = (record.len() as u16).to_be_bytes();
+            c.write_all(&[0x16, 0x03, 0x01, len[0], len[1]]).unwrap();
+            c.write_all(record).unwrap();
+        }
+        stalled.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_kib(pid).saturating_sub(base);
+    // rustls joins at most 64 KiB of one handshake message (plus a record being read).
+    assert!(grown < STALLED as u64 * 100, "{STALLED} stalled handshakes grew RSS by {grown} KiB");
+    // The server still serves meanwhile.
+    let mut c = TlsCtl::login(&srv, &pki);
+    assert!(c.cmd("NOOP").starts_with("200"));
+    drop(c);
+
+    // A flood of records on a logged-in session: 64 MiB of a command line that never ends,
+    // then pipelined NOOPs written without reading a reply. The line is refused (500) and
+    // cut, the replies wait in the socket, and the server reads only as fast as it answers.
+    let mut flood = TlsCtl::login(&srv, &pki);
+    let sock = flood.ctl.get_ref().sock.try_clone().unwrap();
+    sock.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut sent = 0usize;
+        let chunk = vec![b'A'; 64 << 10];
+        let noops = "NOOP\r\n".repeat(10_000);
+        let mut peak = 0u64;
+        let w = flood.ctl.get_mut();
+        for i in 0..1024 {
+            let bytes = if i < 1000 { &chunk[..] } else { noops.as_bytes() };
+            if w.write_all(bytes).and_then(|()| w.flush()).is_err() {
+                break;
+            }
+            sent += bytes.len();
+            if i % 64 == 0 {
+                peak = peak.max(rss_kib(pid));
+            }
+        }
+        (sent, peak, flood)
+    });
+    let (sent, peak, mut flood) = writer.join().unwrap();
+    let flood_grown = peak.max(rss_kib(pid)).saturating_sub(base);
+    assert!(sent > 1 << 20, "the flood hardly started: {sent} bytes");
+    assert!(
+        flood_grown < STALLED as u64 * 100 + 16 * 1024,
+        "a {sent}-byte record flood grew RSS by {flood_grown} KiB"
+    );
+    // What came back: 500 for the endless line (the first reply), then NOOP's 200s.
+    let first = flood.reply();
+    assert!(first.starts_with("500"), "{first}");
+    drop(flood);
+
+    // The stalled handshakes end with the idle timeout, and their memory is given back.
+    for mut c in stalled {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+        until_closed(&mut c);
+    }
+    let mut c = TlsCtl::login(&srv, &pki);
+    assert!(c.cmd("NOOP").starts_with("200"));
 }

@@ -1,18 +1,21 @@
 //! FTP client scenarios: download sessions (one or many RETRs each), uploads (STOR) and
 //! many idle logged-in sessions. Passive (EPSV, PASV) and active (PORT) data connections;
-//! every transfer's bytes are counted and, when a reference file is given, hashed.
+//! every transfer's bytes are counted and, when a reference file is given, hashed. With
+//! `--tls`, FTPS (RFC 4217): control and data protected, data resuming the control session.
 
 use crate::hash::Hasher;
 use crate::report::{Failure, Json, Stats};
 use crate::run::Budget;
+use crate::tls::{ClientTls, TlsMode, TlsStream};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How the data connection is made.
@@ -46,6 +49,51 @@ pub struct FtpCfg {
     pub upload_size: u64,
     /// After STOR, ask SIZE and compare.
     pub check_size: bool,
+    /// FTPS: how sessions get TLS; `None` is plain FTP.
+    pub tls: Option<Arc<ClientTls>>,
+}
+
+/// A control or data connection: plain TCP, or TLS over it. One branch per call is all
+/// the plain path pays for the choice.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
 }
 
 async fn timed<T>(
@@ -62,19 +110,25 @@ async fn timed<T>(
 
 /// A control connection: reads replies (RFC 959 4.2 multi-line aware), sends commands.
 pub struct Control {
-    rd: BufReader<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
+    io: BufReader<Conn>,
     timeout: Duration,
     line: Vec<u8>,
     peer: SocketAddr,
     local: SocketAddr,
     /// What the next reply answers, so a timeout says which step the server stalled on.
     awaiting: &'static str,
+    /// The session's TLS client configuration (its own resumption store), once protected.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// PROT P is in force: data connections get TLS.
+    protected: bool,
 }
 
 /// The label of the reply a command line waits for (static, for error kinds).
 fn awaiting(line: &str) -> &'static str {
-    const LABELS: [(&str, &str); 11] = [
+    const LABELS: [(&str, &str); 14] = [
+        ("AUTH", "reply-AUTH"),
+        ("PBSZ", "reply-PBSZ"),
+        ("PROT", "reply-PROT"),
         ("USER", "reply-USER"),
         ("PASS", "reply-PASS"),
         ("TYPE", "reply-TYPE"),
@@ -92,8 +146,14 @@ fn awaiting(line: &str) -> &'static str {
 }
 
 impl Control {
-    /// Connects and reads the greeting (which must be 220).
-    pub async fn connect(addr: SocketAddr, timeout: Duration, bufcap: usize) -> Result<Control, Failure> {
+    /// Connects and reads the greeting (which must be 220); with `tls`, protects the
+    /// connection first (implicit) or right after the greeting (`AUTH TLS`).
+    pub async fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        bufcap: usize,
+        tls: Option<&ClientTls>,
+    ) -> Result<Control, Failure> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(Failure::Timeout("connect")),
             Ok(Err(e)) => return Err(Failure::Connect(e)),
@@ -101,27 +161,63 @@ impl Control {
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().map_err(Failure::Io)?;
-        let (r, w) = stream.into_split();
+        let session = tls.map(ClientTls::session);
+        let conn = match (tls.map(|t| t.mode), &session) {
+            (Some(TlsMode::Implicit), Some(config)) => {
+                Conn::Tls(Box::new(TlsStream::connect(stream, Arc::clone(config), bufcap, timeout).await?))
+            }
+            _ => Conn::Plain(stream),
+        };
         let mut c = Control {
-            rd: BufReader::with_capacity(bufcap, r),
-            wr: w,
+            io: BufReader::with_capacity(bufcap, conn),
             timeout,
             line: Vec::with_capacity(128),
             peer: addr,
             local,
             awaiting: "greeting",
+            tls: None,
+            protected: false,
         };
         let (code, text) = c.reply().await?;
         if code != 220 {
             return Err(Failure::Reply { cmd: "greeting", code, text });
         }
+        if let Some(config) = session {
+            if matches!(c.io.get_ref(), Conn::Plain(_)) {
+                c.command("AUTH", "AUTH TLS", &[234]).await?;
+                c = c.start_tls(Arc::clone(&config), bufcap).await?;
+            }
+            c.tls = Some(config);
+        }
         Ok(c)
+    }
+
+    /// Runs the handshake on the control connection after `234`.
+    async fn start_tls(self, config: Arc<rustls::ClientConfig>, bufcap: usize) -> Result<Control, Failure> {
+        if !self.io.buffer().is_empty() {
+            return Err(Failure::Protocol("bytes after 234, before the TLS handshake".into()));
+        }
+        let Conn::Plain(tcp) = self.io.into_inner() else {
+            return Err(Failure::Protocol("AUTH TLS on a protected connection".into()));
+        };
+        let tls = TlsStream::connect(tcp, config, bufcap, self.timeout).await?;
+        Ok(Control { io: BufReader::with_capacity(bufcap, Conn::Tls(Box::new(tls))), ..self })
+    }
+
+    /// `PBSZ 0` and `PROT P` (RFC 4217 sections 8 and 9): data connections get TLS too.
+    pub async fn protect_data(&mut self) -> Result<(), Failure> {
+        if self.tls.is_some() {
+            self.command("PBSZ", "PBSZ 0", &[200]).await?;
+            self.command("PROT", "PROT P", &[200]).await?;
+            self.protected = true;
+        }
+        Ok(())
     }
 
     async fn read_line(&mut self) -> Result<(), Failure> {
         self.line.clear();
         // Bounded so a misbehaving server cannot grow the line without limit.
-        let mut limited = (&mut self.rd).take(8192);
+        let mut limited = (&mut self.io).take(8192);
         let n = timed(self.timeout, self.awaiting, limited.read_until(b'\n', &mut self.line)).await?;
         if n == 0 {
             return Err(Failure::Protocol("control connection closed".into()));
@@ -156,7 +252,7 @@ impl Control {
         let mut buf = Vec::with_capacity(line.len() + 2);
         buf.extend_from_slice(line.as_bytes());
         buf.extend_from_slice(b"\r\n");
-        timed(self.timeout, "send", self.wr.write_all(&buf)).await
+        timed(self.timeout, "send", self.io.write_all(&buf)).await
     }
 
     /// Sends a command and requires a reply whose code is in `ok`.
@@ -226,21 +322,33 @@ impl Control {
         }
     }
 
-    /// Sends RETR/STOR, waits for the preliminary 1xx, returns the data stream.
+    /// Sends RETR/STOR, waits for the preliminary 1xx, returns the data stream: after
+    /// PROT P with its TLS handshake done (as curl does it: after the 1xx, resuming the
+    /// control connection's session). `resumed` counts handshakes that did.
     async fn start_transfer(
         &mut self,
         cmd: &'static str,
         path: &str,
         data: Data,
-    ) -> Result<TcpStream, Failure> {
+        (tls_buf, stats): (usize, &mut Stats),
+    ) -> Result<Conn, Failure> {
         self.send(&format!("{cmd} {path}")).await?;
         let (code, text) = self.reply().await?;
         if code != 150 && code != 125 {
             return Err(Failure::Reply { cmd, code, text });
         }
-        match data {
-            Data::Connected(s) => Ok(s),
-            Data::Listening(l) => timed(self.timeout, "data-accept", l.accept()).await.map(|(s, _)| s),
+        let tcp = match data {
+            Data::Connected(s) => s,
+            Data::Listening(l) => timed(self.timeout, "data-accept", l.accept()).await.map(|(s, _)| s)?,
+        };
+        match &self.tls {
+            Some(config) if self.protected => {
+                let tls = TlsStream::connect(tcp, Arc::clone(config), tls_buf, self.timeout).await?;
+                stats.tls_data_handshakes += 1;
+                stats.tls_data_resumed += u64::from(tls.resumed());
+                Ok(Conn::Tls(Box::new(tls)))
+            }
+            _ => Ok(Conn::Plain(tcp)),
         }
     }
 
@@ -253,9 +361,15 @@ impl Control {
     }
 
     /// Downloads `path`; returns the byte count after checking length and digest.
-    pub async fn retr(&mut self, cfg: &FtpCfg, path: &str, buf: &mut [u8]) -> Result<u64, Failure> {
+    pub async fn retr(
+        &mut self,
+        cfg: &FtpCfg,
+        path: &str,
+        buf: &mut [u8],
+        stats: &mut Stats,
+    ) -> Result<u64, Failure> {
         let data = self.open_data(cfg.mode).await?;
-        let mut stream = self.start_transfer("RETR", path, data).await?;
+        let mut stream = self.start_transfer("RETR", path, data, (buf.len(), stats)).await?;
         let mut got = 0u64;
         let mut hasher = cfg.expect_hash.map(|_| Hasher::default());
         loop {
@@ -284,9 +398,15 @@ impl Control {
     }
 
     /// Uploads `cfg.upload_size` bytes of `pattern` (repeated) to `path`.
-    pub async fn stor(&mut self, cfg: &FtpCfg, path: &str, pattern: &[u8]) -> Result<u64, Failure> {
+    pub async fn stor(
+        &mut self,
+        cfg: &FtpCfg,
+        path: &str,
+        pattern: &[u8],
+        stats: &mut Stats,
+    ) -> Result<u64, Failure> {
         let data = self.open_data(cfg.mode).await?;
-        let mut stream = self.start_transfer("STOR", path, data).await?;
+        let mut stream = self.start_transfer("STOR", path, data, (4096, stats)).await?;
         let mut left = cfg.upload_size;
         while left > 0 {
             let n = pattern.len().min(left as usize);
@@ -294,6 +414,17 @@ impl Control {
             left -= n as u64;
         }
         timed(self.timeout, "data", stream.shutdown()).await?;
+        if matches!(stream, Conn::Tls(_)) {
+            // Read what the server still sends (TLS 1.3 tickets, its close_notify) until it
+            // closes: closing with unread bytes would reset the connection, and a reset can
+            // discard the upload's last bytes before the server read them.
+            let mut sink = [0u8; 4096];
+            while let Ok(Ok(n)) = tokio::time::timeout(self.timeout, stream.read(&mut sink)).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
         drop(stream);
         self.finish_transfer("STOR").await?;
         if cfg.check_size {
@@ -380,16 +511,18 @@ pub async fn session_task(task: usize, cfg: Arc<FtpCfg>, budget: Arc<Budget>, di
     while let Some(n) = budget.take() {
         let t0 = Instant::now();
         let result = async {
-            let mut c = Control::connect(cfg.addr, cfg.io_timeout, 4096).await?;
+            let mut c = Control::connect(cfg.addr, cfg.io_timeout, 4096, cfg.tls.as_deref()).await?;
             c.login(&cfg.user, &cfg.pass).await?;
+            c.protect_data().await?;
             c.command("TYPE", "TYPE I", &[200]).await?;
             for _ in 0..transfers {
                 let t1 = Instant::now();
                 let path = expand(&cfg.path, n, task);
-                stats.bytes += match dir {
-                    Direction::Download => c.retr(&cfg, &path, &mut buf).await?,
-                    Direction::Upload => c.stor(&cfg, &path, &data).await?,
+                let moved = match dir {
+                    Direction::Download => c.retr(&cfg, &path, &mut buf, &mut stats).await?,
+                    Direction::Upload => c.stor(&cfg, &path, &data, &mut stats).await?,
                 };
+                stats.bytes += moved;
                 stats.ok += 1;
                 stats.latency_us.push(t1.elapsed().as_micros() as u64);
             }
@@ -460,7 +593,7 @@ pub async fn idle_task(cfg: Arc<FtpCfg>, idle: Arc<Idle>) -> Stats {
     while idle.next.fetch_add(1, Ordering::Relaxed) < idle.target {
         let t0 = Instant::now();
         let r = async {
-            let mut c = Control::connect(cfg.addr, cfg.io_timeout, 256).await?;
+            let mut c = Control::connect(cfg.addr, cfg.io_timeout, 256, cfg.tls.as_deref()).await?;
             c.login(&cfg.user, &cfg.pass).await?;
             Ok::<_, Failure>(c)
         }

@@ -9,6 +9,7 @@ mod report;
 mod run;
 mod selftest;
 mod tftp;
+mod tls;
 
 use clap::{Args, Parser, Subcommand};
 use report::{Json, Report};
@@ -80,6 +81,12 @@ struct Login {
     /// Seconds to wait for any single network step.
     #[arg(long, default_value_t = 30.0)]
     io_timeout: f64,
+    /// FTPS: `explicit` (AUTH TLS) or `implicit` (TLS from the start); then PBSZ 0, PROT P.
+    #[arg(long, value_enum)]
+    tls: Option<tls::TlsMode>,
+    /// TLS versions offered with --tls.
+    #[arg(long, value_enum, default_value = "any")]
+    tls_version: tls::TlsVersion,
 }
 
 #[derive(Args, Clone)]
@@ -247,6 +254,10 @@ fn ftp_cfg(login: &Login, path: &str, buf: u64) -> Result<ftp::FtpCfg, String> {
         buf_size: buf.clamp(4096, 16 << 20) as usize,
         upload_size: 0,
         check_size: false,
+        tls: match login.tls {
+            Some(mode) => Some(Arc::new(tls::ClientTls::new(mode, login.tls_version)?)),
+            None => None,
+        },
     })
 }
 

@@ -1,12 +1,15 @@
 //! Minimal FTP and TFTP servers (std threads, one directory) for the load generator's
 //! self-test and `tests/bench_smoke.rs`: just enough protocol (passive, active, RETR, STOR,
-//! SIZE; TFTP blksize/windowsize/tsize with wrap-around) to check the client end to end.
+//! SIZE; FTPS with AUTH TLS or implicit TLS, PBSZ, PROT P and data connections that must
+//! resume a known TLS session; TFTP blksize/windowsize/tsize with wrap-around) to check the
+//! client end to end.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,8 +17,40 @@ use std::time::Duration;
 /// A running mini server; stops (and joins its accept loop) when dropped.
 pub struct Mini {
     pub addr: SocketAddr,
+    /// FTPS: data connections whose TLS resumed a session (the others were refused).
+    pub resumed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The mini server's certificate: self-signed, for 127.0.0.1 and localhost, valid until 2126.
+/// A test key, published on purpose; nothing trusts it.
+const CERT: &str = include_str!("selftest-cert.pem");
+const KEY: &str = include_str!("selftest-key.pem");
+
+/// How the mini FTP server offers TLS.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    Off,
+    /// AUTH TLS on the control connection.
+    Explicit,
+    /// The handshake first.
+    Implicit,
+}
+
+fn server_config() -> std::io::Result<Arc<ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(CERT.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(std::io::Error::other)?;
+    let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).map_err(std::io::Error::other)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(std::io::Error::other)?;
+    Ok(Arc::new(config))
 }
 
 impl Drop for Mini {
@@ -37,25 +72,88 @@ fn confined(root: &Path, name: &str) -> Option<PathBuf> {
 
 /// Starts an FTP server on 127.0.0.1 serving (and accepting uploads into) `root`.
 pub fn ftp(root: PathBuf) -> std::io::Result<Mini> {
+    ftps(root, Tls::Off)
+}
+
+/// An FTP server like [`ftp`], offering TLS as `tls` says.
+pub fn ftps(root: PathBuf, tls: Tls) -> std::io::Result<Mini> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let config = if tls == Tls::Off { None } else { Some(server_config()?) };
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let (flag, count) = (Arc::clone(&stop), Arc::clone(&resumed));
     let thread = std::thread::spawn(move || {
         while !flag.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((s, _)) => {
-                    let root = root.clone();
+                    let (root, config, count) = (root.clone(), config.clone(), Arc::clone(&count));
                     std::thread::spawn(move || {
-                        let _ = ftp_session(s, &root);
+                        let _ = ftp_session(s, &root, config.map(|c| (c, tls, count)));
                     });
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
     });
-    Ok(Mini { addr, stop, thread: Some(thread) })
+    Ok(Mini { addr, resumed, stop, thread: Some(thread) })
+}
+
+/// A connection that may have TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tls(config: &Arc<ServerConfig>, s: TcpStream) -> std::io::Result<Conn> {
+        let conn = ServerConnection::new(Arc::clone(config)).map_err(std::io::Error::other)?;
+        Ok(Conn::Tls(Box::new(StreamOwned::new(conn, s))))
+    }
+
+    /// Completes the handshake now; true if it resumed an earlier session.
+    fn handshake(&mut self) -> std::io::Result<bool> {
+        let Conn::Tls(t) = self else { return Ok(false) };
+        while t.conn.is_handshaking() {
+            t.conn.complete_io(&mut t.sock)?;
+        }
+        Ok(t.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
+    /// close_notify (TLS) and the end of the stream.
+    fn finish(mut self) -> std::io::Result<()> {
+        if let Conn::Tls(t) = &mut self {
+            t.conn.send_close_notify();
+            t.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
 }
 
 enum DataPlan {
@@ -74,13 +172,17 @@ impl DataPlan {
     }
 }
 
-fn ftp_session(s: TcpStream, root: &Path) -> std::io::Result<()> {
+type TlsSetup = (Arc<ServerConfig>, Tls, Arc<AtomicUsize>);
+
+fn ftp_session(s: TcpStream, root: &Path, tls: Option<TlsSetup>) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    w.write_all(b"220 mini ftp\r\n")?;
-    let mut plan = DataPlan::None;
+    let mut r = match &tls {
+        Some((config, Tls::Implicit, _)) => BufReader::new(Conn::tls(config, s)?),
+        _ => BufReader::new(Conn::Plain(s)),
+    };
+    r.get_mut().write_all(b"220 mini ftp\r\n")?;
+    let (mut plan, mut protect) = (DataPlan::None, false);
     let mut line = String::new();
     loop {
         line.clear();
@@ -89,7 +191,36 @@ fn ftp_session(s: TcpStream, root: &Path) -> std::io::Result<()> {
         }
         let l = line.trim_end();
         let (cmd, arg) = l.split_once(' ').unwrap_or((l, ""));
+        let w = r.get_mut();
+        // A data connection, with TLS after PROT P; it must resume a session, as vsftpd's
+        // require_ssl_reuse and Ferry's require_session_reuse want.
+        let open_data = |plan: &mut DataPlan, w: &mut Conn| -> std::io::Result<Option<Conn>> {
+            let d = plan.open()?;
+            let Some((config, _, resumed)) = tls.as_ref().filter(|_| protect) else {
+                return Ok(Some(Conn::Plain(d)));
+            };
+            let mut d = Conn::tls(config, d)?;
+            if d.handshake()? {
+                resumed.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(d));
+            }
+            d.finish()?;
+            w.write_all(b"522 data connection must resume the control connection's TLS session\r\n")?;
+            Ok(None)
+        };
         let reply: String = match cmd.to_ascii_uppercase().as_str() {
+            "AUTH" if tls.as_ref().is_some_and(|t| t.1 == Tls::Explicit) && matches!(w, Conn::Plain(_)) => {
+                w.write_all(b"234 go ahead\r\n")?;
+                let Conn::Plain(s) = r.into_inner() else { unreachable!("matched above") };
+                let config = &tls.as_ref().expect("checked above").0;
+                r = BufReader::new(Conn::tls(config, s)?);
+                continue;
+            }
+            "PBSZ" if matches!(w, Conn::Tls(_)) => "200 PBSZ=0".into(),
+            "PROT" if matches!(w, Conn::Tls(_)) => {
+                protect = arg.eq_ignore_ascii_case("P");
+                "200 protection set".into()
+            }
             "USER" => "331 password please".into(),
             "PASS" => "230 logged in".into(),
             "TYPE" | "NOOP" => "200 ok".into(),
@@ -120,9 +251,9 @@ fn ftp_session(s: TcpStream, root: &Path) -> std::io::Result<()> {
             "RETR" => match confined(root, arg).and_then(|p| std::fs::File::open(p).ok()) {
                 Some(mut f) => {
                     w.write_all(b"150 sending\r\n")?;
-                    let mut d = plan.open()?;
+                    let Some(mut d) = open_data(&mut plan, w)? else { continue };
                     std::io::copy(&mut f, &mut d)?;
-                    drop(d);
+                    d.finish()?;
                     "226 done".into()
                 }
                 None => "550 no such file".into(),
@@ -130,7 +261,8 @@ fn ftp_session(s: TcpStream, root: &Path) -> std::io::Result<()> {
             "STOR" => match confined(root, arg).and_then(|p| std::fs::File::create(p).ok()) {
                 Some(mut f) => {
                     w.write_all(b"150 receiving\r\n")?;
-                    let mut d = plan.open()?;
+                    let Some(mut d) = open_data(&mut plan, w)? else { continue };
+                    // Over TLS this ends with the client's close_notify; a cut is an error.
                     std::io::copy(&mut d, &mut f)?;
                     "226 stored".into()
                 }
@@ -138,7 +270,7 @@ fn ftp_session(s: TcpStream, root: &Path) -> std::io::Result<()> {
             },
             "QUIT" => {
                 w.write_all(b"221 bye\r\n")?;
-                return Ok(());
+                return r.into_inner().finish();
             }
             _ => "502 not implemented".into(),
         };
@@ -165,7 +297,7 @@ pub fn tftp(root: PathBuf) -> std::io::Result<Mini> {
             }
         }
     });
-    Ok(Mini { addr, stop, thread: Some(thread) })
+    Ok(Mini { addr, resumed: Arc::default(), stop, thread: Some(thread) })
 }
 
 fn tftp_error(s: &UdpSocket, to: SocketAddr, code: u16, msg: &str) -> std::io::Result<()> {

@@ -25,6 +25,8 @@ pub enum Failure {
     Io(std::io::Error),
     /// The TFTP server sent an ERROR packet.
     Tftp { code: u16, text: String },
+    /// A TLS handshake or record failed (FTPS).
+    Tls(String),
 }
 
 impl Failure {
@@ -39,6 +41,7 @@ impl Failure {
             Failure::Hash => "hash".into(),
             Failure::Io(e) => format!("io-{:?}", e.kind()),
             Failure::Tftp { code, .. } => format!("tftp-error-{code}"),
+            Failure::Tls(_) => "tls".into(),
         }
     }
 }
@@ -54,6 +57,7 @@ impl fmt::Display for Failure {
             Failure::Hash => write!(f, "content differs from the reference file"),
             Failure::Io(e) => write!(f, "io: {e}"),
             Failure::Tftp { code, text } => write!(f, "TFTP ERROR {code}: {text}"),
+            Failure::Tls(s) => write!(f, "TLS: {s}"),
         }
     }
 }
@@ -65,6 +69,9 @@ pub struct Stats {
     pub bytes: u64,
     /// TFTP: packets the client re-sent after a timeout (not failures).
     pub retransmits: u64,
+    /// FTPS: data connection handshakes, and how many resumed the control session's.
+    pub tls_data_handshakes: u64,
+    pub tls_data_resumed: u64,
     /// Per transfer: from opening the data channel (or the request) to the final reply.
     pub latency_us: Vec<u64>,
     /// Per FTP session: connect to QUIT's reply.
@@ -91,6 +98,8 @@ impl Stats {
         self.ok += o.ok;
         self.bytes += o.bytes;
         self.retransmits += o.retransmits;
+        self.tls_data_handshakes += o.tls_data_handshakes;
+        self.tls_data_resumed += o.tls_data_resumed;
         self.latency_us.extend(o.latency_us);
         self.session_us.extend(o.session_us);
         self.failed_session_us.extend(o.failed_session_us);
@@ -211,6 +220,8 @@ impl Report {
             ("failed".into(), Json::Int(s.failed() as i64)),
             ("bytes".into(), Json::Int(s.bytes as i64)),
             ("retransmits".into(), Json::Int(s.retransmits as i64)),
+            ("tls_data_handshakes".into(), Json::Int(s.tls_data_handshakes as i64)),
+            ("tls_data_resumed".into(), Json::Int(s.tls_data_resumed as i64)),
             ("elapsed_s".into(), Json::Num(secs)),
             ("per_s".into(), Json::Num(s.ok as f64 / secs)),
             ("sessions_per_s".into(), Json::Num(s.session_us.len() as f64 / secs)),

@@ -3,15 +3,25 @@
 //! Keeps the load generator from rotting without any external server installed.
 
 use crate::report::Json;
+use crate::tls::{TlsMode, TlsVersion};
 use crate::{ftp, minisrv, run_scenario, Expect, FtpGet, FtpIdle, FtpPut, Load, Login, Scenario, TftpGet};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 fn load(concurrency: usize, count: u64) -> Load {
     Load { concurrency, count: Some(count), duration: None }
 }
 
 fn login(addr: &str, mode: ftp::DataMode) -> Login {
-    Login { addr: addr.into(), user: "anonymous".into(), pass: "x@".into(), mode, io_timeout: 10.0 }
+    Login {
+        addr: addr.into(),
+        user: "anonymous".into(),
+        pass: "x@".into(),
+        mode,
+        io_timeout: 10.0,
+        tls: None,
+        tls_version: crate::tls::TlsVersion::Any,
+    }
 }
 
 fn expect(file: &Path) -> Expect {
@@ -107,14 +117,81 @@ fn run_in(dir: &Path, threads: usize) -> Result<(), String> {
         ("tftp 3% loss window 4", tftp(&ta, &mid, "300k", Some(512), Some(4), 0.03, false), 8),
     ];
     for (name, scenario, want_ok) in cases {
-        let mut report = run_scenario(&scenario, threads, "mini")?;
-        let json: Json = report.json();
-        let (ok, failed) = (report.stats.ok, report.stats.failed());
-        eprintln!("self-test: {name}: ok {ok}, failed {failed}");
-        if ok != want_ok || failed != 0 {
-            return Err(format!("{name}: expected {want_ok} ok and no failures, got {json}"));
-        }
+        check(name, &scenario, threads, want_ok)?;
     }
+    ftps(dir, threads, &mid)?;
     eprintln!("self-test: all scenarios passed");
+    Ok(())
+}
+
+/// Runs `scenario` against a mini server; `Err` unless exactly `want_ok` units succeeded.
+fn check(name: &str, scenario: &Scenario, threads: usize, want_ok: u64) -> Result<(), String> {
+    let mut report = run_scenario(scenario, threads, "mini")?;
+    let json: Json = report.json();
+    let (ok, failed) = (report.stats.ok, report.stats.failed());
+    eprintln!("self-test: {name}: ok {ok}, failed {failed}");
+    if ok != want_ok || failed != 0 {
+        return Err(format!("{name}: expected {want_ok} ok and no failures, got {json}"));
+    }
+    Ok(())
+}
+
+/// FTPS against mini servers that refuse a data connection not resuming a TLS session:
+/// explicit and implicit, TLS 1.2 and 1.3, several transfers per session, an upload (which
+/// must end with close_notify) and idle protected sessions.
+fn ftps(dir: &Path, threads: usize, mid: &Path) -> Result<(), String> {
+    let explicit = minisrv::ftps(dir.to_path_buf(), minisrv::Tls::Explicit).map_err(|e| e.to_string())?;
+    let implicit = minisrv::ftps(dir.to_path_buf(), minisrv::Tls::Implicit).map_err(|e| e.to_string())?;
+    let secure = |srv: &minisrv::Mini, mode, version| Login {
+        tls: Some(mode),
+        tls_version: version,
+        ..login(&srv.addr.to_string(), ftp::DataMode::Epsv)
+    };
+    let get = |login| {
+        Scenario::FtpGet(FtpGet {
+            login,
+            load: load(2, 4),
+            expect: expect(mid),
+            path: "300k".into(),
+            retrs_per_session: 3,
+            buf_size: 64 << 10,
+        })
+    };
+    let cases = [
+        ("ftps explicit get, 3 per session", get(secure(&explicit, TlsMode::Explicit, TlsVersion::Any)), 12),
+        ("ftps explicit get, TLS 1.2", get(secure(&explicit, TlsMode::Explicit, TlsVersion::V12)), 12),
+        ("ftps implicit get, TLS 1.3", get(secure(&implicit, TlsMode::Implicit, TlsVersion::V13)), 12),
+        (
+            "ftps put (ends with close_notify)",
+            Scenario::FtpPut(FtpPut {
+                login: secure(&explicit, TlsMode::Explicit, TlsVersion::Any),
+                load: load(2, 4),
+                path: "up/tls-{n}".into(),
+                size: 200 << 10,
+                check_size: true,
+                buf_size: 64 << 10,
+            }),
+            4,
+        ),
+        (
+            "ftps idle",
+            Scenario::FtpIdle(FtpIdle {
+                login: secure(&implicit, TlsMode::Implicit, TlsVersion::Any),
+                sessions: 20,
+                concurrency: 5,
+                hold: 0.1,
+                ready_file: None,
+            }),
+            20,
+        ),
+    ];
+    for (name, scenario, want_ok) in cases {
+        check(name, &scenario, threads, want_ok)?;
+    }
+    // Every data connection resumed (the mini servers refuse the others with 522).
+    let resumed = explicit.resumed.load(Ordering::Relaxed) + implicit.resumed.load(Ordering::Relaxed);
+    if resumed != 40 {
+        return Err(format!("expected 40 resumed data connections, the servers saw {resumed}"));
+    }
     Ok(())
 }

@@ -105,7 +105,12 @@ impl TlsServer {
         let mut config = ServerConfig::clone(&self.base);
         let store = Arc::new(SessionStore::default());
         config.session_storage = Arc::clone(&store) as _;
-        SessionTls { config: Arc::new(config), store }
+        // Uploads get no TLS 1.3 tickets: a client that only writes never reads them, and
+        // closing a socket with unread bytes resets it, which can drop the upload's last
+        // bytes still in the client's send queue (curl before 8.9 does this: curl #6149).
+        let mut upload = config.clone();
+        upload.send_tls13_tickets = 0;
+        SessionTls { config: Arc::new(config), upload: Arc::new(upload), store }
     }
 }
 
@@ -114,6 +119,8 @@ impl TlsServer {
 #[derive(Debug, Clone)]
 pub struct SessionTls {
     config: Arc<ServerConfig>,
+    /// The same with no TLS 1.3 tickets, for upload data connections.
+    upload: Arc<ServerConfig>,
     store: Arc<SessionStore>,
 }
 
@@ -121,6 +128,12 @@ impl SessionTls {
     /// A server connection waiting for a ClientHello.
     pub fn accept(&self) -> TlsConn {
         TlsConn::new(Arc::clone(&self.config))
+    }
+
+    /// A server connection for an upload's data connection: it resumes like the others
+    /// but sends no session tickets the client would have to read.
+    pub fn accept_upload(&self) -> TlsConn {
+        TlsConn::new(Arc::clone(&self.upload))
     }
 
     /// Resumable sessions this control session holds.

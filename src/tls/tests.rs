@@ -228,3 +228,67 @@ fn a_key_that_is_not_the_certificates_is_refused() {
     let until = ok.unwrap().not_after_unix().expect("notAfter read");
     assert!(until > 1_700_000_000, "rcgen's default validity runs far into the future: {until}");
 }
+
+/// A client session cache that counts the TLS 1.3 tickets it is given.
+#[derive(Debug)]
+struct CountingStore {
+    inner: ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(&self, name: ServerName<'static>, v: rustls::client::Tls12ClientSessionValue) {
+        self.inner.set_tls12_session(name, v)
+    }
+    fn tls12_session(&self, name: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(&self, name: ServerName<'static>, v: rustls::client::Tls13ClientSessionValue) {
+        self.tickets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.insert_tls13_ticket(name, v)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+#[test]
+fn an_upload_data_connection_resumes_and_sends_no_tickets() {
+    let pki = pki();
+    let store =
+        Arc::new(CountingStore { inner: ClientSessionMemoryCache::new(8), tickets: Default::default() });
+    let config = client_config(&pki, &rustls::version::TLS13, Arc::clone(&store) as _);
+    let control_tls = pki.server.session();
+    control_handshake(&config, &control_tls);
+    let after_control = store.tickets.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(after_control > 0, "the control connection hands out tickets");
+    // A client that only writes never reads what the server sends after the handshake.
+    let mut data = control_tls.accept_upload();
+    let mut dc = client(&config);
+    pump(&mut dc, &mut data).unwrap();
+    assert!(data.resumed());
+    assert_eq!(
+        store.tickets.load(std::sync::atomic::Ordering::Relaxed),
+        after_control,
+        "no tickets on uploads"
+    );
+    // A download's data connection still gets tickets for the next data connections.
+    let mut data = control_tls.accept();
+    let mut dc = client(&config);
+    pump(&mut dc, &mut data).unwrap();
+    read_client(&mut dc);
+    assert!(data.resumed());
+    assert!(store.tickets.load(std::sync::atomic::Ordering::Relaxed) > after_control);
+}

@@ -73,13 +73,15 @@ async fn flush(sock: &SharedFd, conn: &mut TlsConn, out: &mut Vec<u8>, stall: Du
 }
 
 /// Runs the server handshake on a data connection within `timeout` (each wait), and checks
-/// that it resumed the control session when that is required.
+/// that it resumed the control session when that is required. An `upload` gets no session
+/// tickets (see `SessionTls::accept_upload`).
 pub async fn handshake(
     sock: &SharedFd,
     tls: &DataTls,
     timeout: Duration,
+    upload: bool,
 ) -> Result<DataStream, HandshakeError> {
-    let mut conn = tls.session.accept();
+    let mut conn = if upload { tls.session.accept_upload() } else { tls.session.accept() };
     conn.set_buffer_limit(SEND_BUFFER_LIMIT);
     let (mut out, mut buf, mut early) = (Vec::new(), Vec::with_capacity(16 * 1024), Vec::new());
     while conn.is_handshaking() {

@@ -309,7 +309,8 @@ async fn drive(
         None => None,
         Some(tls) => {
             let timeout = Duration::from_secs(cfg.passive.accept_timeout_secs);
-            match tls::handshake(&sock, tls, timeout).await {
+            let upload = matches!(source, Source::Stor { .. });
+            match tls::handshake(&sock, tls, timeout, upload).await {
                 Ok(stream) => Some(stream),
                 Err(e) => {
                     tls::refuse(&sock);
