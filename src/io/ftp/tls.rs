@@ -3,15 +3,16 @@
 //! the sans-IO [`TlsConn`] and sent; uploads decrypted from received buffers. Only bytes move
 //! here; every TLS rule is in `crate::tls`.
 //!
-//! The kernel path comes in after [`handshake`]: there `TlsConn::into_secrets` hands the keys
-//! to the `tls` ULP and the plain zero-copy loops run unchanged, so [`DataTls`] is the one
-//! place that will choose between the two.
+//! The kernel path comes in after [`handshake`] (see `ktls`): where the kernel can take the
+//! keys the plain zero-copy loops run instead, so the handshake then reads whole records only
+//! and leaves everything after it in the socket for the kernel.
 
 use super::crlf::{from_crlf, to_crlf};
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::{self, SharedFd};
 use crate::io::ring::sockets::{self, recv_some, send_all};
 use crate::io::ring::zerocopy::{self, DataConn, Pacer};
+use crate::tls::kernel::{record_body_len, RECORD_HEADER};
 use crate::tls::{SessionTls, TlsConn};
 use std::io;
 use std::time::Duration;
@@ -30,15 +31,6 @@ pub struct DataTls {
     pub session: SessionTls,
     /// Refuse a data connection that does not resume (`ftp.tls.require_session_reuse`).
     pub require_reuse: bool,
-}
-
-/// Which way a transfer's bytes were protected, for its log line.
-pub fn path_name(tls: Option<&DataTls>) -> &'static str {
-    if tls.is_some() {
-        "user-space"
-    } else {
-        "none"
-    }
 }
 
 /// Why a data connection's TLS could not start.
@@ -72,24 +64,58 @@ async fn flush(sock: &SharedFd, conn: &mut TlsConn, out: &mut Vec<u8>, stall: Du
     Ok(())
 }
 
+fn closed_in_handshake() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the data connection during the TLS handshake")
+}
+
+/// Receives exactly `n` bytes (`Vec::with_capacity` gives exactly the capacity asked for,
+/// and a receive fills at most that).
+async fn recv_exact(sock: &SharedFd, n: usize, timeout: Duration) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let got = recv_some(sock, Vec::with_capacity(n - out.len()), timeout).await?;
+        if got.is_empty() {
+            return Err(closed_in_handshake());
+        }
+        out.extend_from_slice(&got);
+    }
+    Ok(out)
+}
+
+/// Receives one whole TLS record, or just its header when that is not TLS (rustls then says
+/// why, with an alert).
+async fn recv_record(sock: &SharedFd, timeout: Duration) -> io::Result<Vec<u8>> {
+    let mut record = recv_exact(sock, RECORD_HEADER, timeout).await?;
+    let header: [u8; RECORD_HEADER] = record[..].try_into().expect("a whole header");
+    if let Ok(len) = record_body_len(&header) {
+        record.extend_from_slice(&recv_exact(sock, len, timeout).await?);
+    }
+    Ok(record)
+}
+
 /// Runs the server handshake on a data connection within `timeout` (each wait), and checks
-/// that it resumed the control session when that is required.
+/// that it resumed the control session when that is required. With `whole_records` (the
+/// kernel may take the connection over) it reads one record at a time, so no byte past the
+/// handshake is taken from the socket.
 pub async fn handshake(
     sock: &SharedFd,
     tls: &DataTls,
     timeout: Duration,
+    whole_records: bool,
 ) -> Result<DataStream, HandshakeError> {
     let mut conn = tls.session.accept();
     conn.set_buffer_limit(SEND_BUFFER_LIMIT);
     let (mut out, mut buf, mut early) = (Vec::new(), Vec::with_capacity(16 * 1024), Vec::new());
     while conn.is_handshaking() {
         flush(sock, &mut conn, &mut out, timeout).await.map_err(HandshakeError::Failed)?;
-        buf = recv_some(sock, buf, timeout).await.map_err(HandshakeError::Failed)?;
+        buf = if whole_records {
+            recv_record(sock, timeout).await
+        } else {
+            recv_some(sock, buf, timeout).await
+        }
+        .map_err(HandshakeError::Failed)?;
         if buf.is_empty() {
-            return Err(HandshakeError::Failed(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "client closed the data connection during the TLS handshake",
-            )));
+            return Err(HandshakeError::Failed(closed_in_handshake()));
         }
         if let Err(e) = conn.feed(&buf, &mut early) {
             // The alert tells the client why; best effort.
@@ -131,7 +157,7 @@ async fn send_plain(
 
 /// Ends a download: close_notify, FIN, then a short wait for the client's end, so neither
 /// the last record nor the close_notify is lost to a reset.
-async fn finish_send(
+pub async fn finish_send(
     sock: &SharedFd,
     conn: &mut TlsConn,
     out: &mut Vec<u8>,
@@ -139,6 +165,14 @@ async fn finish_send(
 ) -> io::Result<()> {
     conn.close();
     flush(sock, conn, out, stall).await?;
+    linger(sock).await;
+    Ok(())
+}
+
+/// After the close_notify went out: FIN, then what the client still sends (its close_notify,
+/// its end) is read and dropped for a short while, so the close does not become a reset that
+/// destroys data the client has not read yet.
+pub async fn linger(sock: &SharedFd) {
     let _ = nix::sys::socket::shutdown(
         std::os::fd::AsRawFd::as_raw_fd(&**sock),
         nix::sys::socket::Shutdown::Write,
@@ -151,7 +185,6 @@ async fn finish_send(
             _ => break,
         }
     }
-    Ok(())
 }
 
 /// A listing (or any bytes in memory) over TLS.
