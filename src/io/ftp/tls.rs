@@ -242,6 +242,64 @@ pub async fn send_file(
     result
 }
 
+/// Writes an upload's plaintext to its file as it is decrypted, paced and counted: CRLF -> LF
+/// for TYPE A, a CR at a chunk's end held until the next byte shows whether LF follows. Both
+/// TLS paths (user space here, the kernel's in `ktls`) write through it.
+pub struct UploadWriter<'a> {
+    file: &'a SharedFd,
+    pace: Pacer<'a>,
+    ascii: bool,
+    held_cr: bool,
+    lf: Vec<u8>,
+    start: u64,
+    pos: u64,
+}
+
+impl<'a> UploadWriter<'a> {
+    /// A writer to `file` from `offset` for a transfer on `conn`.
+    pub fn new(conn: &'a DataConn<'_>, file: &'a SharedFd, offset: u64, ascii: bool) -> UploadWriter<'a> {
+        let pace = Pacer::new(conn);
+        UploadWriter { file, pace, ascii, held_cr: false, lf: Vec::new(), start: offset, pos: offset }
+    }
+
+    /// Writes `plain` and empties it (its buffer is kept for the next chunk).
+    pub async fn write(&mut self, plain: &mut Vec<u8>) -> io::Result<()> {
+        if plain.is_empty() {
+            return Ok(());
+        }
+        let data = if self.ascii {
+            self.lf.clear();
+            from_crlf(plain, &mut self.held_cr, &mut self.lf);
+            std::mem::take(&mut self.lf)
+        } else {
+            std::mem::take(plain)
+        };
+        let n = data.len();
+        let (res, back) = ops::write_all_at(self.file, data, 0..n, self.pos).await;
+        if self.ascii {
+            self.lf = back;
+        } else {
+            *plain = back;
+        }
+        plain.clear();
+        res?;
+        self.pos += n as u64;
+        self.pace.account(n as u64).await;
+        Ok(())
+    }
+
+    /// The upload ended cleanly: a held CR is written as it came. Returns the bytes written.
+    pub async fn finish(self) -> io::Result<u64> {
+        let mut pos = self.pos;
+        if self.held_cr {
+            let (res, _) = ops::write_all_at(self.file, b"\r".to_vec(), 0..1, pos).await;
+            res?;
+            pos += 1;
+        }
+        Ok(pos - self.start)
+    }
+}
+
 /// STOR over TLS: decrypts what arrives (CRLF -> LF for TYPE A) and writes it to `file` from
 /// `offset`; returns the bytes written. The upload is complete only with the client's
 /// close_notify: an end of stream without it may be a cut (RFC 8446 §6.1), so it fails the
@@ -255,42 +313,17 @@ pub async fn recv_file(
     ascii: bool,
 ) -> io::Result<u64> {
     let stall = conn.limits.stall_timeout;
-    let mut pace = Pacer::new(conn);
-    let (mut buf, mut plain, mut out, mut lf) =
-        (pool.take(), std::mem::take(&mut stream.early), Vec::new(), Vec::new());
-    let (mut pos, mut held_cr) = (offset, false);
+    let mut writer = UploadWriter::new(conn, file, offset, ascii);
+    let (mut buf, mut plain, mut out) = (pool.take(), std::mem::take(&mut stream.early), Vec::new());
     let result = async {
         loop {
-            if !plain.is_empty() {
-                let data = if ascii {
-                    lf.clear();
-                    from_crlf(&plain, &mut held_cr, &mut lf);
-                    std::mem::take(&mut lf)
-                } else {
-                    std::mem::take(&mut plain)
-                };
-                let n = data.len();
-                let (res, back) = ops::write_all_at(file, data, 0..n, pos).await;
-                res?;
-                pos += n as u64;
-                pace.account(n as u64).await;
-                if ascii {
-                    lf = back;
-                } else {
-                    plain = back;
-                }
-                plain.clear();
-            }
+            writer.write(&mut plain).await?;
             if stream.conn.closed_cleanly() {
-                if held_cr {
-                    let (res, _) = ops::write_all_at(file, b"\r".to_vec(), 0..1, pos).await;
-                    res?;
-                    pos += 1;
-                }
+                let written = writer.finish().await?;
                 // Our close_notify answers theirs: Python's ftplib waits for it.
                 stream.conn.close();
                 let _ = flush(conn.sock, &mut stream.conn, &mut out, stall).await;
-                return Ok(pos - offset);
+                return Ok(written);
             }
             if conn.abort.is_aborted() {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));

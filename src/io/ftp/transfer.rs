@@ -364,7 +364,6 @@ async fn drive(
     };
     let conn = DataConn { moved, ..DataConn::new(&sock, &ftp.pipes, limits, &cancel.zero_copy) };
     let want = match &source {
-        Source::Stor { ascii: true, .. } => Want::UserSpace,
         Source::Stor { .. } => Want::Receive,
         Source::Retr { .. } | Source::List(..) => Want::Send,
     };
@@ -456,8 +455,7 @@ async fn move_data(
         Source::Stor { target, offset, restore, ascii } => {
             let file = upload_file(&target)?;
             let got = match kernel_tls {
-                // TYPE A uploads never come here (`Want::UserSpace`).
-                Some(early) => ktls::recv_file(conn, &file, offset, early).await,
+                Some(early) => ktls::recv_file(conn, &file, offset, early, ascii).await,
                 None if ascii => recv_ascii(conn, &file, offset).await,
                 None => zerocopy::recv_file(conn, &file, offset, None).await,
             };

@@ -334,30 +334,6 @@ pub async fn recv_file(
     offset: u64,
     max_bytes: Option<u64>,
 ) -> io::Result<u64> {
-    match recv_file_until(conn, file, offset, max_bytes).await? {
-        (n, RecvEnd::Eof) => Ok(n),
-        (_, RecvEnd::Refused) => Err(io::Error::from_raw_os_error(libc::EINVAL)),
-    }
-}
-
-/// How [`recv_file_until`] stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecvEnd {
-    /// The peer's end of stream.
-    Eof,
-    /// The socket refused to splice what comes next (EINVAL): on a kernel-TLS socket, a
-    /// record that is not application data (an alert), left for a receive to read.
-    Refused,
-}
-
-/// As [`recv_file`], also stopping where the socket refuses to splice; returns the bytes
-/// written and why it stopped.
-pub async fn recv_file_until(
-    conn: &DataConn<'_>,
-    file: &SharedFd,
-    offset: u64,
-    max_bytes: Option<u64>,
-) -> io::Result<(u64, RecvEnd)> {
     let DataConn { sock, pipes, limits, abort, .. } = *conn;
     abort.attach(sock);
     let pipe = pipes.take()?;
@@ -373,10 +349,6 @@ pub async fn recv_file_until(
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                 wait_ready(sock, libc::POLLIN, limits.stall_timeout).await?;
                 continue;
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                pipes.give_back(pipe); // empty: all it took went on to the file
-                return Ok((pos - offset, RecvEnd::Refused));
             }
             Err(e) => return Err(e),
         };
@@ -395,7 +367,7 @@ pub async fn recv_file_until(
         pacer.account(u64::from(got)).await;
     }
     pipes.give_back(pipe);
-    Ok((pos - offset, RecvEnd::Eof))
+    Ok(pos - offset)
 }
 
 /// Makes an fd shareable with in-flight ops.
