@@ -21,6 +21,8 @@ const RESTART_ONLY: &[(&str, KeyReader)] = &[
     ("ftp.anonymous.root", |c| format!("{:?}", c.ftp.anonymous.root)),
     ("ftp.tls.implicit", |c| c.ftp.tls.implicit.to_string()),
     ("ftp.tls.implicit_listen", |c| format!("{:?}", c.ftp.tls.implicit_listen)),
+    // Kernel TLS support is probed once, at start, while still privileged.
+    ("ftp.tls.ktls", |c| format!("{:?}", c.ftp.tls.ktls)),
     ("tftp.enabled", |c| c.tftp.enabled.to_string()),
     ("tftp.listen", |c| format!("{:?}", c.tftp.listen)),
     ("tftp.root", |c| format!("{:?}", c.tftp.root)),

@@ -640,3 +640,56 @@ fn record_floods_and_stalled_handshakes_keep_the_server_memory_bounded() {
     let mut c = TlsCtl::login(&srv, &pki);
     assert!(c.cmd("NOOP").starts_with("200"));
 }
+
+#[test]
+fn kernel_tls_is_probed_once_with_its_reason_and_require_without_it_stops_the_start() {
+    let pki = Pki::new("ferry-test");
+    let srv = tls_server(&pki, "");
+    let log = srv.log();
+    let probe: Vec<&str> = log.lines().filter(|l| l.contains("FTPS data:")).collect();
+    assert_eq!(probe.len(), 1, "one start-up line says which path PROT P data takes:\n{log}");
+    let kernel = probe[0].contains("path=\"kernel\"");
+    assert!(kernel || probe[0].contains("path=\"user-space\"") && probe[0].contains("reason="), "{log}");
+    drop(srv);
+    if kernel {
+        // This kernel has TLS: `require` starts and takes the kernel path.
+        let srv = tls_server(&pki, "ktls = \"require\"\n");
+        assert!(srv.log().contains("path=\"kernel\""), "{}", srv.log());
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let path = config.path().join("ferry.toml");
+    std::fs::write(&path, pki.toml("ktls = \"require\"\n")).unwrap();
+    let served = common::served_dir();
+    let mut child = Command::new(common::ferry_bin())
+        .arg("--config")
+        .arg(&path)
+        .arg("--root")
+        .arg(served.path())
+        .args([
+            "--ftp-port",
+            &common::free_port().to_string(),
+            "--tftp-port",
+            &common::free_port().to_string(),
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("ktls = \"require\" started without kernel TLS");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ftp.tls.ktls") && stderr.contains("require"),
+        "the error names the key:\n{stderr}"
+    );
+}

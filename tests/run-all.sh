@@ -42,6 +42,9 @@ command -v qemu-system-aarch64 >/dev/null || need_pkgs+=(qemu-system-arm)
 [ -e /usr/lib/ipxe/snponly.efi ] || need_pkgs+=(ipxe)
 [ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need_pkgs+=(u-boot-qemu)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_pkgs+=(dnsmasq-base)
+# tests/ktls_guest.rs: a QEMU guest with Debian's stock kernel (kernel TLS), ldd for its initramfs.
+command -v ldd >/dev/null || need_pkgs+=(libc-bin)
+command -v xz >/dev/null || need_pkgs+=(xz-utils)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run-all.sh: missing ${need_pkgs[*]}; run as root so they can be installed" >&2
@@ -63,6 +66,18 @@ if ! command -v promtool >/dev/null; then
       dpkg -x prometheus_*.deb prometheus && ln -sf "$tools/prometheus/usr/bin/promtool" /usr/local/bin/promtool) ||
       echo "tests/run-all.sh: cannot fetch promtool; tests/dashboards.rs will report itself skipped" >&2
   fi
+fi
+
+# The kernel of tests/ktls_guest.rs: Debian's linux-image-amd64 (TLS as a module), unpacked
+# rather than installed; without it the test reports itself skipped.
+guest=/var/tmp/ferry-tools/ktls-guest
+if [ "$(id -u)" -eq 0 ] && ! ls "$guest"/unpacked/boot/vmlinuz-* >/dev/null 2>&1; then
+  mkdir -p "$guest"
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[^<]*\)$/\1/p' | head -n1)
+  (cd "$guest" && [ -n "$pkg" ] && rm -f linux-image-*.deb &&
+    { apt-get download "$pkg" >/dev/null 2>&1 || { apt-get update -qq && apt-get download "$pkg" >/dev/null 2>&1; }; } &&
+    dpkg -x linux-image-*.deb unpacked && rm -f linux-image-*.deb) ||
+    echo "tests/run-all.sh: cannot fetch Debian's kernel; tests/ktls_guest.rs will report itself skipped" >&2
 fi
 
 # The manifests test reads YAML with the python3 on PATH (which may not be Debian's).

@@ -23,6 +23,21 @@ pub enum TlsRequired {
     All,
 }
 
+/// Whether FTPS data connections hand their keys to the kernel (`tls` ULP) after the
+/// handshake, so sendfile/splice move file pages without user-space encryption.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ktls {
+    /// Where the kernel takes the negotiated cipher; user-space TLS otherwise.
+    #[default]
+    Auto,
+    /// Always user-space TLS.
+    Off,
+    /// Kernel TLS for every protected transfer: no kernel support stops the start, a cipher
+    /// the kernel cannot take fails the transfer.
+    Require,
+}
+
 /// Settings of FTPS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,6 +59,8 @@ pub struct TlsConfig {
     pub implicit: bool,
     /// Addresses of the implicit-TLS listener.
     pub implicit_listen: Vec<SocketAddr>,
+    /// Kernel TLS for data connections (probed once at start).
+    pub ktls: Ktls,
 }
 
 impl Default for TlsConfig {
@@ -57,6 +74,7 @@ impl Default for TlsConfig {
             require_session_reuse: true,
             implicit: false,
             implicit_listen: vec!["[::]:990".parse().expect("literal address")],
+            ktls: Ktls::Auto,
         }
     }
 }

@@ -73,6 +73,10 @@ pub enum Metric {
     FtpRefusedPassivePerIp,
     /// PASV/EPSV refused: no port of `ftp.passive.ports` could be bound.
     FtpRefusedPassivePorts,
+    /// FTPS (PROT P) transfers whose data the kernel's TLS protected.
+    FtpTlsTransfersKernel,
+    /// FTPS (PROT P) transfers whose data rustls protected in user space.
+    FtpTlsTransfersUserSpace,
 }
 
 struct Desc {
@@ -87,7 +91,7 @@ const fn d(name: &'static str, labels: &'static str, help: &'static str, kind: K
 }
 
 /// Indexed by `Metric as usize`; several entries may share a name with different labels.
-const DESCS: [Desc; 28] = [
+const DESCS: [Desc; 30] = [
     d("ferry_ftp_sessions_active", "", "FTP control connections open.", Kind::Gauge),
     d("ferry_ftp_sessions_total", "", "FTP control connections accepted.", Kind::Counter),
     d("ferry_errors_total", "kind=\"ftp_session_limit\"", "Errors by kind.", Kind::Counter),
@@ -131,7 +135,12 @@ const DESCS: [Desc; 28] = [
     d("ferry_ftp_passive_ports_in_use", "", "FTP passive listeners open, one port each.", Kind::Gauge),
     d("ferry_refusals_total", "proto=\"ftp\",reason=\"passive_per_ip\"", REFUSALS, Kind::Counter),
     d("ferry_refusals_total", "proto=\"ftp\",reason=\"passive_ports\"", REFUSALS, Kind::Counter),
+    d("ferry_ftp_tls_transfers_total", "path=\"kernel\"", TLS_PATHS, Kind::Counter),
+    d("ferry_ftp_tls_transfers_total", "path=\"user-space\"", TLS_PATHS, Kind::Counter),
 ];
+
+const TLS_PATHS: &str =
+    "FTPS (PROT P) transfers by where their data was encrypted: kernel TLS or user space (rustls).";
 
 const REFUSALS: &str = "Connections and requests refused by a limit, by reason.";
 const CACHE_LOOKUPS: &str =

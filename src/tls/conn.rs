@@ -2,6 +2,7 @@
 //! [`TlsConn::feed`], plaintext comes out; plaintext to send goes in through
 //! [`TlsConn::write`] and ciphertext comes out of [`TlsConn::take_ciphertext`].
 
+use super::kernel::{KernelKeys, KernelSuite};
 use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -143,5 +144,22 @@ impl TlsConn {
     /// after the handshake, with no data buffered in either direction.
     pub fn into_secrets(self) -> Result<rustls::ExtractedSecrets, TlsError> {
         Ok(self.conn.dangerous_extract_secrets()?)
+    }
+
+    /// The negotiated version and cipher when the kernel's `tls` ULP knows them.
+    pub fn kernel_suite(&self) -> Option<KernelSuite> {
+        let suite = self.conn.negotiated_cipher_suite()?;
+        KernelSuite::of(self.conn.protocol_version()?, suite.suite())
+    }
+
+    /// The traffic keys in the kernel's layout, for both directions. Only after the handshake,
+    /// once [`TlsConn::take_ciphertext`] has drained everything and [`TlsConn::feed`] was given
+    /// no bytes past the handshake (rustls would keep a partial record the kernel never sees):
+    /// after this the kernel owns the record numbers and rustls is gone.
+    pub fn into_kernel_keys(self) -> Result<KernelKeys, TlsError> {
+        let suite = self.kernel_suite().ok_or_else(|| {
+            TlsError::Protocol(rustls::Error::General(format!("{} cannot be offloaded", self.cipher())))
+        })?;
+        Ok(KernelKeys::new(suite.version, self.into_secrets()?))
     }
 }

@@ -292,3 +292,118 @@ fn an_upload_data_connection_resumes_and_sends_no_tickets() {
     assert!(data.resumed());
     assert!(store.tickets.load(std::sync::atomic::Ordering::Relaxed) > after_control);
 }
+
+/// A client offering only `suite` in `version`.
+fn client_with_suite(
+    pki: &Pki,
+    version: &'static SupportedProtocolVersion,
+    suite: rustls::CipherSuite,
+) -> ClientConnection {
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    p.cipher_suites.retain(|s| s.suite() == suite);
+    let c = ClientConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(pki.roots.clone())
+        .with_no_client_auth();
+    client(&Arc::new(c))
+}
+
+#[test]
+fn every_suite_hands_its_keys_over_in_the_kernel_layout() {
+    use kernel::{KernelCipher, KernelVersion};
+    use rustls::CipherSuite as C;
+    let pki = pki();
+    let cases = [
+        (&rustls::version::TLS13, C::TLS13_AES_128_GCM_SHA256, KernelVersion::Tls13, KernelCipher::Aes128Gcm),
+        (&rustls::version::TLS13, C::TLS13_AES_256_GCM_SHA384, KernelVersion::Tls13, KernelCipher::Aes256Gcm),
+        (
+            &rustls::version::TLS13,
+            C::TLS13_CHACHA20_POLY1305_SHA256,
+            KernelVersion::Tls13,
+            KernelCipher::Chacha20Poly1305,
+        ),
+        (
+            &rustls::version::TLS12,
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            KernelVersion::Tls12,
+            KernelCipher::Aes128Gcm,
+        ),
+        (
+            &rustls::version::TLS12,
+            C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            KernelVersion::Tls12,
+            KernelCipher::Aes256Gcm,
+        ),
+        (
+            &rustls::version::TLS12,
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            KernelVersion::Tls12,
+            KernelCipher::Chacha20Poly1305,
+        ),
+    ];
+    for (version, suite, kversion, kcipher) in cases {
+        let mut c = client_with_suite(&pki, version, suite);
+        let mut s = pki.server.session().accept();
+        pump(&mut c, &mut s).unwrap();
+        let want = kernel::KernelSuite { version: kversion, cipher: kcipher };
+        assert_eq!(s.kernel_suite(), Some(want), "{suite:?}");
+        let keys = s.into_kernel_keys().expect("nothing left to send");
+        let (key, salt, iv) = match kcipher {
+            KernelCipher::Aes128Gcm => (16, 4, 8),
+            KernelCipher::Aes256Gcm => (32, 4, 8),
+            KernelCipher::Chacha20Poly1305 => (32, 0, 12),
+        };
+        for k in [&keys.tx, &keys.rx] {
+            assert_eq!(k.suite, want);
+            assert_eq!((k.key.len(), k.salt.len(), k.iv.len()), (key, salt, iv), "{suite:?}");
+        }
+        // The server sent its Finished (TLS 1.2) or its tickets (TLS 1.3) under these keys;
+        // it read the client's Finished under them only in TLS 1.2.
+        assert!(u64::from_be_bytes(keys.tx.rec_seq) > 0, "{suite:?}");
+        let rx = u64::from_be_bytes(keys.rx.rec_seq);
+        assert_eq!(rx, if kversion == KernelVersion::Tls12 { 1 } else { 0 }, "{suite:?}");
+        assert!(!format!("{:?}", keys.tx).contains(&format!("{:?}", keys.tx.key)), "keys stay out of logs");
+    }
+}
+
+#[test]
+fn keys_are_not_handed_over_while_ciphertext_waits() {
+    let pki = pki();
+    let config = client_config(&pki, &rustls::version::TLS13, Arc::new(ClientSessionMemoryCache::new(8)));
+    let mut c = client(&config);
+    let mut s = pki.server.session().accept();
+    pump(&mut c, &mut s).unwrap();
+    s.write(b"not sent yet");
+    assert!(s.into_kernel_keys().is_err(), "the kernel would number its records wrong");
+}
+
+#[test]
+fn record_headers_and_control_records_are_read() {
+    use kernel::{record_body_len, ControlRecord};
+    assert_eq!(record_body_len(&[22, 3, 1, 0x02, 0x00]), Ok(512));
+    assert_eq!(record_body_len(&[23, 3, 3, 0x48, 0x00]), Ok(0x4800));
+    assert!(record_body_len(&[23, 3, 3, 0x48, 0x01]).is_err(), "longer than 2^14 + 2048");
+    assert!(record_body_len(b"USER ").is_err());
+    assert!(record_body_len(&[22, 2, 0, 0, 1]).is_err());
+    assert_eq!(ControlRecord::parse(21, &[1, 0]), ControlRecord::CloseNotify);
+    assert_eq!(ControlRecord::parse(21, &[2, 20]), ControlRecord::Alert { fatal: true, description: 20 });
+    assert_eq!(ControlRecord::parse(22, &[24, 0, 0, 1, 0]), ControlRecord::KeyUpdate);
+    assert_eq!(ControlRecord::parse(22, &[1, 0, 0, 0]), ControlRecord::Handshake(1));
+    assert_eq!(ControlRecord::parse(23, b"x"), ControlRecord::Data);
+    assert_eq!(ControlRecord::parse(21, &[]), ControlRecord::Other(21));
+}
+
+proptest::proptest! {
+    /// The kernel's TLS 1.2 AES-GCM explicit nonces (start, start + 1, ...) never repeat one
+    /// rustls used with the same key (its start ^ i for every record i before the hand-off).
+    #[test]
+    fn tls12_kernel_nonces_never_repeat_rustls_ones(start: u64, seq in 0u64..5000, offset in 0u64..1 << 40) {
+        let first = kernel::tls12_gcm_counter_start(start, seq);
+        for k in [0, 1, 2, offset, offset + 1] {
+            let kernel_nonce = first.wrapping_add(k);
+            let i = kernel_nonce ^ start;
+            proptest::prop_assert!(i >= seq, "kernel record {k} reuses rustls's nonce of record {i}");
+        }
+    }
+}

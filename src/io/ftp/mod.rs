@@ -7,6 +7,7 @@ pub mod actions;
 pub mod control;
 pub mod crlf;
 pub mod data;
+pub mod ktls;
 pub mod limits;
 pub mod msg;
 pub mod proxy;

@@ -1,7 +1,9 @@
 //! FTP state outside the sessions: [`FtpShared`] (settings, every account root opened before
-//! the privilege drop, session counters, the listing memory budget) is read by all workers; [`FtpWorker`] (pipe pool,
-//! password verifier, transfer count) belongs to one worker thread.
+//! the privilege drop, session counters, the listing memory budget, the kernel-TLS probe) is
+//! read by all workers; [`FtpWorker`] (pipe pool, password verifier, transfer count) belongs to
+//! one worker thread.
 
+use super::ktls::KernelTls;
 use super::limits::{self, SessionLimits};
 use super::verifier::{self, Busy, Check, Verifier};
 use crate::config::ftp::FtpConfig;
@@ -53,6 +55,8 @@ pub struct FtpShared {
     /// The FTPS server configuration new sessions take; replaced on SIGHUP (certificate
     /// rotation), never for sessions already running.
     tls: Mutex<Option<TlsServer>>,
+    /// Whether data connections can hand their TLS to the kernel (probed at start).
+    pub ktls: KernelTls,
 }
 
 impl FtpShared {
@@ -74,9 +78,15 @@ impl FtpShared {
         if let Some(server) = &tls {
             warn_if_expired(server);
         }
+        // Probed only where FTPS is on: the probe may load the `tls` module (as root).
+        let ktls = match tls {
+            Some(_) => KernelTls::start(config.ftp.tls.ktls)?,
+            None => KernelTls::default(),
+        };
         let limits = &config.ftp.limits;
         Ok(FtpShared {
             tls: Mutex::new(tls),
+            ktls,
             limits: Arc::new(SessionLimits::new(limits.max_sessions, limits.max_sessions_per_ip)),
             settings: Arc::new(settings),
             workers,

@@ -3,15 +3,16 @@
 //! the sans-IO [`TlsConn`] and sent; uploads decrypted from received buffers. Only bytes move
 //! here; every TLS rule is in `crate::tls`.
 //!
-//! The kernel path comes in after [`handshake`]: there `TlsConn::into_secrets` hands the keys
-//! to the `tls` ULP and the plain zero-copy loops run unchanged, so [`DataTls`] is the one
-//! place that will choose between the two.
+//! The kernel path comes in after [`handshake`] (see `ktls`): where the kernel can take the
+//! keys the plain zero-copy loops run instead, so the handshake then reads whole records only
+//! and leaves everything after it in the socket for the kernel.
 
 use super::crlf::{from_crlf, to_crlf};
 use crate::io::ring::buf_pool::BufPool;
 use crate::io::ring::ops::{self, SharedFd};
 use crate::io::ring::sockets::{self, recv_some, send_all};
 use crate::io::ring::zerocopy::{self, DataConn, Pacer};
+use crate::tls::kernel::{record_body_len, RECORD_HEADER};
 use crate::tls::{SessionTls, TlsConn};
 use std::io;
 use std::time::Duration;
@@ -30,15 +31,6 @@ pub struct DataTls {
     pub session: SessionTls,
     /// Refuse a data connection that does not resume (`ftp.tls.require_session_reuse`).
     pub require_reuse: bool,
-}
-
-/// Which way a transfer's bytes were protected, for its log line.
-pub fn path_name(tls: Option<&DataTls>) -> &'static str {
-    if tls.is_some() {
-        "user-space"
-    } else {
-        "none"
-    }
 }
 
 /// Why a data connection's TLS could not start.
@@ -72,26 +64,60 @@ async fn flush(sock: &SharedFd, conn: &mut TlsConn, out: &mut Vec<u8>, stall: Du
     Ok(())
 }
 
+fn closed_in_handshake() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the data connection during the TLS handshake")
+}
+
+/// Receives exactly `n` bytes (`Vec::with_capacity` gives exactly the capacity asked for,
+/// and a receive fills at most that).
+async fn recv_exact(sock: &SharedFd, n: usize, timeout: Duration) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let got = recv_some(sock, Vec::with_capacity(n - out.len()), timeout).await?;
+        if got.is_empty() {
+            return Err(closed_in_handshake());
+        }
+        out.extend_from_slice(&got);
+    }
+    Ok(out)
+}
+
+/// Receives one whole TLS record, or just its header when that is not TLS (rustls then says
+/// why, with an alert).
+async fn recv_record(sock: &SharedFd, timeout: Duration) -> io::Result<Vec<u8>> {
+    let mut record = recv_exact(sock, RECORD_HEADER, timeout).await?;
+    let header: [u8; RECORD_HEADER] = record[..].try_into().expect("a whole header");
+    if let Ok(len) = record_body_len(&header) {
+        record.extend_from_slice(&recv_exact(sock, len, timeout).await?);
+    }
+    Ok(record)
+}
+
 /// Runs the server handshake on a data connection within `timeout` (each wait), and checks
 /// that it resumed the control session when that is required. An `upload` gets no session
-/// tickets (see `SessionTls::accept_upload`).
+/// tickets (see `SessionTls::accept_upload`). With `whole_records` (the kernel may take the
+/// connection over) it reads one record at a time, so no byte past the handshake is taken
+/// from the socket.
 pub async fn handshake(
     sock: &SharedFd,
     tls: &DataTls,
     timeout: Duration,
     upload: bool,
+    whole_records: bool,
 ) -> Result<DataStream, HandshakeError> {
     let mut conn = if upload { tls.session.accept_upload() } else { tls.session.accept() };
     conn.set_buffer_limit(SEND_BUFFER_LIMIT);
     let (mut out, mut buf, mut early) = (Vec::new(), Vec::with_capacity(16 * 1024), Vec::new());
     while conn.is_handshaking() {
         flush(sock, &mut conn, &mut out, timeout).await.map_err(HandshakeError::Failed)?;
-        buf = recv_some(sock, buf, timeout).await.map_err(HandshakeError::Failed)?;
+        buf = if whole_records {
+            recv_record(sock, timeout).await
+        } else {
+            recv_some(sock, buf, timeout).await
+        }
+        .map_err(HandshakeError::Failed)?;
         if buf.is_empty() {
-            return Err(HandshakeError::Failed(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "client closed the data connection during the TLS handshake",
-            )));
+            return Err(HandshakeError::Failed(closed_in_handshake()));
         }
         if let Err(e) = conn.feed(&buf, &mut early) {
             // The alert tells the client why; best effort.
@@ -133,7 +159,7 @@ async fn send_plain(
 
 /// Ends a download: close_notify, FIN, then a short wait for the client's end, so neither
 /// the last record nor the close_notify is lost to a reset.
-async fn finish_send(
+pub async fn finish_send(
     sock: &SharedFd,
     conn: &mut TlsConn,
     out: &mut Vec<u8>,
@@ -141,6 +167,14 @@ async fn finish_send(
 ) -> io::Result<()> {
     conn.close();
     flush(sock, conn, out, stall).await?;
+    linger(sock).await;
+    Ok(())
+}
+
+/// After the close_notify went out: FIN, then what the client still sends (its close_notify,
+/// its end) is read and dropped for a short while, so the close does not become a reset that
+/// destroys data the client has not read yet.
+pub async fn linger(sock: &SharedFd) {
     let _ = nix::sys::socket::shutdown(
         std::os::fd::AsRawFd::as_raw_fd(&**sock),
         nix::sys::socket::Shutdown::Write,
@@ -153,7 +187,6 @@ async fn finish_send(
             _ => break,
         }
     }
-    Ok(())
 }
 
 /// A listing (or any bytes in memory) over TLS.
@@ -211,6 +244,64 @@ pub async fn send_file(
     result
 }
 
+/// Writes an upload's plaintext to its file as it is decrypted, paced and counted: CRLF -> LF
+/// for TYPE A, a CR at a chunk's end held until the next byte shows whether LF follows. Both
+/// TLS paths (user space here, the kernel's in `ktls`) write through it.
+pub struct UploadWriter<'a> {
+    file: &'a SharedFd,
+    pace: Pacer<'a>,
+    ascii: bool,
+    held_cr: bool,
+    lf: Vec<u8>,
+    start: u64,
+    pos: u64,
+}
+
+impl<'a> UploadWriter<'a> {
+    /// A writer to `file` from `offset` for a transfer on `conn`.
+    pub fn new(conn: &'a DataConn<'_>, file: &'a SharedFd, offset: u64, ascii: bool) -> UploadWriter<'a> {
+        let pace = Pacer::new(conn);
+        UploadWriter { file, pace, ascii, held_cr: false, lf: Vec::new(), start: offset, pos: offset }
+    }
+
+    /// Writes `plain` and empties it (its buffer is kept for the next chunk).
+    pub async fn write(&mut self, plain: &mut Vec<u8>) -> io::Result<()> {
+        if plain.is_empty() {
+            return Ok(());
+        }
+        let data = if self.ascii {
+            self.lf.clear();
+            from_crlf(plain, &mut self.held_cr, &mut self.lf);
+            std::mem::take(&mut self.lf)
+        } else {
+            std::mem::take(plain)
+        };
+        let n = data.len();
+        let (res, back) = ops::write_all_at(self.file, data, 0..n, self.pos).await;
+        if self.ascii {
+            self.lf = back;
+        } else {
+            *plain = back;
+        }
+        plain.clear();
+        res?;
+        self.pos += n as u64;
+        self.pace.account(n as u64).await;
+        Ok(())
+    }
+
+    /// The upload ended cleanly: a held CR is written as it came. Returns the bytes written.
+    pub async fn finish(self) -> io::Result<u64> {
+        let mut pos = self.pos;
+        if self.held_cr {
+            let (res, _) = ops::write_all_at(self.file, b"\r".to_vec(), 0..1, pos).await;
+            res?;
+            pos += 1;
+        }
+        Ok(pos - self.start)
+    }
+}
+
 /// STOR over TLS: decrypts what arrives (CRLF -> LF for TYPE A) and writes it to `file` from
 /// `offset`; returns the bytes written. The upload is complete only with the client's
 /// close_notify: an end of stream without it may be a cut (RFC 8446 §6.1), so it fails the
@@ -224,42 +315,17 @@ pub async fn recv_file(
     ascii: bool,
 ) -> io::Result<u64> {
     let stall = conn.limits.stall_timeout;
-    let mut pace = Pacer::new(conn);
-    let (mut buf, mut plain, mut out, mut lf) =
-        (pool.take(), std::mem::take(&mut stream.early), Vec::new(), Vec::new());
-    let (mut pos, mut held_cr) = (offset, false);
+    let mut writer = UploadWriter::new(conn, file, offset, ascii);
+    let (mut buf, mut plain, mut out) = (pool.take(), std::mem::take(&mut stream.early), Vec::new());
     let result = async {
         loop {
-            if !plain.is_empty() {
-                let data = if ascii {
-                    lf.clear();
-                    from_crlf(&plain, &mut held_cr, &mut lf);
-                    std::mem::take(&mut lf)
-                } else {
-                    std::mem::take(&mut plain)
-                };
-                let n = data.len();
-                let (res, back) = ops::write_all_at(file, data, 0..n, pos).await;
-                res?;
-                pos += n as u64;
-                pace.account(n as u64).await;
-                if ascii {
-                    lf = back;
-                } else {
-                    plain = back;
-                }
-                plain.clear();
-            }
+            writer.write(&mut plain).await?;
             if stream.conn.closed_cleanly() {
-                if held_cr {
-                    let (res, _) = ops::write_all_at(file, b"\r".to_vec(), 0..1, pos).await;
-                    res?;
-                    pos += 1;
-                }
+                let written = writer.finish().await?;
                 // Our close_notify answers theirs: Python's ftplib waits for it.
                 stream.conn.close();
                 let _ = flush(conn.sock, &mut stream.conn, &mut out, stall).await;
-                return Ok(pos - offset);
+                return Ok(written);
             }
             if conn.abort.is_aborted() {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));

@@ -5,6 +5,7 @@
 use super::actions::{self, rel};
 use super::crlf::{from_crlf, to_crlf};
 use super::data;
+use super::ktls::{self, Path, Want};
 use super::msg::Msg;
 use super::state::{FtpWorker, SessionConfig};
 use super::tls::{self, DataStream, DataTls, HandshakeError};
@@ -197,9 +198,8 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     let token = job.token;
     let record = job.record.take();
     let label = job.label.clone();
-    let tls_path = tls::path_name(job.tls.as_ref());
     let started = std::time::Instant::now();
-    let (outcome, bytes) = drive(&ctx, &ftp, job, limits, &tx).await;
+    let (outcome, bytes, tls_path) = drive(&ctx, &ftp, job, limits, &tx).await;
     ftp.transfers.set(ftp.transfers.get() - 1);
     // One structured line per transfer: journald keeps every field (FILE, USER, BYTES, ...).
     let result = match &outcome {
@@ -212,14 +212,43 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
         bytes,
         duration_ms = started.elapsed().as_millis() as u64,
         rate_bps = limits.rate_bps,
-        tls = tls_path,
+        tls = tls_path.name(),
         result,
         "FTP transfer ended"
     );
     // No longer active before it counts as finished: a scrape never sees it as both.
     drop(running);
+    match tls_path {
+        TlsPath::Kernel => ctx.shared.metrics.worker(ctx.id).inc(Metric::FtpTlsTransfersKernel),
+        TlsPath::UserSpace => ctx.shared.metrics.worker(ctx.id).inc(Metric::FtpTlsTransfersUserSpace),
+        TlsPath::None | TlsPath::Refused => {}
+    }
     account(&ctx, record.as_ref(), &outcome, bytes, started.elapsed());
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(outcome)))).await;
+}
+
+/// How a transfer's data was protected, for its log line and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsPath {
+    /// Clear (PROT C).
+    None,
+    /// rustls in user space.
+    UserSpace,
+    /// The kernel's `tls` ULP.
+    Kernel,
+    /// `ftp.tls.ktls = "require"` and the kernel could not take it: nothing moved.
+    Refused,
+}
+
+impl TlsPath {
+    fn name(self) -> &'static str {
+        match self {
+            TlsPath::None => "none",
+            TlsPath::UserSpace => "user-space",
+            TlsPath::Kernel => "kernel",
+            TlsPath::Refused => "refused",
+        }
+    }
 }
 
 /// Counts a finished transfer and writes its xferlog line; `bytes` is what it moved, also
@@ -268,8 +297,10 @@ async fn drive(
     job: Job,
     limits: TransferLimits,
     tx: &Sender<Msg>,
-) -> (TransferEvent, u64) {
+) -> (TransferEvent, u64, TlsPath) {
     let Job { token, source, endpoint, local_ip, cancel, label, conf, moved, tls, .. } = job;
+    // Before the data connection: the transfer has no TLS path yet.
+    let tls_path = if tls.is_some() { TlsPath::UserSpace } else { TlsPath::None };
     let cfg = conf.ftp();
     let (mode, conn) = match endpoint {
         Endpoint::Passive(passive) => {
@@ -296,21 +327,22 @@ async fn drive(
             drop(source);
             let error =
                 if cancel.is_aborted() { TransferError::Aborted } else { TransferError::DataConnection };
-            return (TransferEvent::Failed(error), 0);
+            return (TransferEvent::Failed(error), 0, tls_path);
         }
     };
     data::log_connection(mode, &sock);
     if cancel.watch(&sock).is_err() {
-        return (TransferEvent::Failed(TransferError::Aborted), 0);
+        return (TransferEvent::Failed(TransferError::Aborted), 0, tls_path);
     }
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(TransferEvent::Started)))).await;
     // RFC 4217 §7: the client starts the data connection's handshake once it read the 150.
-    let mut stream = match &tls {
+    let kernel = &ftp.shared.ktls;
+    let path = match &tls {
         None => None,
         Some(tls) => {
             let timeout = Duration::from_secs(cfg.passive.accept_timeout_secs);
             let upload = matches!(source, Source::Stor { .. });
-            match tls::handshake(&sock, tls, timeout, upload).await {
+            match tls::handshake(&sock, tls, timeout, upload, kernel.enabled()).await {
                 Ok(stream) => Some(stream),
                 Err(e) => {
                     tls::refuse(&sock);
@@ -326,27 +358,49 @@ async fn drive(
                             TransferError::TlsHandshake
                         }
                     };
-                    return (TransferEvent::Failed(error), 0);
+                    return (TransferEvent::Failed(error), 0, tls_path);
                 }
             }
         }
     };
     let conn = DataConn { moved, ..DataConn::new(&sock, &ftp.pipes, limits, &cancel.zero_copy) };
-    let result = match stream.as_mut() {
-        None => move_data(&conn, cfg.zero_copy, source, &cancel).await,
-        Some(stream) => move_data_tls(&conn, stream, &ftp.tls_buffers, source, &cancel).await,
+    let want = match &source {
+        Source::Stor { .. } => Want::Receive,
+        Source::Retr { .. } | Source::List(..) => Want::Send,
+    };
+    let path = match path.map(|stream| ktls::hand_off(&sock, stream, want, kernel)).transpose() {
+        Ok(path) => path,
+        Err(e) => {
+            info!(transfer = %label, error = %e, "data connection failed");
+            return (TransferEvent::Failed(TransferError::Local), 0, TlsPath::Kernel);
+        }
+    };
+    let (result, tls_path) = match path {
+        None => (move_data(&conn, cfg.zero_copy, source, &cancel, None).await, tls_path),
+        Some(Path::UserSpace(mut stream)) => {
+            (move_data_tls(&conn, &mut stream, &ftp.tls_buffers, source, &cancel).await, TlsPath::UserSpace)
+        }
+        Some(Path::Kernel { early }) => {
+            (move_data(&conn, cfg.zero_copy, source, &cancel, Some(early)).await, TlsPath::Kernel)
+        }
+        Some(Path::Refused(mut stream, why)) => {
+            info!(transfer = %label, reason = %why, "data connection refused");
+            let _ = tls::finish_send(&sock, &mut stream.conn, &mut Vec::new(), limits.stall_timeout).await;
+            drop(source);
+            (Err(TransferError::Local), TlsPath::Refused)
+        }
     };
     // FIN after the queued bytes; the Rc clones (cancel, pipes) must not keep it open.
     let _ = nix::sys::socket::shutdown(sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     match result {
         Ok(bytes) => {
             debug!(transfer = %label, bytes, rate_bps = limits.rate_bps, "data moved");
-            (TransferEvent::Finished { bytes }, bytes)
+            (TransferEvent::Finished { bytes }, bytes, tls_path)
         }
         Err(e) => {
             let bytes = conn.moved.get();
             debug!(transfer = %label, bytes, error = ?e, "data transfer stopped");
-            (TransferEvent::Failed(e), bytes)
+            (TransferEvent::Failed(e), bytes, tls_path)
         }
     }
 }
@@ -381,11 +435,14 @@ fn transfer_error(e: &io::Error, cancel: &Cancel) -> TransferError {
     }
 }
 
+/// Moves the data on the plain paths: in clear, or with `kernel_tls` (plaintext that came
+/// with the handshake) through the kernel's TLS, which adds close_notify at the ends.
 async fn move_data(
     conn: &DataConn<'_>,
     mode: zerocopy::ZeroCopy,
     source: Source,
     cancel: &Cancel,
+    kernel_tls: Option<Vec<u8>>,
 ) -> Result<u64, TransferError> {
     let moved = match source {
         Source::Retr { file, offset, len, ascii: false } => {
@@ -398,14 +455,18 @@ async fn move_data(
         }
         Source::Stor { target, offset, restore, ascii } => {
             let file = upload_file(&target)?;
-            let got = if ascii {
-                recv_ascii(conn, &file, offset).await
-            } else {
-                zerocopy::recv_file(conn, &file, offset, None).await
+            let got = match kernel_tls {
+                Some(early) => ktls::recv_file(conn, &file, offset, early, ascii).await,
+                None if ascii => recv_ascii(conn, &file, offset).await,
+                None => zerocopy::recv_file(conn, &file, offset, None).await,
             };
             drop(file);
             return end_upload(got, target, restore, cancel);
         }
+    };
+    let moved = match (moved, kernel_tls) {
+        (Ok(n), Some(_)) => ktls::finish_send(conn.sock, conn.limits.stall_timeout).await.map(|()| n),
+        (moved, _) => moved,
     };
     sent(moved, cancel)
 }
