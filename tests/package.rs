@@ -516,5 +516,21 @@ fn starts_as_pid_1_like_a_container_entrypoint() {
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--kill-child"]).arg(ferry_bin());
     let server = Server::start_with(cmd, dir.path(), free_port(), free_port(), &["--workers", "1"]);
+    // Killing unshare does not reach Ferry: `--kill-child` is a parent-death signal, which the
+    // kernel clears when Ferry drops privileges. Ferry is the namespace's init, so killing it
+    // ends the namespace (its binder too); the guard does that on every exit path.
+    struct KillOnDrop(Vec<i32>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    let _inner = KillOnDrop(children(server.pid()));
+    assert_eq!(_inner.0.len(), 1, "unshare's one child, Ferry");
     server.wait_log("binder ready");
 }
