@@ -23,7 +23,19 @@ pub struct FileKey {
 }
 
 impl FileKey {
-    /// The key of an open file, from fstat(2).
+    /// The key of a file from the metadata its open already read (no second fstat).
+    pub fn from_metadata(meta: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The key of an open file now, from fstat(2): after a load, to see it did not change.
     pub fn of(file: &impl AsFd) -> io::Result<FileKey> {
         let st = nix::sys::stat::fstat(file.as_fd().as_raw_fd()).map_err(io::Error::from)?;
         Ok(FileKey {

@@ -2,6 +2,7 @@
 //! checked (repeat, rate, access, `max_transfers`), its file opened under the TFTP root and
 //! handed to a transfer task on a fresh socket bound to the address the request came to.
 
+use super::cache::FileKey;
 use super::inbox::Routes;
 use super::inlet::Inlet;
 use super::limits::{LiveTransfers, TransferSlot};
@@ -149,13 +150,13 @@ async fn request_loop(worker: Rc<TftpWorker>, socket: UdpSocket) {
         };
         match res {
             Ok(r @ Received { from: Some(_), .. }) => {
-                pool.give(worker.on_datagram(&port, r, buf).await);
+                worker.on_datagram(&port, r, buf).await;
                 // A boot storm queues requests faster than one wake-up each: take whatever
                 // else is already waiting before waiting again.
                 for _ in 0..DRAIN_BATCH {
                     match inlet.try_next(pool) {
                         Some((Ok(r @ Received { from: Some(_), .. }), buf)) => {
-                            pool.give(worker.on_datagram(&port, r, buf).await)
+                            worker.on_datagram(&port, r, buf).await
                         }
                         Some((_, buf)) => pool.give(buf),
                         None => break,
@@ -195,23 +196,26 @@ impl TftpWorker {
         Rc::clone(&current)
     }
 
-    /// Handles one datagram of a request socket; returns a buffer for the next receive.
-    async fn on_datagram(&self, port: &RequestPort, r: Received, buf: Vec<u8>) -> Vec<u8> {
-        let Some(from) = r.from else { return buf };
+    /// Handles one datagram of a request socket; its buffer goes back to the pool unless a
+    /// single-port transfer's inbox keeps it.
+    async fn on_datagram(&self, port: &RequestPort, r: Received, buf: Vec<u8>) {
+        let Some(from) = r.from else { return self.pool.give(buf) };
         let peer = canonical(from);
         if port.single && !is_request(&buf) {
             // Single-port mode: DATA, ACK and ERROR of a running transfer come here.
             if let Some(inbox) = port.routes.get(&peer) {
                 let ends = crate::tftp::request::must_not_answer(&buf);
                 let r = Received { from: Some(peer), ..r };
-                let next = inbox.push((Ok(r), buf)).unwrap_or_else(|| self.pool.take());
+                if let Some(refused) = inbox.push((Ok(r), buf)) {
+                    self.pool.give(refused);
+                }
                 if ends {
                     // A client's ERROR ends its transfer: let the transfer take it now, so a
                     // request from that port right behind it (a UEFI size probe's real
                     // request) is new, not a repeat, as when the ERROR goes to a port of its own.
                     tokio::task::yield_now().await;
                 }
-                return next;
+                return;
             }
             if is_data_or_ack(&buf) {
                 // RFC 1350 §4: a packet for no known transfer gets ERROR 5; never an ERROR
@@ -221,14 +225,14 @@ impl TftpWorker {
                     let reply = Refusal::new(ErrorCode::UnknownTransferId, "unknown transfer ID").datagram();
                     let _ = udp_msg::send_one(&port.sock, from, local, reply.as_bytes().to_vec()).await;
                 }
-                return buf;
+                return self.pool.give(buf);
             }
         }
         // Shutting down: no new transfers (the running ones still get their datagrams above).
         if !self.ctx.shutting_down() {
             self.on_request(port, r, &buf).await;
         }
-        buf
+        self.pool.give(buf);
     }
 
     async fn on_request(&self, port: &RequestPort, r: Received, bytes: &[u8]) {
@@ -381,7 +385,7 @@ impl TftpWorker {
                 let (file, meta) = root.open_read(path).map_err(open_refusal)?;
                 // io_uring reads must wait for the disk, not fail with EAGAIN.
                 clear_nonblock(&file);
-                Ok(Opened::Read { file, len: meta.len() })
+                Ok(Opened::Read { file, key: FileKey::from_metadata(&meta) })
             }
             Direction::Write => {
                 let exists = root.stat(path).is_ok();

@@ -37,8 +37,8 @@ const MAX_RECV_ERRORS: u32 = 16;
 /// What the request loop opened for a transfer.
 #[derive(Debug)]
 pub enum Opened {
-    /// RRQ: the file and its size.
-    Read { file: OwnedFd, len: u64 },
+    /// RRQ: the file and its identity and version (size included), from the open's fstat.
+    Read { file: OwnedFd, key: FileKey },
     /// WRQ: the upload (a temporary name until committed).
     Write { target: UploadTarget },
 }
@@ -275,11 +275,12 @@ async fn prepare(
     let Limits { caps, settings, netascii_max, netascii_memory, cache } = limits;
     let now = Instant::now();
     match opened {
-        Opened::Read { file, len } => {
+        Opened::Read { file, key } => {
+            let len = key.size();
             let file = Rc::new(file);
             let (source, upgrade, len, charge) = match request.mode {
                 Mode::Octet => {
-                    let (source, upgrade) = cached_source(file, cache, metrics);
+                    let (source, upgrade) = cached_source(file, key, cache, metrics);
                     (source, upgrade, len, None)
                 }
                 Mode::Netascii => {
@@ -325,10 +326,10 @@ async fn prepare(
 /// for a cacheable file also starts reading it in.
 fn cached_source(
     file: SharedFd,
+    key: FileKey,
     cache: &Arc<FileCache>,
     metrics: &WorkerMetrics,
 ) -> (Source, Option<Arc<Pending>>) {
-    let Ok(key) = FileKey::of(&*file) else { return (Source::File(file), None) };
     match cache.lookup(key) {
         Lookup::Hit(cached) => {
             metrics.inc(Metric::TftpCacheHits);
