@@ -7,12 +7,12 @@
 //! TLS_TX for the close_notify that answers the client's). The kernel path does not follow a
 //! TLS 1.3 KeyUpdate: one arriving in an upload fails that transfer (a download never reads).
 
-use super::tls::{linger, DataStream, UploadWriter};
+use super::tls::{cut, linger, DataStream, UploadWriter};
 use crate::config::tls::Ktls;
 use crate::config::ConfigError;
 use crate::io::ring::ops::SharedFd;
 use crate::io::ring::sockets::{self, would_block};
-use crate::io::ring::zerocopy::DataConn;
+use crate::io::ring::zerocopy::{self, DataConn};
 use crate::net::ktls::{self, Probe, Way};
 use crate::tls::kernel::{ControlRecord, KernelSuite, ALERT, CLOSE_NOTIFY};
 use std::io;
@@ -191,7 +191,7 @@ pub async fn recv_file(
     loop {
         writer.write(&mut data).await?;
         if conn.abort.is_aborted() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+            return Err(zerocopy::aborted());
         }
         data = match sockets::recv_some(conn.sock, std::mem::take(&mut data), stall).await {
             Ok(got) if got.is_empty() => return Err(cut()),
@@ -208,7 +208,12 @@ pub async fn recv_file(
                         let _ = send_close_notify(conn.sock, stall).await;
                         return Ok(written);
                     }
-                    ControlRecord::Data if got > 0 => record,
+                    // Back to a full-size receive buffer holding this record's bytes.
+                    ControlRecord::Data if got > 0 => {
+                        let mut next = Vec::with_capacity(RECV_CHUNK.max(got));
+                        next.extend_from_slice(&record);
+                        next
+                    }
                     ControlRecord::Data => return Err(cut()),
                     other => {
                         return Err(io::Error::new(
@@ -221,8 +226,4 @@ pub async fn recv_file(
             Err(e) => return Err(e),
         };
     }
-}
-
-fn cut() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "data connection closed without TLS close_notify")
 }

@@ -79,6 +79,11 @@ async fn recv_exact(sock: &SharedFd, n: usize, timeout: Duration) -> io::Result<
         }
         out.extend_from_slice(&got);
     }
+    if out.len() != n {
+        // Only if the allocator ever gave more room than asked: the record boundary is lost,
+        // so the handshake fails rather than hand the kernel a misaligned stream.
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "read past a TLS record"));
+    }
     Ok(out)
 }
 
@@ -86,7 +91,9 @@ async fn recv_exact(sock: &SharedFd, n: usize, timeout: Duration) -> io::Result<
 /// why, with an alert).
 async fn recv_record(sock: &SharedFd, timeout: Duration) -> io::Result<Vec<u8>> {
     let mut record = recv_exact(sock, RECORD_HEADER, timeout).await?;
-    let header: [u8; RECORD_HEADER] = record[..].try_into().expect("a whole header");
+    let header: [u8; RECORD_HEADER] = record[..]
+        .try_into()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "short TLS record header"))?;
     if let Ok(len) = record_body_len(&header) {
         record.extend_from_slice(&recv_exact(sock, len, timeout).await?);
     }
@@ -216,7 +223,7 @@ pub async fn send_file(
     let result = async {
         while pos < end {
             if conn.abort.is_aborted() {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+                return Err(zerocopy::aborted());
             }
             let (res, back) = ops::read_at(file, std::mem::take(&mut buf), pos).await;
             buf = back;
@@ -328,14 +335,11 @@ pub async fn recv_file(
                 return Ok(written);
             }
             if conn.abort.is_aborted() {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+                return Err(zerocopy::aborted());
             }
             buf = recv_some(conn.sock, std::mem::take(&mut buf), stall).await?;
             if buf.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "data connection closed without TLS close_notify",
-                ));
+                return Err(cut());
             }
             stream.conn.feed(&buf, &mut plain).map_err(tls_error)?;
             // Key updates and alerts may want an answer.
@@ -350,4 +354,9 @@ pub async fn recv_file(
 /// Closes a data connection whose TLS was refused: the client sees its end at once.
 pub fn refuse(sock: &SharedFd) {
     sockets::shutdown(std::os::fd::AsRawFd::as_raw_fd(&**sock));
+}
+
+/// A data connection that ended without the client's close_notify (a cut upload).
+pub(super) fn cut() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "data connection closed without TLS close_notify")
 }

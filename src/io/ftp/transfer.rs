@@ -557,7 +557,7 @@ async fn send_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64, len: u64)
     let end = offset + len;
     while pos < end {
         if conn.abort.is_aborted() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+            return Err(zerocopy::aborted());
         }
         let (res, back) = ops::read_at(file, buf, pos).await;
         buf = back;
@@ -585,7 +585,7 @@ async fn recv_ascii(conn: &DataConn<'_>, file: &SharedFd, offset: u64) -> io::Re
     let (mut pos, mut held_cr) = (offset, false);
     loop {
         if conn.abort.is_aborted() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+            return Err(zerocopy::aborted());
         }
         buf = sockets::recv_some(conn.sock, buf, conn.limits.stall_timeout).await?;
         let end = buf.is_empty();

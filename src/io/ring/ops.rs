@@ -118,9 +118,10 @@ pub async fn connect(sock: &SharedFd, to: SocketAddr) -> io::Result<()> {
     unsafe { submit((Rc::clone(sock), addr), sqe).await.0.map(|_| ()) }
 }
 
-/// send(2) of `buf[..]` with MSG_NOSIGNAL; returns the bytes sent and the buffer.
-pub async fn send(sock: &SharedFd, buf: Vec<u8>) -> (io::Result<u32>, Vec<u8>) {
-    let sqe = opcode::Send::new(fd(sock), buf.as_ptr(), buf.len() as u32).flags(libc::MSG_NOSIGNAL).build();
+/// send(2) of `buf[from..]` with MSG_NOSIGNAL; returns the bytes sent and the buffer.
+pub async fn send(sock: &SharedFd, buf: Vec<u8>, from: usize) -> (io::Result<u32>, Vec<u8>) {
+    let rest = buf.get(from..).unwrap_or(&[]);
+    let sqe = opcode::Send::new(fd(sock), rest.as_ptr(), rest.len() as u32).flags(libc::MSG_NOSIGNAL).build();
     // SAFETY: the buffer is owned by data and not touched until completion.
     let (res, (_, buf)) = unsafe { submit((Rc::clone(sock), buf), sqe).await };
     (res, buf)

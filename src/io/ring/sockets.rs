@@ -94,22 +94,24 @@ pub fn endpoints(sock: &SharedFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
 /// Sends all of `buf` on a non-blocking socket; each wait is bounded by `stall`. Returns the
 /// emptied buffer for reuse.
 pub async fn send_all(sock: &SharedFd, mut buf: Vec<u8>, stall: Duration) -> io::Result<Vec<u8>> {
-    while !buf.is_empty() {
+    // What is sent is skipped by an offset, not drained: after a partial send the rest of a
+    // large buffer is not moved to its front.
+    let mut sent = 0;
+    while sent < buf.len() {
         let deadline = Instant::now() + stall;
-        let ((res, back), expired) = bounded(sock.as_raw_fd(), deadline, ops::send(sock, buf)).await;
+        let ((res, back), expired) = bounded(sock.as_raw_fd(), deadline, ops::send(sock, buf, sent)).await;
         buf = back;
         if expired {
             return Err(timed_out("data send"));
         }
         match res {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => {
-                buf.drain(..n as usize);
-            }
+            Ok(n) => sent += n as usize,
             Err(e) if would_block(&e) => ready(sock, libc::POLLOUT, deadline).await?,
             Err(e) => return Err(e),
         }
     }
+    buf.clear();
     Ok(buf)
 }
 

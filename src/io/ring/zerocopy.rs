@@ -143,7 +143,8 @@ impl AbortHandle {
     }
 }
 
-fn aborted() -> io::Error {
+/// The error of a transfer ended by ABOR or the drain timeout.
+pub(crate) fn aborted() -> io::Error {
     io::Error::new(io::ErrorKind::Interrupted, "transfer aborted")
 }
 
