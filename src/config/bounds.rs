@@ -74,6 +74,7 @@ pub const BOUNDS: &[Bound] = &[
     bound("tftp.netascii_memory_bytes", 1, 64 * GIB, "bytes", |c| c.tftp.netascii_memory_bytes),
     bound("tftp.cache_bytes", 0, 64 * GIB, "bytes", |c| c.tftp.cache_bytes),
     bound("tftp.cache_max_file_bytes", 0, 16 * GIB, "bytes", |c| c.tftp.cache_max_file_bytes),
+    bound("tftp.busy_poll_us", 0, 10_000, "microseconds", |c| u64::from(c.tftp.busy_poll_us)),
     bound("tftp.write.quota_bytes", 0, 1024 * GIB, "bytes", |c| c.tftp.write.quota_bytes),
 ];
 

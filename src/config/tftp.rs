@@ -65,6 +65,12 @@ pub struct TftpConfig {
     pub cache_bytes: u64,
     /// Largest file the cache takes (octet mode); bigger files are read from disk per block.
     pub cache_max_file_bytes: u64,
+    /// Microseconds a transfer keeps polling its socket for the client's next datagram
+    /// before it sleeps, while its worker runs at most a few transfers (a lone lock-step
+    /// download is one block per round trip, and a sleeping thread's wake-up is most of a
+    /// round trip, on a VM most of all); 0 turns it off. A client that answers slower than
+    /// this is not polled for.
+    pub busy_poll_us: u32,
     /// dnsmasq's `tftp-unique-root`: serve a client from `<root>/<its IP>/` or
     /// `<root>/<its MAC aa-bb-cc-dd-ee-ff>/` when that directory exists.
     pub unique_root: UniqueRoot,
@@ -98,6 +104,7 @@ impl Default for TftpConfig {
             netascii_memory_bytes: 128 << 20,
             cache_bytes: 256 << 20,
             cache_max_file_bytes: 64 << 20,
+            busy_poll_us: 200,
             unique_root: UniqueRoot::None,
             read: TftpReadConfig::default(),
             write: TftpWriteConfig::default(),

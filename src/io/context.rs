@@ -58,6 +58,11 @@ impl CutSignal {
         notified.await;
     }
 
+    /// True once running transfers must stop.
+    pub fn is_raised(&self) -> bool {
+        self.set.get()
+    }
+
     pub(crate) fn raise(&self) {
         self.set.set(true);
         self.notify.notify_waiters();

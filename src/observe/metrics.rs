@@ -175,6 +175,11 @@ impl WorkerMetrics {
         self.values[m as usize].fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A gauge's or counter's value on this worker.
+    pub fn value(&self, m: Metric) -> i64 {
+        self.get(m as usize)
+    }
+
     fn get(&self, i: usize) -> i64 {
         // Gauges go up and down on the same worker; a transient negative sum is impossible
         // per worker, but read as signed to be safe.

@@ -73,6 +73,12 @@ impl Inlet {
         }
     }
 
+    /// Whether [`Inlet::try_next`] may be called in a loop: not while a ring receive of
+    /// its own may be armed, which would race the loop for the datagram.
+    pub fn pollable(&self) -> bool {
+        !matches!(self, Inlet::Own { .. })
+    }
+
     /// A datagram already waiting, without waiting for one.
     pub fn try_next(&mut self, pool: &BufPool) -> Option<Delivery> {
         let sock = match self {

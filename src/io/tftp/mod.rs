@@ -2,6 +2,7 @@
 //! the sans-IO transfer core, window sends, per-transfer sockets, limits and the shared TFTP
 //! state. Imports `ring/` and `context`, never FTP.
 
+pub mod busy_poll;
 pub mod cache;
 pub mod inbox;
 pub mod inlet;

@@ -367,6 +367,7 @@ impl TftpWorker {
             pool: Rc::clone(&self.pool),
             cut: self.ctx.cut.clone(),
             cache: Arc::clone(&self.state.cache),
+            busy_poll: Duration::from_micros(cfg.busy_poll_us.into()),
         };
         Ok(Some(async move {
             // Held until the transfer ends: the global count and the drain count (the TID

@@ -2,6 +2,7 @@
 //! the sans-IO `ReadTransfer` or `WriteTransfer` with received datagrams and timer expiries,
 //! carrying out what it asks (send a window, store a chunk, commit), and logs when it ends.
 
+use super::busy_poll::BusyPoll;
 use super::cache::{FileCache, FileKey, LoadTicket, Lookup, Pending};
 use super::inbox::Route;
 use super::inlet::Inlet;
@@ -79,6 +80,8 @@ pub struct Start {
     pub acknowledged: Rc<Cell<u64>>,
     /// The server-wide cache of hot files.
     pub cache: Arc<FileCache>,
+    /// How long to poll for the client's next datagram before sleeping (`tftp.busy_poll_us`).
+    pub busy_poll: Duration,
 }
 
 /// The socket side of a transfer.
@@ -159,6 +162,7 @@ pub async fn run(start: Start) {
         cut,
         acknowledged,
         cache,
+        busy_poll,
     } = start;
     let metrics = shared.metrics.worker(worker);
     let running = shared.metrics.hold(worker, Metric::TftpTransfersActive);
@@ -174,7 +178,8 @@ pub async fn run(start: Start) {
         Ok((mut job, values)) => {
             granted = Some(values);
             let mut inlet = inlet;
-            let outcome = drive(&mut job, &mut link, &mut inlet, metrics, &cut, tid, &acknowledged).await;
+            let outcome =
+                drive(&mut job, &mut link, &mut inlet, metrics, &cut, tid, &acknowledged, busy_poll).await;
             inlet.close(&link.pool).await;
             complete = matches!(outcome, Outcome::Complete { .. });
             // A failed transfer still logs and counts what the client acknowledged.
@@ -398,6 +403,7 @@ async fn read_whole(file: &SharedFd, len: u64) -> io::Result<Vec<u8>> {
 }
 
 /// The loop: send what the machine wants, then wait for a datagram or its deadline.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     job: &mut Job,
     link: &mut Link,
@@ -406,12 +412,14 @@ async fn drive(
     cut: &CutSignal,
     tid: LiveEntry,
     acknowledged: &Cell<u64>,
+    busy_poll: Duration,
 ) -> Outcome {
     let mut items: Vec<Transmit> = Vec::new();
     let mut recv_errors = 0u32;
     let mut was_cut = false;
     let mut tid = Some(tid);
     let pool = Rc::clone(&link.pool);
+    let mut poll = BusyPoll::new(busy_poll);
     loop {
         let sent = flush(job, link, &mut items).await;
         metrics.add(Metric::TftpDatagramsSent, sent as u64);
@@ -427,20 +435,26 @@ async fn drive(
         let now = Instant::now();
         // A running machine always has a deadline; the fallback only guards a bug.
         let deadline = both!(job, t => t.poll_timeout()).unwrap_or(now + Duration::from_secs(1));
-        let event = tokio::select! {
-            // In this order: the cut, so no flood of datagrams can hide it; a datagram
-            // before the timer, so a worker that wakes late reads the ACK that is waiting
-            // before it resends what that ACK acknowledged.
-            biased;
-            _ = cut.wait(), if !was_cut => {
-                was_cut = true;
-                both!(job, t => t.abort(ErrorCode::NotDefined, "server shutting down"));
-                continue;
+        let polled = poll.poll(inlet, &pool, metrics, deadline, cut).await;
+        let event = if polled.is_some() {
+            polled
+        } else {
+            tokio::select! {
+                // In this order: the cut, so no flood of datagrams can hide it; a datagram
+                // before the timer, so a worker that wakes late reads the ACK that is waiting
+                // before it resends what that ACK acknowledged.
+                biased;
+                _ = cut.wait(), if !was_cut => {
+                    was_cut = true;
+                    both!(job, t => t.abort(ErrorCode::NotDefined, "server shutting down"));
+                    continue;
+                }
+                d = inlet.next(&pool) => Some(d),
+                _ = tokio::time::sleep_until(deadline.into()) => None,
             }
-            d = inlet.next(&pool) => Some(d),
-            _ = tokio::time::sleep_until(deadline.into()) => None,
         };
         if let Some((res, buf)) = event {
+            poll.answered();
             pool.give(on_receive(job, res, buf, &mut recv_errors).await);
         }
         // Checked after datagrams too, so a stream of stray packets cannot starve the timer.

@@ -7,6 +7,15 @@ use std::net::UdpSocket;
 
 #[test]
 fn a_queued_ack_goes_before_an_expired_timer() {
+    queued_ack_before_timer(Duration::ZERO);
+}
+
+#[test]
+fn a_queued_ack_goes_before_an_expired_timer_when_polling() {
+    queued_ack_before_timer(Duration::from_micros(200));
+}
+
+fn queued_ack_before_timer(busy_poll: Duration) {
     // A worker that wakes late finds the client's ACK 1 queued and the timer of DATA 1
     // expired long ago. It must read the ACK and send DATA 2, not resend DATA 1 first.
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -47,6 +56,7 @@ fn a_queued_ack_goes_before_an_expired_timer() {
             &CutSignal::default(),
             tid,
             &Cell::new(0),
+            busy_poll,
         )
         .await;
         inlet.close(&link.pool).await;
