@@ -43,9 +43,9 @@ impl BusyPoll {
     /// Polls `inlet` until a datagram comes, `deadline` (the transfer's timer) or the budget
     /// passes, or the worker gets busy; `None` means: wait asleep.
     ///
-    /// Each round gives the worker's other tasks and its reactor a turn (`yield_now`) and
-    /// the CPU to any other thread that wants it (`sched_yield`), so polling takes only time
-    /// nobody else wants.
+    /// Each round gives the worker's other tasks, its ring and its reactor a turn ([`turn`])
+    /// and the CPU to any other thread that wants it (`sched_yield`), so polling takes only
+    /// time nobody else wants.
     pub async fn poll(
         &mut self,
         inlet: &mut Inlet,
@@ -70,7 +70,7 @@ impl BusyPoll {
             {
                 return None;
             }
-            tokio::task::yield_now().await;
+            turn().await;
             std::thread::yield_now();
         }
     }
@@ -83,6 +83,22 @@ impl BusyPoll {
             self.pays = since.elapsed() <= self.budget;
         }
     }
+}
+
+/// Lets the worker's other tasks run, submits what they queued on the ring and reads the
+/// reactor's events, without sleeping.
+///
+/// Not `tokio::task::yield_now`, nor a task that wakes itself: a runtime with a task ready
+/// looks at its reactor without calling its park hook, and the hook is where tokio-uring
+/// submits the ring's queued operations, so a transfer polling without end would hold every
+/// other task's file open, disk read and send unsubmitted. A ring no-op leaves this task
+/// waiting on the ring: with nothing else ready the runtime parks, the hook submits the
+/// no-op with everything queued before it, the no-op completes at once, and the ring's
+/// completion wakes the runtime before it can sleep.
+async fn turn() {
+    // A no-op cannot fail for a reason of its own; if the ring refuses it, the next round
+    // polls again and the transfer's timer still bounds the wait.
+    let _ = tokio_uring::no_op().await;
 }
 
 #[cfg(test)]
@@ -197,6 +213,57 @@ mod tests {
             let began = Instant::now();
             assert!(poll.poll(&mut inlet, &pool, &metrics, far, &cut).await.is_none());
             assert!(began.elapsed() < Duration::from_secs(1));
+        });
+    }
+
+    #[test]
+    fn the_rings_other_operations_go_on_while_a_transfer_polls() {
+        // A client that always answers within the budget keeps the transfer polling; a disk
+        // read another task puts on the worker's ring must still be submitted and complete
+        // while it does, not when the client stops.
+        const CAP: u32 = 20_000;
+        tokio_uring::start(async {
+            let (mut inlet, client) = pair();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let sender = {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = client.send(b"ack!");
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                })
+            };
+            let polled = Rc::new(std::cell::Cell::new(0u32));
+            let poller = {
+                let polled = Rc::clone(&polled);
+                tokio_uring::spawn(async move {
+                    let (pool, metrics, cut) = kit();
+                    let mut poll = BusyPoll::new(Duration::from_millis(500));
+                    let far = Instant::now() + Duration::from_secs(60);
+                    while polled.get() < CAP {
+                        let Some((_, buf)) = poll.poll(&mut inlet, &pool, &metrics, far, &cut).await else {
+                            break;
+                        };
+                        polled.set(polled.get() + 1);
+                        poll.answered();
+                        pool.give(buf);
+                    }
+                })
+            };
+            // Let the poller start before the read is queued.
+            while polled.get() < 10 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let file: crate::io::ring::ops::SharedFd =
+                Rc::new(OwnedFd::from(std::fs::File::open("/proc/self/stat").unwrap()));
+            let (res, _) = crate::io::ring::ops::read_at(&file, Vec::with_capacity(512), 0).await;
+            let when = polled.get();
+            res.expect("the read");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            sender.join().unwrap();
+            poller.await.unwrap();
+            assert!(when < CAP, "the read waited until the poller stopped");
         });
     }
 }
