@@ -1,6 +1,8 @@
 //! A server-wide cache of hot TFTP files (a boot storm fetches the same few files thousands of
 //! times): DATA is copied from memory instead of read per block. Bounded in bytes, keyed by the
 //! file's identity and version, and looked up once per request under a lock, never per block.
+//! A file is read in when a second transfer of it starts while another runs: one client at a
+//! time gains nothing from a copy (the page cache serves it as fast) and would pay for the load.
 //!
 //! Server-wide rather than per worker: a per-worker cache would hold one copy of a boot image
 //! per CPU, so a 64-core box would need 64 times the memory for the same hit rate.
@@ -86,6 +88,9 @@ impl Pending {
 }
 
 enum Slot {
+    /// Read from the file, not cached, by the transfers holding a clone of the token: a
+    /// request that finds another holder loads the file.
+    Alone(Arc<()>),
     /// One request is reading the file in; others meanwhile read from the file.
     Loading(Arc<Pending>),
     /// In memory; `used` orders entries for eviction (least recently used first).
@@ -102,6 +107,9 @@ pub enum Lookup {
     Loading(Arc<Pending>),
     /// Not cached now: no room.
     Miss,
+    /// Not cached: no other transfer reads it now. Read from the file, holding the token for
+    /// as long as the transfer runs, so a request meanwhile loads the file.
+    Alone(Reader),
     /// Never cached: empty, bigger than the per-file limit, or the cache is off.
     Uncacheable,
 }
@@ -121,6 +129,18 @@ pub struct FileCache {
 struct Table {
     slots: HashMap<FileKey, Slot>,
     tick: u64,
+    /// Entries beyond which idle `Alone` slots (files nobody reads now) are dropped.
+    sweep_at: usize,
+}
+
+/// Entries the table holds before its first sweep of idle `Alone` slots; the threshold then
+/// doubles with what stays, so sweeping costs O(1) per lookup on average.
+const SWEEP_AT: usize = 4096;
+
+/// A transfer reading an uncached file; see [`Lookup::Alone`].
+#[derive(Debug)]
+pub struct Reader {
+    _token: Arc<()>,
 }
 
 impl std::fmt::Debug for FileCache {
@@ -161,7 +181,17 @@ impl FileCache {
                 return Lookup::Hit(Arc::clone(file));
             }
             Some(Slot::Loading(pending)) => return Lookup::Loading(Arc::clone(pending)),
-            None => {}
+            Some(Slot::Alone(token)) if Arc::strong_count(token) == 1 => {
+                return Lookup::Alone(Reader { _token: Arc::clone(token) });
+            }
+            // Another transfer reads it now: worth reading in.
+            Some(Slot::Alone(_)) => {}
+            None => {
+                sweep(&mut table);
+                let token = Arc::new(());
+                table.slots.insert(key, Slot::Alone(Arc::clone(&token)));
+                return Lookup::Alone(Reader { _token: token });
+            }
         }
         if !self.make_room(&mut table, key.size) {
             return Lookup::Miss;
@@ -190,6 +220,16 @@ impl FileCache {
         }
         true
     }
+}
+
+/// Drops `Alone` slots nobody holds once the table has grown past its threshold, so files
+/// read once each (a crawl of the whole tree) cannot grow it without bound.
+fn sweep(table: &mut Table) {
+    if table.slots.len() < table.sweep_at.max(SWEEP_AT) {
+        return;
+    }
+    table.slots.retain(|_, slot| !matches!(slot, Slot::Alone(token) if Arc::strong_count(token) == 1));
+    table.sweep_at = (table.slots.len() * 2).max(SWEEP_AT);
 }
 
 /// The right to put one file into the cache; its reservation is returned when dropped unused.
@@ -251,18 +291,56 @@ mod tests {
         Arc::new(FileCache::new(budget, max_file, Arc::default()))
     }
 
-    fn load(c: &Arc<FileCache>, k: FileKey) -> bool {
+    /// A lookup while another transfer reads the file (what loads it).
+    fn lookup_shared(c: &Arc<FileCache>, k: FileKey) -> Lookup {
         match c.lookup(k) {
+            Lookup::Alone(reader) => {
+                let second = c.lookup(k);
+                drop(reader);
+                second
+            }
+            other => other,
+        }
+    }
+
+    fn load(c: &Arc<FileCache>, k: FileKey) -> bool {
+        match lookup_shared(c, k) {
             Lookup::Load(t) => t.finish(vec![7; k.size as usize], k),
             _ => false,
         }
     }
 
     #[test]
+    fn a_file_read_by_one_transfer_at_a_time_is_not_loaded() {
+        let c = cache(100, 50);
+        let k = key(1, 10);
+        for _ in 0..3 {
+            let Lookup::Alone(reader) = c.lookup(k) else { panic!("one reader: from the file") };
+            drop(reader);
+        }
+        assert_eq!(c.held(), 0);
+        let Lookup::Alone(first) = c.lookup(k) else { panic!() };
+        assert!(matches!(c.lookup(k), Lookup::Load(_)), "a second reader meanwhile loads it");
+        drop(first);
+    }
+
+    #[test]
+    fn idle_entries_of_files_read_once_are_swept() {
+        let c = cache(100, 50);
+        let kept = c.lookup(key(0, 10));
+        for ino in 1..=(3 * SWEEP_AT as u64) {
+            drop(c.lookup(key(ino, 10)));
+        }
+        assert!(c.table().slots.len() <= 2 * SWEEP_AT, "{} entries", c.table().slots.len());
+        let Lookup::Alone(_) = kept else { panic!() };
+        assert!(matches!(c.lookup(key(0, 10)), Lookup::Load(_)), "a held entry survives the sweep");
+    }
+
+    #[test]
     fn a_file_is_loaded_once_then_hit() {
         let c = cache(100, 50);
         let k = key(1, 10);
-        let ticket = match c.lookup(k) {
+        let ticket = match lookup_shared(&c, k) {
             Lookup::Load(t) => t,
             _ => panic!("first lookup must load"),
         };
@@ -281,15 +359,15 @@ mod tests {
     fn a_changed_file_or_a_short_read_is_not_stored() {
         let c = cache(100, 50);
         let k = key(1, 10);
-        let Lookup::Load(t) = c.lookup(k) else { panic!() };
+        let Lookup::Load(t) = lookup_shared(&c, k) else { panic!() };
         assert!(!t.finish(vec![1; 10], key(1, 11)), "changed while read");
         assert_eq!(c.held(), 0, "the reservation is returned");
-        let Lookup::Load(t) = c.lookup(k) else { panic!("may load again") };
+        let Lookup::Load(t) = lookup_shared(&c, k) else { panic!("may load again") };
         assert!(!t.finish(vec![1; 9], k), "short read");
-        let Lookup::Load(t) = c.lookup(k) else { panic!() };
+        let Lookup::Load(t) = lookup_shared(&c, k) else { panic!() };
         drop(t);
         assert_eq!(c.held(), 0);
-        assert!(matches!(c.lookup(key(2, 10)), Lookup::Load(_)));
+        assert!(matches!(lookup_shared(&c, key(2, 10)), Lookup::Load(_)));
     }
 
     #[test]
@@ -314,9 +392,9 @@ mod tests {
         let c = cache(20, 20);
         assert!(load(&c, key(1, 20)));
         let Lookup::Hit(held) = c.lookup(key(1, 20)) else { panic!() };
-        assert!(matches!(c.lookup(key(2, 10)), Lookup::Miss));
+        assert!(matches!(lookup_shared(&c, key(2, 10)), Lookup::Miss));
         drop(held);
-        assert!(matches!(c.lookup(key(2, 10)), Lookup::Load(_)));
+        assert!(matches!(lookup_shared(&c, key(2, 10)), Lookup::Load(_)));
     }
 
     #[test]

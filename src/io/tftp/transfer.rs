@@ -3,7 +3,7 @@
 //! carrying out what it asks (send a window, store a chunk, commit), and logs when it ends.
 
 use super::busy_poll::BusyPoll;
-use super::cache::{FileCache, FileKey, LoadTicket, Lookup, Pending};
+use super::cache::{CachedFile, FileCache, FileKey, LoadTicket, Lookup, Pending, Reader};
 use super::inbox::Route;
 use super::inlet::Inlet;
 use super::limits::LiveEntry;
@@ -119,11 +119,11 @@ struct Limits {
 /// The running state machine with its file side.
 enum Job {
     /// `_charge` holds a netascii file's share of the memory budget while the transfer runs;
-    /// `upgrade` is the file cache's load under way, switched to once it is ready.
+    /// `upgrade` ties a read from the file to the file cache (see [`Upgrade`]).
     Read {
         t: ReadTransfer,
         source: Source,
-        upgrade: Option<Arc<Pending>>,
+        upgrade: Option<Upgrade>,
         _charge: Option<MemoryCharge>,
     },
     Write {
@@ -326,15 +326,35 @@ async fn prepare(
     }
 }
 
+/// How a read from the file stands with the file cache.
+#[derive(Debug)]
+enum Upgrade {
+    /// The cache is reading the file in: switch to memory once it is there.
+    Loading(Arc<Pending>),
+    /// Nobody else reads the file now: this token marks the transfer as its reader, so a
+    /// second request meanwhile loads the file into the cache.
+    Alone { _reader: Reader },
+}
+
+impl Upgrade {
+    /// The file's bytes, once the cache has them.
+    fn ready(&self) -> Option<&Arc<CachedFile>> {
+        match self {
+            Upgrade::Loading(pending) => pending.get(),
+            Upgrade::Alone { .. } => None,
+        }
+    }
+}
+
 /// Where an octet read's DATA comes from: the file cache when it holds the file, else the
-/// file itself, with the cache's load to switch to when one is under way; the first request
-/// for a cacheable file also starts reading it in.
+/// file itself, with the cache's load to switch to when one is under way; a request for a
+/// cacheable file that another transfer reads now starts reading it in.
 fn cached_source(
     file: SharedFd,
     key: FileKey,
     cache: &Arc<FileCache>,
     metrics: &WorkerMetrics,
-) -> (Source, Option<Arc<Pending>>) {
+) -> (Source, Option<Upgrade>) {
     match cache.lookup(key) {
         Lookup::Hit(cached) => {
             metrics.inc(Metric::TftpCacheHits);
@@ -347,15 +367,19 @@ fn cached_source(
             // of them switch to memory when it is in.
             let pending = ticket.pending();
             tokio_uring::spawn(fill_cache(ticket, Rc::clone(&file)));
-            (Source::File(file), Some(pending))
+            (Source::File(file), Some(Upgrade::Loading(pending)))
         }
         Lookup::Loading(pending) => {
             metrics.inc(Metric::TftpCacheMisses);
-            (Source::File(file), Some(pending))
+            (Source::File(file), Some(Upgrade::Loading(pending)))
         }
         Lookup::Miss => {
             metrics.inc(Metric::TftpCacheMisses);
             (Source::File(file), None)
+        }
+        Lookup::Alone(reader) => {
+            metrics.inc(Metric::TftpCacheMisses);
+            (Source::File(file), Some(Upgrade::Alone { _reader: reader }))
         }
         Lookup::Uncacheable => (Source::File(file), None),
     }
@@ -532,7 +556,7 @@ async fn flush(job: &mut Job, link: &mut Link, items: &mut Vec<Transmit>) -> usi
         let source = match job {
             Job::Read { source, upgrade, .. } => {
                 // The file cache finished loading this file: the rest comes from memory.
-                if let Some(cached) = upgrade.as_ref().and_then(|p| p.get()) {
+                if let Some(cached) = upgrade.as_ref().and_then(Upgrade::ready) {
                     *source = Source::Cached(Arc::clone(cached));
                     *upgrade = None;
                 }
