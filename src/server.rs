@@ -134,6 +134,7 @@ struct Running {
 /// may not reach, starts the binder, drops privileges, then starts the workers.
 fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     let start = StartPrivilege::detect();
+    crate::fd_limit::raise(&config);
     let workers = config.effective_workers();
     let listeners = listen::bind_all(&config, workers)?;
     let (ftp_served, tftp_served) = listeners.served();

@@ -60,8 +60,9 @@ pub struct TftpConfig {
     /// worst case of the encoding); a request beyond it gets ERROR 0 "server busy".
     pub netascii_memory_bytes: u64,
     /// Memory the server-wide file cache may hold: boot storms fetch the same few files
-    /// thousands of times, and DATA then comes from memory instead of a read per block.
-    /// Files in use by transfers count; 0 disables the cache.
+    /// thousands of times, and DATA then comes from memory instead of a read per block. A
+    /// file is read in when a second transfer of it starts while another runs. Files in use
+    /// by transfers count; 0 disables the cache.
     pub cache_bytes: u64,
     /// Largest file the cache takes (octet mode); bigger files are read from disk per block.
     pub cache_max_file_bytes: u64,

@@ -125,6 +125,33 @@ mod tests {
     }
 
     #[test]
+    fn a_climbing_lookup_is_not_failed_by_renames_elsewhere() {
+        // With RESOLVE_IN_ROOT, the kernel answers EAGAIN to a `..` walk that any rename on
+        // the system raced; the open retries rather than fail the client's request.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("target"), "t").unwrap();
+        std::os::unix::fs::symlink("../target", dir.path().join("sub/link")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let busy = tempfile::tempdir().unwrap();
+        std::fs::write(busy.path().join("a"), "").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let (stop, p) = (std::sync::Arc::clone(&stop), busy.path().to_path_buf());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(p.join("a"), p.join("b")).unwrap();
+                    std::fs::rename(p.join("b"), p.join("a")).unwrap();
+                }
+            })
+        };
+        let failed = (0..20_000).filter(|_| read(&root, "sub/link").is_err()).count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().unwrap();
+        assert_eq!(failed, 0, "opens through `..` failed while renames ran");
+    }
+
+    #[test]
     fn parent_of_gives_a_dir_and_plain_name() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("a")).unwrap();

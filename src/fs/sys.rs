@@ -7,9 +7,23 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+/// Tries of an openat2 that the kernel answered EAGAIN.
+const OPENAT2_TRIES: usize = 16;
+
 /// openat2(2) of `path` relative to `dir`, resolved as `how` says.
+///
+/// With RESOLVE_IN_ROOT a `..` (one a symlink leads to included) fails with EAGAIN when a
+/// rename or mount anywhere on the system raced the lookup, since the kernel cannot then prove
+/// the walk stayed inside; openat2(2) says to try again. Without the retry a request through
+/// such a link got ERROR 0 while an rsync ran elsewhere (seen in the full test suite).
 pub fn openat2(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> io::Result<OwnedFd> {
-    let fd = nix::fcntl::openat2(dir.as_raw_fd(), path, how)?;
+    let mut tries = 1;
+    let fd = loop {
+        match nix::fcntl::openat2(dir.as_raw_fd(), path, how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < OPENAT2_TRIES => tries += 1,
+            other => break other?,
+        }
+    };
     // SAFETY: openat2 returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
