@@ -11,6 +11,7 @@ pub mod binder;
 pub mod calendar;
 pub mod cli;
 pub mod config;
+pub mod cpu_quota;
 pub mod fd_limit;
 pub mod file_error;
 pub mod fs;
