@@ -4,10 +4,27 @@
 //! Only reported, never acted on: an operator may well want the polling under a generous
 //! quota, and a quota that throttles shows in `cpu.stat`, not here.
 
+use crate::config::Config;
 use std::path::{Path, PathBuf};
+use tracing::warn;
+
+/// Warns when TFTP busy polling is on and the cgroup has a CPU quota that polling spends.
+pub fn warn_if_polling(config: &Config) {
+    if !config.tftp.enabled || config.tftp.busy_poll_us == 0 {
+        return;
+    }
+    if let Some(cpus) = quota_cpus() {
+        warn!(
+            cpus,
+            busy_poll_us = config.tftp.busy_poll_us,
+            "Ferry's cgroup has a CPU quota: a worker polling for a lone TFTP client spends it \
+             (set tftp.busy_poll_us = 0 if the quota throttles)"
+        );
+    }
+}
 
 /// CPUs' worth of time per period the cgroup may use, when it has a quota.
-pub fn quota_cpus() -> Option<f64> {
+fn quota_cpus() -> Option<f64> {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let dir = own_dir(&cgroup)?;
     let max = std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(dir).join("cpu.max")).ok()?;

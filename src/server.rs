@@ -135,16 +135,7 @@ struct Running {
 fn start(config: Config, reloader: Reloader) -> Result<Running, StartupError> {
     let start = StartPrivilege::detect();
     crate::fd_limit::raise(&config);
-    if config.tftp.enabled && config.tftp.busy_poll_us > 0 {
-        if let Some(cpus) = crate::cpu_quota::quota_cpus() {
-            warn!(
-                cpus,
-                busy_poll_us = config.tftp.busy_poll_us,
-                "Ferry's cgroup has a CPU quota: a worker polling for a lone TFTP client spends it \
-                 (set tftp.busy_poll_us = 0 if the quota throttles)"
-            );
-        }
-    }
+    crate::cpu_quota::warn_if_polling(&config);
     let workers = config.effective_workers();
     let listeners = listen::bind_all(&config, workers)?;
     let (ftp_served, tftp_served) = listeners.served();

@@ -79,11 +79,7 @@ async fn recv_exact(sock: &SharedFd, n: usize, timeout: Duration) -> io::Result<
         }
         out.extend_from_slice(&got);
     }
-    if out.len() != n {
-        // Only if the allocator ever gave more room than asked: the record boundary is lost,
-        // so the handshake fails rather than hand the kernel a misaligned stream.
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "read past a TLS record"));
-    }
+    debug_assert_eq!(out.len(), n, "a receive fills at most the capacity asked for");
     Ok(out)
 }
 
@@ -103,8 +99,8 @@ async fn recv_record(sock: &SharedFd, timeout: Duration) -> io::Result<Vec<u8>> 
 /// Runs the server handshake on a data connection within `timeout` (each wait), and checks
 /// that it resumed the control session when that is required. An `upload` gets no session
 /// tickets (see `SessionTls::accept_upload`). With `whole_records` (the kernel may take the
-/// connection over) it reads one record at a time, so no byte past the handshake is taken
-/// from the socket.
+/// connection's receiving over) it reads one record at a time, so no byte past the handshake
+/// is taken from the socket.
 pub async fn handshake(
     sock: &SharedFd,
     tls: &DataTls,
@@ -114,7 +110,9 @@ pub async fn handshake(
 ) -> Result<DataStream, HandshakeError> {
     let mut conn = if upload { tls.session.accept_upload() } else { tls.session.accept() };
     conn.set_buffer_limit(SEND_BUFFER_LIMIT);
-    let (mut out, mut buf, mut early) = (Vec::new(), Vec::with_capacity(16 * 1024), Vec::new());
+    // Whole records come in buffers of their own; otherwise one 16 KiB buffer is reused.
+    let first = if whole_records { Vec::new() } else { Vec::with_capacity(16 * 1024) };
+    let (mut out, mut buf, mut early) = (Vec::new(), first, Vec::new());
     while conn.is_handshaking() {
         flush(sock, &mut conn, &mut out, timeout).await.map_err(HandshakeError::Failed)?;
         buf = if whole_records {

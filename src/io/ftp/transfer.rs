@@ -221,7 +221,7 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
     match tls_path {
         TlsPath::Kernel => ctx.shared.metrics.worker(ctx.id).inc(Metric::FtpTlsTransfersKernel),
         TlsPath::UserSpace => ctx.shared.metrics.worker(ctx.id).inc(Metric::FtpTlsTransfersUserSpace),
-        TlsPath::None | TlsPath::Refused => {}
+        TlsPath::None | TlsPath::Unsettled | TlsPath::Refused => {}
     }
     account(&ctx, record.as_ref(), &outcome, bytes, started.elapsed());
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(outcome)))).await;
@@ -232,6 +232,9 @@ pub async fn run(ctx: Rc<WorkerContext>, ftp: Rc<FtpWorker>, mut job: Job, tx: S
 enum TlsPath {
     /// Clear (PROT C).
     None,
+    /// PROT P, but the transfer ended before its data connection had a TLS path (no
+    /// connection, an abort, a failed handshake): neither path's counter takes it.
+    Unsettled,
     /// rustls in user space.
     UserSpace,
     /// The kernel's `tls` ULP.
@@ -244,6 +247,7 @@ impl TlsPath {
     fn name(self) -> &'static str {
         match self {
             TlsPath::None => "none",
+            TlsPath::Unsettled => "unsettled",
             TlsPath::UserSpace => "user-space",
             TlsPath::Kernel => "kernel",
             TlsPath::Refused => "refused",
@@ -300,7 +304,7 @@ async fn drive(
 ) -> (TransferEvent, u64, TlsPath) {
     let Job { token, source, endpoint, local_ip, cancel, label, conf, moved, tls, .. } = job;
     // Before the data connection: the transfer has no TLS path yet.
-    let tls_path = if tls.is_some() { TlsPath::UserSpace } else { TlsPath::None };
+    let tls_path = if tls.is_some() { TlsPath::Unsettled } else { TlsPath::None };
     let cfg = conf.ftp();
     let (mode, conn) = match endpoint {
         Endpoint::Passive(passive) => {
@@ -337,12 +341,18 @@ async fn drive(
     let _ = tx.send(Msg::Completion(token, Box::new(OpResult::Transfer(TransferEvent::Started)))).await;
     // RFC 4217 §7: the client starts the data connection's handshake once it read the 150.
     let kernel = &ftp.shared.ktls;
+    let want = match &source {
+        Source::Stor { .. } => Want::Receive,
+        Source::Retr { .. } | Source::List(..) => Want::Send,
+    };
     let path = match &tls {
         None => None,
         Some(tls) => {
             let timeout = Duration::from_secs(cfg.passive.accept_timeout_secs);
-            let upload = matches!(source, Source::Stor { .. });
-            match tls::handshake(&sock, tls, timeout, upload, kernel.enabled()).await {
+            let upload = want == Want::Receive;
+            // Record by record only when the kernel may take over receiving: no byte past
+            // the handshake may then be read in user space. A download's kernel only sends.
+            match tls::handshake(&sock, tls, timeout, upload, upload && kernel.enabled()).await {
                 Ok(stream) => Some(stream),
                 Err(e) => {
                     tls::refuse(&sock);
@@ -364,10 +374,6 @@ async fn drive(
         }
     };
     let conn = DataConn { moved, ..DataConn::new(&sock, &ftp.pipes, limits, &cancel.zero_copy) };
-    let want = match &source {
-        Source::Stor { .. } => Want::Receive,
-        Source::Retr { .. } | Source::List(..) => Want::Send,
-    };
     let path = match path.map(|stream| ktls::hand_off(&sock, stream, want, kernel)).transpose() {
         Ok(path) => path,
         Err(e) => {

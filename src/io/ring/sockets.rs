@@ -79,7 +79,7 @@ impl Cancel {
         *self.waiting_on.borrow_mut() = Some(Rc::clone(fd));
         if self.is_aborted() {
             shutdown(fd.as_raw_fd());
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "transfer aborted"));
+            return Err(super::zerocopy::aborted());
         }
         Ok(())
     }

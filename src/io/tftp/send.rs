@@ -61,7 +61,7 @@ pub struct Link {
 struct Ahead {
     offset: u64,
     lens: Vec<usize>,
-    filling: Filling,
+    op: ops::SlotsRead,
     /// Its share of the worker's read-ahead budget, held until it is used or dropped.
     _reserved: AheadReservation,
 }
@@ -70,17 +70,6 @@ impl std::fmt::Debug for Ahead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ahead").field("offset", &self.offset).field("blocks", &self.lens.len()).finish()
     }
-}
-
-/// How a read-ahead gets its bytes.
-enum Filling {
-    /// A preadv through the ring, under way (a file).
-    Reading(ops::SlotsRead),
-    /// Copied out of memory already (a cached file, a netascii encoding), with the bytes
-    /// copied: done while the client takes in the window just sent, so its ACK is answered
-    /// without a copy of the next window on the way (a third of the time of a window of 64
-    /// blocks from memory on loopback).
-    Copied(Vec<Vec<u8>>, usize),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,8 +134,8 @@ impl Link {
         };
         if filled.is_ok() {
             bufs = self.transmit(bufs).await;
-            if let Some(source) = source {
-                self.read_ahead(source, items);
+            if let Some(Source::File(file)) = source {
+                self.read_ahead(file, items);
             }
         }
         self.pool.give_all(&mut bufs);
@@ -156,7 +145,7 @@ impl Link {
 
     /// After a window of full blocks, starts reading the window that follows it (same
     /// number of blocks) unless that read is already under way.
-    fn read_ahead(&mut self, source: &Source, items: &[Transmit]) {
+    fn read_ahead(&mut self, file: &SharedFd, items: &[Transmit]) {
         let mut count = 0;
         let mut full = 0;
         let mut next = None;
@@ -178,28 +167,16 @@ impl Link {
         self.ahead = None;
         let Some(reserved) = self.pool.reserve_ahead(count) else { return };
         let lens = vec![full; count];
-        let mut bufs: Vec<Vec<u8>> = (0..count)
+        let bufs = (0..count)
             .map(|_| {
                 let mut b = self.pool.take();
                 b.resize(DATA_HEADER_LEN, 0);
                 b
             })
             .collect();
-        let filling = match source {
-            // A stale read-ahead (not the window asked for) is dropped: it completes unobserved.
-            Source::File(file) => {
-                Filling::Reading(ops::read_into_slots_op(file, bufs, DATA_HEADER_LEN, &lens, offset))
-            }
-            Source::Memory(bytes) => {
-                let copied = copy_ahead(bytes, &mut bufs, &lens, offset);
-                Filling::Copied(bufs, copied)
-            }
-            Source::Cached(file) => {
-                let copied = copy_ahead(file.bytes(), &mut bufs, &lens, offset);
-                Filling::Copied(bufs, copied)
-            }
-        };
-        self.ahead = Some(Ahead { offset, lens, filling, _reserved: reserved });
+        // A stale read-ahead (not the window asked for) is dropped: it completes unobserved.
+        let op = ops::read_into_slots_op(file, bufs, DATA_HEADER_LEN, &lens, offset);
+        self.ahead = Some(Ahead { offset, lens, op, _reserved: reserved });
     }
 
     /// Sends every datagram of `bufs`; returns the buffers once all sends completed.
@@ -367,14 +344,8 @@ async fn take_ahead(
         && n <= a.lens.len()
         && lens.iter().zip(&a.lens).enumerate().all(|(i, (l, al))| if i + 1 < n { l == al } else { l <= al });
     let total: usize = lens.iter().sum();
-    let (got, mut bufs) = match a.filling {
-        Filling::Reading(op) => {
-            let (res, bufs) = op.await;
-            (res.map_or(0, |n| n as usize), bufs)
-        }
-        Filling::Copied(bufs, copied) => (copied, bufs),
-    };
-    let ok = fits && got >= total;
+    let (res, mut bufs) = a.op.await;
+    let ok = fits && res.is_ok_and(|got| got as usize >= total);
     if ok {
         for ((slot, b), &len) in run.iter_mut().zip(bufs.iter_mut()).zip(lens) {
             let (Some(head), Some(dst)) = (slot.get(..DATA_HEADER_LEN), b.get_mut(..DATA_HEADER_LEN)) else {
@@ -433,19 +404,6 @@ fn copy_run(bytes: &[u8], run: &mut [Vec<u8>], lens: &[usize], offset: u64) -> R
     Ok(())
 }
 
-/// Copies the blocks of a read-ahead out of memory behind their headers, as far as the bytes
-/// go (the file may end inside the window); returns the bytes copied.
-fn copy_ahead(bytes: &[u8], bufs: &mut [Vec<u8>], lens: &[usize], offset: u64) -> usize {
-    let mut at = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-    let start = at;
-    for (buf, &len) in bufs.iter_mut().zip(lens) {
-        let end = at.saturating_add(len).min(bytes.len());
-        buf.extend_from_slice(bytes.get(at..end).unwrap_or_default());
-        at = end;
-    }
-    at - start
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,20 +433,5 @@ mod tests {
     fn control_datagrams_are_sent_alone() {
         let (b, o) = window(&[20, 20], false);
         assert_eq!(plan_groups(&b, &o, true), vec![0..1, 1..2]);
-    }
-
-    #[test]
-    fn a_read_ahead_from_memory_copies_as_far_as_the_file_goes() {
-        let bytes: Vec<u8> = (0..10u8).collect();
-        let mut bufs = vec![vec![0u8; DATA_HEADER_LEN]; 3];
-        // Blocks of 4 from offset 2: [2..6], [6..10], then nothing.
-        assert_eq!(copy_ahead(&bytes, &mut bufs, &[4, 4, 4], 2), 8);
-        assert_eq!(&bufs[0][DATA_HEADER_LEN..], &[2, 3, 4, 5]);
-        assert_eq!(&bufs[1][DATA_HEADER_LEN..], &[6, 7, 8, 9]);
-        assert_eq!(bufs[2].len(), DATA_HEADER_LEN);
-        // An offset past the end copies nothing and does not panic.
-        let mut bufs = vec![vec![0u8; DATA_HEADER_LEN]; 2];
-        assert_eq!(copy_ahead(&bytes, &mut bufs, &[4, 4], 40), 0);
-        assert_eq!(copy_ahead(&bytes, &mut bufs, &[4, 4], u64::MAX), 0);
     }
 }
